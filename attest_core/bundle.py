@@ -1,0 +1,330 @@
+"""Evidence bundles: everything an auditor needs to check a claim offline.
+
+A bundle is one UTF-8 JSON object with exactly these members::
+
+    {
+      "format": "iot-attest-evidence/v1",
+      "checkpoint": "<signed note: C2SP tlog-checkpoint signed by the log key>",
+      "claim_index": 1234,
+      "entries": [{"index": 7, "entry": "<base64 entry bytes>"}, ...],
+      "proof": ["<base64 hash>", ...]
+    }
+
+``entries`` holds the claim entry and every entry the evaluation needs
+(enrolments, key rotations and revocations of the claimed assets' devices,
+and their readings), sorted by log index with no index twice.  ``proof`` is
+one multi-leaf inclusion proof of all those entries into the checkpoint's tree
+(:func:`attest_core.merkle.verify_multi_inclusion`): hashes are shared, never
+repeated.
+
+Nothing in a bundle goes unchecked: the checkpoint is verified with the log
+key the auditor supplies (never a key from the bundle), every entry is proven
+by the proof, and every other member is recomputed or cross-checked, so a change
+to any single value fails verification.  Unknown members, duplicate members,
+floats, non-canonical base64 and entries the claim does not need are rejected.
+
+Boundary mode carries, per device, the first and last reading in the claim
+period (enough for the energy figure); full mode carries every reading in the
+period, so the chain and plausibility checks run on all of them.  The verifier
+needs no mode flag: it checks whatever readings are present and reports how
+complete each asset's evidence is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
+from attest_core.claim import Claim
+from attest_core.entries import (
+    ClaimEntry,
+    EnrolmentEntry,
+    Entry,
+    ReadingEntry,
+    RevocationEntry,
+    RotationEntry,
+    decode_entry,
+)
+from attest_core.errors import BundleError, DecodeError, SignatureError
+from attest_core.evaluation import AttestedReading, Evaluation, evaluate
+from attest_core.merkle import leaf_hash, verify_multi_inclusion
+from attest_core.note import VerifierKey
+from attest_core.reading import reading_hash
+from attest_core.registry import Registry, RegistryError
+
+BUNDLE_FORMAT = "iot-attest-evidence/v1"
+_MEMBERS = ("format", "checkpoint", "claim_index", "entries", "proof")
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): called now and then during long verifications."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A parsed bundle: nothing in it is verified yet."""
+
+    checkpoint: str
+    claim_index: int
+    entries: tuple[tuple[int, bytes], ...]
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBundle:
+    """The outcome of checking a bundle whose evidence is valid."""
+
+    checkpoint: SignedCheckpoint
+    claim_index: int
+    claim: Claim
+    evaluation: Evaluation
+    entries: int
+    readings_verified: int
+    seconds: float
+
+    @property
+    def backed(self) -> bool:
+        return self.evaluation.backed
+
+
+# --- writing -----------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def bundle_chunks(
+    checkpoint: str,
+    claim_index: int,
+    entries: Iterable[tuple[int, bytes]],
+    proof: Iterable[bytes],
+) -> Iterator[bytes]:
+    """The bundle's JSON in pieces, for streaming a large bundle without building it in memory.
+
+    ``entries`` must come sorted by index.
+    """
+    yield b'{"format":' + json.dumps(BUNDLE_FORMAT).encode()
+    yield b',\n"checkpoint":' + json.dumps(checkpoint).encode()
+    yield b',\n"claim_index":' + str(claim_index).encode()
+    yield b',\n"entries":['
+    sep = b"\n"
+    for index, data in entries:
+        yield sep + b'{"index":' + str(index).encode() + b',"entry":"' + _b64(data).encode() + b'"}'
+        sep = b",\n"
+    yield b'\n],\n"proof":['
+    sep = b"\n"
+    for digest in proof:
+        yield sep + b'"' + _b64(digest).encode() + b'"'
+        sep = b",\n"
+    yield b"\n]}\n"
+
+
+def encode_bundle(bundle: Bundle) -> bytes:
+    return b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof))
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+def _fail(message: str, code: str = "bad_bundle") -> NoReturn:
+    raise BundleError(message, code=code)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            _fail(f"member {key!r} appears twice in one object", "duplicate_member")
+        out[key] = value
+    return out
+
+
+def _no_floats(text: str) -> NoReturn:
+    _fail(f"the number {text} is not an integer: a bundle holds no fractional numbers", "bad_number")
+
+
+def _no_constants(text: str) -> NoReturn:
+    _fail(f"{text} is not valid JSON", "bad_json")
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int or value < 0:
+        _fail(f"{what} must be a non-negative integer, got {value!r}", "bad_member")
+    return value
+
+
+def _str(value: Any, what: str) -> str:
+    if type(value) is not str:
+        _fail(f"{what} must be a string, got {type(value).__name__}", "bad_member")
+    return value
+
+
+def decode_b64(text: Any, what: str) -> bytes:
+    """Strict, canonical standard base64: exactly one spelling per byte string."""
+    text = _str(text, what)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        _fail(f"{what} is not valid base64", "bad_base64")
+    if _b64(raw) != text:
+        _fail(f"{what} is not canonical base64 (padding or unused bits altered)", "bad_base64")
+    return raw
+
+
+def parse_bundle(data: bytes | str) -> Bundle:
+    """Parse a bundle's JSON strictly; raise :class:`BundleError` saying what is wrong."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            _fail("the bundle is not UTF-8 text", "bad_json")
+    try:
+        doc = json.loads(
+            data, object_pairs_hook=_no_duplicates, parse_float=_no_floats, parse_constant=_no_constants
+        )
+    except json.JSONDecodeError as exc:
+        _fail(f"the bundle is not valid JSON (it may be truncated): {exc}", "bad_json")
+    except RecursionError:
+        _fail("the bundle nests too deeply", "bad_json")
+    if type(doc) is not dict:
+        _fail("a bundle is a JSON object", "bad_json")
+    missing = [m for m in _MEMBERS if m not in doc]
+    extra = sorted(set(doc) - set(_MEMBERS))
+    if missing:
+        _fail(f"the bundle lacks {', '.join(missing)}", "missing_member")
+    if extra:
+        _fail(f"the bundle has unknown members: {', '.join(extra)}", "unknown_member")
+    if doc["format"] != BUNDLE_FORMAT:
+        _fail(f"format {doc['format']!r} is not {BUNDLE_FORMAT!r}", "bad_format")
+    checkpoint = _str(doc["checkpoint"], "checkpoint")
+    claim_index = _int(doc["claim_index"], "claim_index")
+    raw_entries = doc["entries"]
+    if type(raw_entries) is not list or not raw_entries:
+        _fail("entries must be a non-empty list", "bad_member")
+    entries: list[tuple[int, bytes]] = []
+    previous = -1
+    for n, item in enumerate(raw_entries):
+        if type(item) is not dict or set(item) != {"index", "entry"}:
+            _fail(f"entries[{n}] must be an object with exactly 'index' and 'entry'", "bad_member")
+        index = _int(item["index"], f"entries[{n}].index")
+        if index <= previous:
+            _fail(
+                f"entries[{n}] has index {index}: entries must be sorted by index, each once", "entry_order"
+            )
+        previous = index
+        entries.append((index, decode_b64(item["entry"], f"entries[{n}].entry")))
+    raw_proof = doc["proof"]
+    if type(raw_proof) is not list:
+        _fail("proof must be a list", "bad_member")
+    proof = tuple(decode_b64(h, f"proof[{n}]") for n, h in enumerate(raw_proof))
+    return Bundle(checkpoint, claim_index, tuple(entries), proof)
+
+
+# --- verifying ---------------------------------------------------------------
+
+
+def verify_bundle(
+    data: bytes | str | Bundle,
+    log_key: VerifierKey,
+    *,
+    witnesses: Sequence[WitnessKey] = (),
+    min_witnesses: int = 0,
+    progress: Progress | None = None,
+) -> VerifiedBundle:
+    """Check a bundle against the auditor's log key and evaluate its claim.
+
+    Raises an :class:`AttestError` if the evidence is invalid (bad signature or
+    proof, tampered or malformed bundle, wrong key).  Returns a
+    :class:`VerifiedBundle` otherwise; whether the claim is backed is
+    ``result.backed``.
+    """
+    started = time.perf_counter()
+    bundle = data if isinstance(data, Bundle) else parse_bundle(data)
+
+    # 1. The checkpoint: signed by the auditor's log key (and witnesses, if required).
+    signed = open_checkpoint(bundle.checkpoint, log_key, witnesses=witnesses, min_witnesses=min_witnesses)
+    size = signed.checkpoint.size
+
+    # 2. Every entry is in that tree.
+    leaves: dict[int, bytes] = {}
+    for index, raw in bundle.entries:
+        if index >= size:
+            _fail(f"entry {index} is beyond the checkpoint's tree size {size}", "index_beyond_checkpoint")
+        leaves[index] = leaf_hash(raw)
+    verify_multi_inclusion(size, leaves, bundle.proof, signed.checkpoint.root_hash)
+    if progress is not None:
+        progress("proof", len(leaves), len(leaves))
+
+    # 3. Decode every entry; find the claim.
+    decoded: list[tuple[int, Entry, bytes]] = []
+    claim_entry: ClaimEntry | None = None
+    for index, raw in bundle.entries:
+        try:
+            entry = decode_entry(raw)
+        except DecodeError as exc:
+            raise BundleError(f"log entry {index} is malformed: {exc}", code=exc.code) from exc
+        if isinstance(entry, ClaimEntry):
+            if index != bundle.claim_index:
+                _fail(f"entry {index} is a second claim: a bundle proves one claim", "unrelated_entry")
+            claim_entry = entry
+        decoded.append((index, entry, raw))
+    if claim_entry is None:
+        _fail(f"claim_index {bundle.claim_index} does not name a claim entry of the bundle", "no_claim")
+    claim = claim_entry.claim
+    claimed_assets = set(claim.assets)
+
+    # 4. Replay identities and check every reading's signature, in log order.
+    registry = Registry()
+    readings: list[AttestedReading] = []
+    total_readings = sum(1 for _, e, _ in decoded if isinstance(e, ReadingEntry))
+    for index, entry, _raw in decoded:
+        try:
+            if isinstance(entry, ReadingEntry):
+                envelope, reading = entry.envelope, entry.reading
+                record = registry.get(reading.device_id)
+                if record is None:
+                    _fail(
+                        f"entry {index}: reading {reading.seq} of device {reading.device_id}, whose enrolment is "
+                        "not in the bundle before it",
+                        "unknown_device",
+                    )
+                registry.check_reading(envelope, reading)
+                readings.append(AttestedReading(index, reading, reading_hash(envelope.payload)))
+                if progress is not None and len(readings) % 10_000 == 0:
+                    progress("readings", len(readings), total_readings)
+            elif isinstance(entry, EnrolmentEntry):
+                record = registry.enrol(index, entry)
+                if record.asset_id not in claimed_assets:
+                    _fail(
+                        f"entry {index} enrols device {record.device_id} for asset {record.asset_id}, "
+                        "which the claim does not name",
+                        "unrelated_entry",
+                    )
+            elif isinstance(entry, RotationEntry):
+                registry.rotate(index, entry)
+            elif isinstance(entry, RevocationEntry):
+                registry.revoke(index, entry)
+        except SignatureError as exc:
+            raise SignatureError(f"log entry {index}: {exc}", code=exc.code) from exc
+        except RegistryError as exc:
+            raise BundleError(f"log entry {index}: {exc}", code=exc.code) from exc
+    if progress is not None:
+        progress("readings", len(readings), total_readings)
+
+    # 5. What the readings attest.
+    evaluation = evaluate(claim, registry.devices, readings)
+    return VerifiedBundle(
+        checkpoint=signed,
+        claim_index=bundle.claim_index,
+        claim=claim,
+        evaluation=evaluation,
+        entries=len(bundle.entries),
+        readings_verified=len(readings),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,219 @@
+"""Typed log entries: the exact bytes each Merkle leaf covers.
+
+Every entry starts with a two-byte header, then the body of its type::
+
+    u8      version            = 1
+    u8      type               EntryType
+
+    ENROLMENT     bytes16 statement, 64 proof-of-possession signature,
+                  text8 installer, u64 logged_at_ms
+    READING       bytes16 envelope (exactly as received from the device)
+    KEY_ROTATION  bytes16 statement, 64 old-key signature, 64 new-key signature,
+                  text8 installer, u64 logged_at_ms
+    REVOCATION    text8 device_id, u64 last_valid_seq, text16 reason,
+                  text8 revoked_by, u64 time_ms
+    CLAIM         the claim (attest_core.claim), u64 logged_at_ms
+
+The leaf hash is RFC 6962's SHA-256(0x00 || entry bytes).  Decoding checks the
+structure of everything, including the nested statement, envelope and payload;
+it does not check signatures (see each entry's ``verify``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import cached_property
+
+from attest_core.claim import Claim
+from attest_core.codec import MAX_U63, Reader, Writer, check_id, check_u63
+from attest_core.device import (
+    EnrolmentStatement,
+    RotationStatement,
+    decode_enrolment_statement,
+    decode_rotation_statement,
+    verify_enrolment,
+    verify_rotation,
+)
+from attest_core.errors import DecodeError
+from attest_core.keys import SIGNATURE_SIZE
+from attest_core.reading import Envelope, Reading, check_time, decode_envelope, decode_payload
+
+ENTRY_VERSION = 1
+MAX_REASON_BYTES = 1000
+NO_SEQ_DISOWNED = MAX_U63
+"""``last_valid_seq`` of a revocation that disowns no reading already made."""
+
+
+class EntryType(enum.IntEnum):
+    ENROLMENT = 1
+    READING = 2
+    KEY_ROTATION = 3
+    REVOCATION = 4
+    CLAIM = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentEntry:
+    statement_bytes: bytes
+    pop_signature: bytes
+    installer: str
+    logged_at_ms: int
+
+    type = EntryType.ENROLMENT
+
+    @property
+    def statement(self) -> EnrolmentStatement:
+        return decode_enrolment_statement(self.statement_bytes)
+
+    def verify(self) -> EnrolmentStatement:
+        """The statement, once its proof of possession is checked."""
+        return verify_enrolment(self.statement_bytes, self.pop_signature)
+
+    def encode_body(self, w: Writer) -> None:
+        w.bytes16(self.statement_bytes).raw(self.pop_signature).text8(self.installer).u64(self.logged_at_ms)
+
+
+@dataclass(frozen=True)
+class ReadingEntry:
+    envelope_bytes: bytes
+
+    type = EntryType.READING
+
+    @cached_property
+    def envelope(self) -> Envelope:
+        return decode_envelope(self.envelope_bytes)
+
+    @cached_property
+    def reading(self) -> Reading:
+        return decode_payload(self.envelope.payload)
+
+    def encode_body(self, w: Writer) -> None:
+        w.bytes16(self.envelope_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationEntry:
+    statement_bytes: bytes
+    old_signature: bytes
+    new_signature: bytes
+    installer: str
+    logged_at_ms: int
+
+    type = EntryType.KEY_ROTATION
+
+    @property
+    def statement(self) -> RotationStatement:
+        return decode_rotation_statement(self.statement_bytes)
+
+    def verify(self) -> RotationStatement:
+        return verify_rotation(self.statement_bytes, self.old_signature, self.new_signature)
+
+    def encode_body(self, w: Writer) -> None:
+        w.bytes16(self.statement_bytes).raw(self.old_signature).raw(self.new_signature)
+        w.text8(self.installer).u64(self.logged_at_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEntry:
+    device_id: str
+    last_valid_seq: int
+    """Readings with a higher sequence number are disowned, even if already logged."""
+    reason: str
+    revoked_by: str
+    time_ms: int
+
+    type = EntryType.REVOCATION
+
+    def __post_init__(self) -> None:
+        check_id(self.device_id, "device_id")
+        check_u63(self.last_valid_seq, "last_valid_seq")
+        if len(self.reason.encode("utf-8")) > MAX_REASON_BYTES:
+            raise DecodeError(f"a revocation reason is at most {MAX_REASON_BYTES} bytes", code="too_large")
+        check_id(self.revoked_by, "revoked_by")
+        check_time(self.time_ms, "time_ms")
+
+    def encode_body(self, w: Writer) -> None:
+        w.text8(self.device_id).u64(self.last_valid_seq).text16(self.reason).text8(self.revoked_by)
+        w.u64(self.time_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimEntry:
+    claim: Claim
+    logged_at_ms: int
+
+    type = EntryType.CLAIM
+
+    def encode_body(self, w: Writer) -> None:
+        self.claim.encode_into(w)
+        w.u64(self.logged_at_ms)
+
+
+Entry = EnrolmentEntry | ReadingEntry | RotationEntry | RevocationEntry | ClaimEntry
+
+
+def encode_entry(entry: Entry) -> bytes:
+    w = Writer().u8(ENTRY_VERSION).u8(int(entry.type))
+    entry.encode_body(w)
+    return w.getvalue()
+
+
+def decode_entry(data: bytes) -> Entry:
+    """Decode entry bytes, checking the structure of everything nested inside."""
+    r = Reader(data, "log entry")
+    version = r.u8("version")
+    if version != ENTRY_VERSION:
+        raise DecodeError(f"log entry version {version} is not supported (expected 1)", code="bad_version")
+    kind = r.u8("type")
+    entry: Entry
+    if kind == EntryType.READING:
+        r.what = "reading entry"
+        reading_entry = ReadingEntry(r.bytes16("envelope"))
+        r.finish()
+        _ = reading_entry.reading  # decodes envelope and payload, raising DecodeError if malformed
+        return reading_entry
+    if kind == EntryType.ENROLMENT:
+        r.what = "enrolment entry"
+        entry = EnrolmentEntry(
+            r.bytes16("statement"),
+            r.raw(SIGNATURE_SIZE, "signature"),
+            r.ident("installer"),
+            r.u63("logged_at_ms"),
+        )
+        _ = entry.statement
+    elif kind == EntryType.KEY_ROTATION:
+        r.what = "key-rotation entry"
+        entry = RotationEntry(
+            r.bytes16("statement"),
+            r.raw(SIGNATURE_SIZE, "old-key signature"),
+            r.raw(SIGNATURE_SIZE, "new-key signature"),
+            r.ident("installer"),
+            r.u63("logged_at_ms"),
+        )
+        _ = entry.statement
+    elif kind == EntryType.REVOCATION:
+        r.what = "revocation entry"
+        entry = RevocationEntry(
+            r.ident("device_id"),
+            r.u63("last_valid_seq"),
+            r.text16("reason"),
+            r.ident("revoked_by"),
+            r.u63("time_ms"),
+        )
+    elif kind == EntryType.CLAIM:
+        r.what = "claim entry"
+        entry = ClaimEntry(Claim.decode_from(r), r.u63("logged_at_ms"))
+    else:
+        raise DecodeError(f"log entry type {kind} is unknown", code="bad_entry_type")
+    r.finish()
+    return entry
+
+
+def reading_entry_bytes(envelope_bytes: bytes) -> bytes:
+    """The entry bytes of a reading, without decoding it (the gateway's hot path)."""
+    return encode_entry(ReadingEntry(envelope_bytes))

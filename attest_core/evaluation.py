@@ -1,0 +1,464 @@
+"""Claim evaluation: from verified readings to a verdict with every finding named.
+
+This module assumes its inputs are already authenticated (signatures, proofs
+and device keys checked by :mod:`attest_core.bundle` or the gateway).  It
+decides what those readings *attest*, by these rules:
+
+Which readings count
+    For each device enrolled for a claimed asset, the readings whose device time
+    lies in the claim period ``[start, end)`` count, ordered by sequence number.
+    Readings a revocation disowns do not count.
+
+Energy
+    A device attests the sum, over consecutive counted readings, of the
+    increase of its cumulative register: with a monotonic register this is
+    register(last reading in the period) - register(first reading in the
+    period).  Energy before the first and after the last reading of the period
+    is not attested (never interpolated), so the figure never exceeds what was
+    metered inside the period.  An asset's energy is the sum of its devices'.
+
+Revenue
+    Each interval's energy is priced by :meth:`Tariff.min_price` (the lowest
+    price in force during the interval), exactly, with ``Decimal``.  The total
+    is rounded *down* to the currency's minor unit.  Per-asset figures are
+    shown rounded down too; the total is rounded once, from the exact sum.
+
+Plausibility (on every pair of consecutive readings present, in or out of the period)
+    * the register never decreases                                     (fatal)
+    * device time never goes backwards as the sequence number rises     (fatal)
+    * where sequence numbers are consecutive, the later reading carries
+      the hash of the earlier (seq 1: the enrolment's chain anchor)     (fatal)
+    * implied power never exceeds the rated power by more than
+      :data:`POWER_TOLERANCE` (plus :data:`CLOCK_SLACK_MS` of clock slack
+      and :data:`QUANTUM_SLACK_MWH` of register resolution)             (fatal)
+    * a solar asset produces at most :data:`NIGHT_SLACK_MWH` in an interval
+      that lies wholly in night at its location                         (fatal)
+    * two different readings for one device and sequence number:
+      equivocation                                                       (fatal)
+    * a counted reading whose meter reports tampering or an error       (fatal)
+    * two devices of one asset with overlapping counted readings        (fatal)
+    * gaps in the sequence, unsynchronised clocks, missing location      (warning/info)
+
+Verdict
+    "backed" means: no fatal finding, attested energy >= claimed energy and
+    attested revenue >= claimed amount.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from attest_core.claim import Claim
+from attest_core.device import AssetKind
+from attest_core.money import EXACT, energy_value, format_kwh, round_down
+from attest_core.reading import FATAL_STATUS, Reading, Status
+from attest_core.registry import DeviceRecord
+from attest_core.sun import is_night_throughout
+
+POWER_TOLERANCE = Fraction(1, 10)
+"""Implied power may exceed the rated power by 10 %."""
+CLOCK_SLACK_MS = 2_000
+"""Device clocks may disagree by this much over one interval."""
+QUANTUM_SLACK_MWH = 2_000
+"""A register may step by up to 2 Wh at once (e.g. an S0 meter's pulse resolution)."""
+NIGHT_SLACK_MWH = 2_000
+"""A solar asset may register up to 2 Wh in a night interval (a pulse at dusk)."""
+
+
+class Severity(enum.Enum):
+    FATAL = "fatal"
+    """The claim cannot be backed while this stands."""
+    WARNING = "warning"
+    """Worth an auditor's attention; does not change the verdict."""
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: Severity
+    code: str
+    message: str
+    asset_id: str | None = None
+    device_id: str | None = None
+    seq: int | None = None
+    log_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"severity": self.severity.value, "code": self.code, "message": self.message}
+        for key in ("asset_id", "device_id", "seq", "log_index"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedReading:
+    """A reading whose signature, key and log inclusion are already verified."""
+
+    log_index: int
+    reading: Reading
+    payload_hash: bytes
+    """reading_hash(payload): what the next reading must carry as prev_hash."""
+
+
+@dataclass(slots=True)
+class DeviceResult:
+    device_id: str
+    readings_counted: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    first_time_ms: int | None = None
+    last_time_ms: int | None = None
+    energy_mwh: int = 0
+    revenue_exact: Decimal = Decimal(0)
+    missing_seqs: int = 0
+    """Sequence numbers absent between the first and last counted reading."""
+
+
+@dataclass(slots=True)
+class AssetResult:
+    asset_id: str
+    kind: AssetKind | None
+    rated_power_w: int = 0
+    devices: list[DeviceResult] = field(default_factory=list)
+    energy_mwh: int = 0
+    revenue_exact: Decimal = Decimal(0)
+    series: list[tuple[int, int]] = field(default_factory=list)
+    """(device time ms, energy attested so far in the period, mWh): for charts."""
+
+    @property
+    def readings_counted(self) -> int:
+        return sum(d.readings_counted for d in self.devices)
+
+    @property
+    def complete(self) -> bool:
+        """True if every counted reading's predecessor in the period is present (full evidence)."""
+        return all(d.missing_seqs == 0 for d in self.devices)
+
+
+@dataclass(slots=True)
+class Evaluation:
+    claim: Claim
+    assets: list[AssetResult]
+    findings: list[Finding]
+    readings_seen: int
+
+    @property
+    def energy_mwh(self) -> int:
+        return sum(a.energy_mwh for a in self.assets)
+
+    @property
+    def revenue_exact(self) -> Decimal:
+        total = Decimal(0)
+        for asset in self.assets:
+            total = EXACT.add(total, asset.revenue_exact)
+        return total
+
+    @property
+    def revenue(self) -> Decimal:
+        """Attested revenue, rounded down to the currency's minor unit."""
+        return round_down(self.revenue_exact, self.claim.currency)
+
+    @property
+    def fatal(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.FATAL]
+
+    @property
+    def backed(self) -> bool:
+        return not self.fatal
+
+
+def allowed_energy_mwh(rated_power_w: int, dt_ms: int) -> Fraction:
+    """The most energy an asset of ``rated_power_w`` can plausibly register in ``dt_ms``."""
+    hours_ms = Fraction(max(dt_ms, 0) + CLOCK_SLACK_MS, 3_600_000)
+    return rated_power_w * 1000 * hours_ms * (1 + POWER_TOLERANCE) + QUANTUM_SLACK_MWH
+
+
+def in_period(claim: Claim, time_ms: int) -> bool:
+    return claim.period_start_ms <= time_ms < claim.period_end_ms
+
+
+def boundary_seqs(readings: Iterable[tuple[int, int]], claim: Claim) -> tuple[int, int] | None:
+    """The sequence numbers a boundary-mode bundle needs from one device.
+
+    ``readings`` are (seq, device time ms).  Returns the first and last sequence
+    number in the claim period, or None if the device has no reading in it.
+    """
+    inside = [seq for seq, t in readings if in_period(claim, t)]
+    if not inside:
+        return None
+    return min(inside), max(inside)
+
+
+def evaluate(
+    claim: Claim,
+    devices: Mapping[str, DeviceRecord],
+    readings: Sequence[AttestedReading],
+) -> Evaluation:
+    """Evaluate ``claim`` from verified ``devices`` and ``readings`` (see the module's rules)."""
+    findings: list[Finding] = []
+    by_device: dict[str, list[AttestedReading]] = defaultdict(list)
+    for item in readings:
+        by_device[item.reading.device_id].append(item)
+
+    devices_of_asset: dict[str, list[DeviceRecord]] = defaultdict(list)
+    for record in devices.values():
+        devices_of_asset[record.asset_id].append(record)
+
+    assets: list[AssetResult] = []
+    for asset_id in claim.assets:
+        records = sorted(devices_of_asset.get(asset_id, []), key=lambda r: r.enrolment_index)
+        result = AssetResult(asset_id, records[0].asset_kind if records else None)
+        result.rated_power_w = max((r.rated_power_w for r in records), default=0)
+        if not records:
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    "no_device",
+                    f"asset {asset_id}: no enrolled device in the evidence",
+                    asset_id=asset_id,
+                )
+            )
+        points: list[tuple[int, int]] = []
+        for record in records:
+            device = _evaluate_device(claim, record, by_device.get(record.device_id, []), findings, points)
+            result.devices.append(device)
+            result.energy_mwh += device.energy_mwh
+            result.revenue_exact = EXACT.add(result.revenue_exact, device.revenue_exact)
+        _check_overlap(asset_id, result.devices, findings)
+        if result.readings_counted == 0:
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    "no_readings",
+                    f"asset {asset_id}: no reading in the claim period, so it attests nothing",
+                    asset_id=asset_id,
+                )
+            )
+        points.sort()
+        running = 0
+        for t, delta in points:
+            running += delta
+            result.series.append((t, running))
+        assets.append(result)
+
+    evaluation = Evaluation(claim, assets, findings, len(readings))
+    _check_claim(evaluation)
+    return evaluation
+
+
+def _evaluate_device(
+    claim: Claim,
+    record: DeviceRecord,
+    items: list[AttestedReading],
+    findings: list[Finding],
+    points: list[tuple[int, int]],
+) -> DeviceResult:
+    asset_id, device_id = record.asset_id, record.device_id
+    result = DeviceResult(device_id)
+
+    def add(severity: Severity, code: str, message: str, item: AttestedReading | None = None) -> None:
+        findings.append(
+            Finding(
+                severity,
+                code,
+                f"asset {asset_id}, device {device_id}: {message}",
+                asset_id=asset_id,
+                device_id=device_id,
+                seq=None if item is None else item.reading.seq,
+                log_index=None if item is None else item.log_index,
+            )
+        )
+
+    # One reading per sequence number; a second, different one is an equivocation.
+    by_seq: dict[int, AttestedReading] = {}
+    for item in sorted(items, key=lambda i: i.log_index):
+        seen = by_seq.get(item.reading.seq)
+        if seen is None:
+            by_seq[item.reading.seq] = item
+        elif seen.payload_hash != item.payload_hash:
+            add(
+                Severity.FATAL,
+                "equivocation",
+                f"two different signed readings with sequence number {item.reading.seq} "
+                f"(log entries {seen.log_index} and {item.log_index})",
+                item,
+            )
+        else:
+            add(
+                Severity.WARNING,
+                "duplicate_reading",
+                f"reading {item.reading.seq} is logged twice (entries {seen.log_index} and {item.log_index}); "
+                "counted once",
+                item,
+            )
+
+    ordered = [by_seq[s] for s in sorted(by_seq)]
+    counted: list[AttestedReading] = []
+    disowned = 0
+    unsynced = 0
+    for item in ordered:
+        r = item.reading
+        if record.disowns(r.seq) or (
+            record.revocation_index is not None and item.log_index > record.revocation_index
+        ):
+            disowned += 1
+            continue
+        if in_period(claim, r.time_ms):
+            counted.append(item)
+            if r.status & FATAL_STATUS:
+                flags = Status(r.status & FATAL_STATUS)
+                add(Severity.FATAL, "meter_fault", f"reading {r.seq}: the meter reports {flags!r}", item)
+            if r.status & Status.TIME_UNSYNCED:
+                unsynced += 1
+    if disowned:
+        add(
+            Severity.WARNING,
+            "disowned_readings",
+            f"{disowned} readings are disowned by the device's revocation and not counted",
+        )
+    if unsynced:
+        add(
+            Severity.WARNING,
+            "time_unsynced",
+            f"{unsynced} counted readings were taken with an unsynchronised clock",
+        )
+    if record.asset_kind is AssetKind.SOLAR and record.location is None and counted:
+        add(
+            Severity.INFO,
+            "no_location",
+            "solar asset enrolled without a location: the night check did not run",
+        )
+
+    # Plausibility on every consecutive pair present (in or out of the period).
+    first = ordered[0] if ordered else None
+    if first is not None and first.reading.seq == 1 and first.reading.prev_hash != record.chain_anchor:
+        add(
+            Severity.FATAL,
+            "chain_break",
+            "reading 1 does not link to the device's enrolment (prev_hash is not the enrolment anchor)",
+            first,
+        )
+    location = record.location if record.asset_kind is AssetKind.SOLAR else None
+    for a, b in itertools.pairwise(ordered):
+        ra, rb = a.reading, b.reading
+        if rb.seq == ra.seq + 1 and rb.prev_hash != a.payload_hash:
+            add(
+                Severity.FATAL,
+                "chain_break",
+                f"reading {rb.seq} does not carry the hash of reading {ra.seq}",
+                b,
+            )
+        if rb.time_ms < ra.time_ms:
+            add(
+                Severity.FATAL,
+                "time_backwards",
+                f"reading {rb.seq} is dated before reading {ra.seq} ({rb.time_ms} < {ra.time_ms} ms)",
+                b,
+            )
+        delta = rb.energy_mwh - ra.energy_mwh
+        if delta < 0:
+            add(
+                Severity.FATAL,
+                "register_decreased",
+                f"the register fell from {format_kwh(ra.energy_mwh)} kWh (reading {ra.seq}) to "
+                f"{format_kwh(rb.energy_mwh)} kWh (reading {rb.seq})",
+                b,
+            )
+            continue
+        dt_ms = rb.time_ms - ra.time_ms
+        if delta > allowed_energy_mwh(record.rated_power_w, dt_ms):
+            implied_w = delta * 3_600 // max(dt_ms, 1)
+            add(
+                Severity.FATAL,
+                "over_rated_power",
+                f"readings {ra.seq}->{rb.seq}: {format_kwh(delta)} kWh in {dt_ms / 1000:g} s implies "
+                f"about {implied_w} W, above the rated {record.rated_power_w} W (+10 %)",
+                b,
+            )
+        if (
+            location is not None
+            and delta > NIGHT_SLACK_MWH
+            and is_night_throughout(location.lat_e6, location.lon_e6, ra.time_ms, rb.time_ms)
+        ):
+            add(
+                Severity.FATAL,
+                "night_production",
+                f"readings {ra.seq}->{rb.seq}: {format_kwh(delta)} kWh produced while the sun was more than "
+                "6° below the horizon",
+                b,
+            )
+
+    # Energy and revenue over counted pairs.
+    if counted:
+        result.readings_counted = len(counted)
+        result.first_seq, result.last_seq = counted[0].reading.seq, counted[-1].reading.seq
+        result.first_time_ms, result.last_time_ms = counted[0].reading.time_ms, counted[-1].reading.time_ms
+        result.missing_seqs = (result.last_seq - result.first_seq + 1) - len(counted)
+        points.append((counted[0].reading.time_ms, 0))
+        for a, b in itertools.pairwise(counted):
+            delta = b.reading.energy_mwh - a.reading.energy_mwh
+            if delta <= 0:
+                continue
+            result.energy_mwh += delta
+            price = claim.tariff.min_price(a.reading.time_ms, b.reading.time_ms)
+            result.revenue_exact = EXACT.add(result.revenue_exact, energy_value(delta, price))
+            points.append((b.reading.time_ms, delta))
+        if result.missing_seqs:
+            add(
+                Severity.INFO,
+                "sequence_gaps",
+                f"{result.missing_seqs} readings between {result.first_seq} and {result.last_seq} are not in the "
+                "evidence (boundary evidence, or readings never received): the chain is checked only where "
+                "readings are consecutive",
+            )
+    return result
+
+
+def _check_overlap(asset_id: str, results: list[DeviceResult], findings: list[Finding]) -> None:
+    spans = sorted(
+        (d.first_time_ms, d.last_time_ms, d.device_id)
+        for d in results
+        if d.first_time_ms is not None and d.last_time_ms is not None
+    )
+    for (_, e1, d1), (s2, e2, d2) in itertools.pairwise(spans):
+        if s2 <= e1:
+            findings.append(
+                Finding(
+                    Severity.FATAL,
+                    "devices_overlap",
+                    f"asset {asset_id}: devices {d1} and {d2} both metered it between {s2} and "
+                    f"{min(e1, e2)} ms: one asset is metered by one device at a time",
+                    asset_id=asset_id,
+                )
+            )
+
+
+def _check_claim(evaluation: Evaluation) -> None:
+    claim = evaluation.claim
+    if claim.claimed_energy_mwh > evaluation.energy_mwh:
+        evaluation.findings.append(
+            Finding(
+                Severity.FATAL,
+                "energy_overclaimed",
+                f"the claim states {format_kwh(claim.claimed_energy_mwh)} kWh, the readings attest "
+                f"{format_kwh(evaluation.energy_mwh)} kWh",
+            )
+        )
+    if claim.claimed_amount_value > evaluation.revenue:
+        evaluation.findings.append(
+            Finding(
+                Severity.FATAL,
+                "revenue_overclaimed",
+                f"the claim states {claim.claimed_amount} {claim.currency}, the readings attest "
+                f"{evaluation.revenue} {claim.currency} at {claim.tariff.describe()}",
+            )
+        )

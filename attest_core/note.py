@@ -1,0 +1,670 @@
+"""C2SP signed notes (https://c2sp.org/signed-note) and their key strings.
+
+A signed note is a text ending in a newline, a blank line, and one or more
+signature lines::
+
+    <text, ending in "\\n">
+    <blank line>
+    — <key name> <base64(4-byte key ID || signature)>
+
+This module implements Ed25519 note signatures (signature type ``0x01``), the
+verifier key string ``<name>+<8 hex key ID>+<base64(0x01 || public key)>`` and the
+private key string of ``golang.org/x/mod/sumdb/note``
+(``PRIVATE+KEY+<name>+<8 hex key ID>+<base64(0x01 || seed)>``), which is how the
+gateway stores its log key.
+
+The API separates the three steps on purpose:
+
+* :func:`parse_note` only checks the syntax and never says anything about
+  authenticity;
+* :func:`open_note` parses *and* verifies against a list of trusted
+  :class:`VerifierKey` objects and returns a :class:`VerifiedNote` (code should
+  only ever trust a ``VerifiedNote`` that came from it);
+* :func:`sign_note` produces a note with one signature line per :class:`NoteSigner`.
+
+Rules applied when opening (all from the specification):
+
+* signatures whose (key name, key ID) pair matches no trusted key are ignored;
+* a signature whose name *and* key ID match a trusted key must verify, otherwise
+  the whole note is rejected (:class:`~attest_core.errors.SignatureError`);
+* at least one trusted key must have signed
+  (:class:`~attest_core.errors.VerificationError`, code ``no_known_signature``);
+* at most :data:`MAX_SIGNATURES` signature lines are accepted (the specification
+  requires accepting at least 16).
+
+Base64 is the standard alphabet with padding and must be *canonical*: the text
+must be exactly what re-encoding the decoded bytes gives (so unused padding bits
+must be zero).  Everything is pure computation; no function here performs I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Self, TypeVar
+
+from attest_core.errors import (
+    DecodeError,
+    KeyFormatError,
+    SignatureError,
+    VerificationError,
+)
+from attest_core.keys import (
+    PUBLIC_KEY_SIZE,
+    SEED_SIZE,
+    SIGNATURE_SIZE,
+    Ed25519Signer,
+    Signer,
+    check_public_key,
+    verify_signature,
+)
+
+__all__ = [
+    "ED25519_KEY_TYPE",
+    "KEY_ID_SIZE",
+    "MAX_SIGNATURES",
+    "PRIVATE_KEY_PREFIX",
+    "SIGNATURE_PREFIX",
+    "Note",
+    "NoteKey",
+    "NoteSignature",
+    "NoteSigner",
+    "VerifiedNote",
+    "VerifierKey",
+    "add_signature_lines",
+    "b64decode_canonical",
+    "check_key_name",
+    "check_trusted_keys",
+    "encode_private_key",
+    "generate_private_key",
+    "key_id_for",
+    "open_note",
+    "parse_note",
+    "sign_note",
+]
+
+#: Signature type identifier byte of Ed25519 note signatures (c2sp.org/signed-note).
+ED25519_KEY_TYPE = 0x01
+#: Size in bytes of the key ID that starts every signature.
+KEY_ID_SIZE = 4
+#: The most signature lines a note may carry; more is rejected (``too_many_signatures``).
+MAX_SIGNATURES = 100
+#: The start of every signature line: an em dash (U+2014) and a space.
+SIGNATURE_PREFIX = "\u2014 "
+#: The start of a ``golang.org/x/mod/sumdb/note`` private key string.
+PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
+
+# Names of the signature types a key string may carry, for error messages.
+_KEY_TYPE_NAMES = {
+    0x01: "an Ed25519 note key (type 0x01)",
+    0x02: "an ECDSA witness key (type 0x02)",
+    0x04: "an Ed25519 cosignature/v1 witness key (type 0x04)",
+    0x05: "an RFC 6962 tree head key (type 0x05)",
+    0x06: "an ML-DSA-44 cosignature key (type 0x06)",
+}
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
+_MAX_ECHO = 48
+
+
+def _echo(text: str) -> str:
+    """``repr`` of a piece of untrusted input, shortened for error messages."""
+    if len(text) > _MAX_ECHO:
+        return repr(text[:_MAX_ECHO]) + f"... ({len(text)} characters)"
+    return repr(text)
+
+
+def _utf8(text: str) -> bytes | None:
+    """The UTF-8 encoding of ``text``, or None if it holds lone surrogates."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+def b64decode_canonical(text: str) -> bytes | None:
+    """Decode standard, padded base64, or return None if ``text`` is not canonical.
+
+    Canonical means that encoding the result gives back exactly ``text``: no
+    whitespace, no missing or extra padding, no non-zero unused bits.
+    """
+    if not text.isascii():
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(raw).decode("ascii") != text:
+        return None
+    return raw
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "is empty"
+    for ch in name:
+        if ch == "+":
+            return "contains '+'"
+        if ch.isspace():
+            return f"contains the white space character U+{ord(ch):04X}"
+        if ord(ch) < 0x20 or ch == "\x7f":
+            return f"contains the control character U+{ord(ch):04X}"
+    if _utf8(name) is None:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+def check_key_name(name: str) -> str:
+    """Return ``name`` if it is a valid note key name, else raise ``bad_key_name``.
+
+    A key name is non-empty and holds no white space, no ``+`` and no control
+    characters.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a key name is a str, not {type(name).__name__}")
+    problem = _name_problem(name)
+    if problem is not None:
+        raise KeyFormatError(f"key name {_echo(name)} {problem}", code="bad_key_name")
+    return name
+
+
+def key_id_for(name: str, key_type: int, public_key: bytes) -> bytes:
+    """The 4-byte key ID: ``SHA-256(name || 0x0A || key_type || public_key)[:4]``."""
+    check_key_name(name)
+    if not 0 <= key_type <= 0xFF:
+        raise ValueError(f"a signature type is one byte, got {key_type}")
+    material = name.encode("utf-8") + b"\n" + bytes([key_type]) + public_key
+    return hashlib.sha256(material).digest()[:KEY_ID_SIZE]
+
+
+def _check_text(text: str) -> bytes:
+    """Check a note text (the signed part) and return its UTF-8 encoding."""
+    if not isinstance(text, str):
+        raise TypeError(f"a note text is a str, not {type(text).__name__}")
+    raw = _utf8(text)
+    if raw is None:
+        raise DecodeError("the note text is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
+    if not text:
+        raise DecodeError("the note text is empty", code="note_empty_text")
+    match = _CONTROL.search(text)
+    if match is not None:
+        raise DecodeError(
+            f"the note text contains the control character U+{ord(match.group()):04X} "
+            f"at offset {match.start()}; only newline is allowed",
+            code="note_control_char",
+        )
+    if not text.endswith("\n"):
+        raise DecodeError("the note text does not end in a newline", code="note_no_final_newline")
+    return raw
+
+
+def _key_string_parts(text: str, what: str) -> tuple[str, bytes, bytes]:
+    """Split ``<name>+<hex id>+<base64>`` into (name, key id, decoded key material)."""
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise KeyFormatError(
+            f"{what} must have the form <name>+<8 hex digits>+<base64>, "
+            f"got {len(parts)} '+'-separated part(s)",
+            code="bad_key_string",
+        )
+    name, hex_id, b64 = parts
+    problem = _name_problem(name)
+    if problem is not None:
+        raise KeyFormatError(f"{what}: the key name {_echo(name)} {problem}", code="bad_key_name")
+    if _HEX_KEY_ID.fullmatch(hex_id) is None:
+        raise KeyFormatError(
+            f"{what}: the key ID must be 8 lowercase hex digits, got {_echo(hex_id)}", code="bad_key_string"
+        )
+    material = b64decode_canonical(b64)
+    if material is None:
+        raise KeyFormatError(f"{what}: the key is not canonical standard base64", code="bad_key_string")
+    if not material:
+        raise KeyFormatError(f"{what}: the key is empty", code="bad_key_string")
+    return name, bytes.fromhex(hex_id), material
+
+
+def _check_key_type(what: str, got: int, want: int) -> None:
+    if got != want:
+        described = _KEY_TYPE_NAMES.get(got, f"a key of unknown type 0x{got:02x}")
+        raise KeyFormatError(
+            f"{what} is {described}, expected {_KEY_TYPE_NAMES.get(want, f'type 0x{want:02x}')}",
+            code="bad_key_type",
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class NoteKey:
+    """A named public key of one signature type, as used to verify note signatures.
+
+    Do not use this class directly: use :class:`VerifierKey` (Ed25519 note
+    signatures, type ``0x01``) or ``attest_core.checkpoint.WitnessKey``
+    (cosignature/v1, type ``0x04``).  Two keys are equal when they are of the same
+    class and have the same name and public key.
+    """
+
+    #: The signature type identifier byte of this kind of key.
+    KEY_TYPE: ClassVar[int]
+    #: What this kind of key is called in error messages.
+    KIND: ClassVar[str] = "note key"
+
+    name: str
+    public_key: bytes
+    key_id: bytes = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self) is NoteKey:
+            raise TypeError("NoteKey is abstract: use VerifierKey or WitnessKey")
+        check_key_name(self.name)
+        if not isinstance(self.public_key, bytes):
+            raise TypeError(f"a public key is bytes, not {type(self.public_key).__name__}")
+        check_public_key(self.public_key)
+        object.__setattr__(self, "key_id", key_id_for(self.name, self.KEY_TYPE, self.public_key))
+
+    @classmethod
+    def from_public_key(cls, name: str, public_key: bytes) -> Self:
+        """The key named ``name`` with the raw 32-byte Ed25519 ``public_key``."""
+        return cls(name, public_key)
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse a key string ``<name>+<8 hex key ID>+<base64(type || key)>``.
+
+        The key ID must be the one computed from the name, type and key, the type
+        byte must be this class's type and the key must be 32 bytes.  Raises
+        :class:`~attest_core.errors.KeyFormatError` (codes ``bad_key_string``,
+        ``bad_key_name``, ``bad_key_type``, ``key_id_mismatch``).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a key string is a str, not {type(text).__name__}")
+        what = f"{cls.KIND} string"
+        if text.startswith(PRIVATE_KEY_PREFIX):
+            raise KeyFormatError(
+                f"{what}: this is a PRIVATE key string, expected a public one", code="bad_key_string"
+            )
+        name, key_id, material = _key_string_parts(text, what)
+        _check_key_type(f"the {what}", material[0], cls.KEY_TYPE)
+        public_key = material[1:]
+        if len(public_key) != PUBLIC_KEY_SIZE:
+            raise KeyFormatError(
+                f"{what}: an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}",
+                code="bad_key_string",
+            )
+        key = cls(name, public_key)
+        if key.key_id != key_id:
+            raise KeyFormatError(
+                f"{what}: the key ID {key_id.hex()} does not match the name and key "
+                f"(computed {key.key_id.hex()})",
+                code="key_id_mismatch",
+            )
+        return key
+
+    def to_string(self) -> str:
+        """The key string, ``<name>+<8 hex key ID>+<base64(type || key)>``."""
+        material = bytes([self.KEY_TYPE]) + self.public_key
+        return f"{self.name}+{self.key_id.hex()}+{_b64encode(material)}"
+
+    def matches(self, signature: NoteSignature) -> bool:
+        """True if ``signature`` claims to be by this key (same name and key ID)."""
+        return signature.name == self.name and signature.key_id == self.key_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_string()!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class VerifierKey(NoteKey):
+    """The public key that verifies Ed25519 note signatures (signature type ``0x01``)."""
+
+    KEY_TYPE: ClassVar[int] = ED25519_KEY_TYPE
+    KIND: ClassVar[str] = "verifier key"
+
+
+K = TypeVar("K", bound=NoteKey)
+
+
+@dataclass(frozen=True)
+class NoteSignature:
+    """One signature line: the key name, 4-byte key ID and signature bytes.
+
+    Parsing a signature line says nothing about whether it is valid.
+    """
+
+    name: str
+    key_id: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_key_name(self.name)
+        if not isinstance(self.key_id, bytes) or len(self.key_id) != KEY_ID_SIZE:
+            raise DecodeError(f"a key ID is {KEY_ID_SIZE} bytes", code="note_bad_signature_line")
+        if not isinstance(self.signature, bytes) or not self.signature:
+            raise DecodeError("a signature is at least one byte", code="note_bad_signature_line")
+
+    @classmethod
+    def parse_line(cls, line: str) -> NoteSignature:
+        """Parse ``— <name> <base64>``, with or without the final newline."""
+        if not isinstance(line, str):
+            raise TypeError(f"a signature line is a str, not {type(line).__name__}")
+        body = line.removesuffix("\n")
+        if not body.startswith(SIGNATURE_PREFIX):
+            raise DecodeError(
+                f"signature line {_echo(body)} does not start with an em dash (U+2014) and a space",
+                code="note_bad_signature_line",
+            )
+        fields = body[len(SIGNATURE_PREFIX) :].split(" ")
+        if len(fields) != 2:
+            raise DecodeError(
+                f"signature line {_echo(body)} is not '— <key name> <base64 signature>'",
+                code="note_bad_signature_line",
+            )
+        name, b64 = fields
+        problem = _name_problem(name)
+        if problem is not None:
+            raise DecodeError(
+                f"signature line {_echo(body)}: the key name {problem}", code="note_bad_signature_line"
+            )
+        raw = b64decode_canonical(b64)
+        if raw is None:
+            raise DecodeError(
+                f"signature line {_echo(body)}: the signature is not canonical standard base64",
+                code="note_bad_signature_line",
+            )
+        if len(raw) <= KEY_ID_SIZE:
+            raise DecodeError(
+                f"signature line {_echo(body)}: {len(raw)} bytes is too short for a key ID and a signature",
+                code="note_bad_signature_line",
+            )
+        return cls(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:])
+
+    def to_line(self) -> str:
+        """The signature line, including its final newline."""
+        return f"{SIGNATURE_PREFIX}{self.name} {_b64encode(self.key_id + self.signature)}\n"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A parsed, *unverified* signed note: its text and its signature lines."""
+
+    text: str
+    signatures: tuple[NoteSignature, ...]
+
+    def __post_init__(self) -> None:
+        _check_text(self.text)
+        if not isinstance(self.signatures, tuple):
+            raise TypeError("Note.signatures is a tuple of NoteSignature")
+        if not self.signatures:
+            raise DecodeError("a signed note has at least one signature", code="note_no_signatures")
+        if len(self.signatures) > MAX_SIGNATURES:
+            raise DecodeError(
+                f"the note has {len(self.signatures)} signatures, more than the limit of {MAX_SIGNATURES}",
+                code="too_many_signatures",
+            )
+        for sig in self.signatures:
+            if not isinstance(sig, NoteSignature):
+                raise TypeError("Note.signatures is a tuple of NoteSignature")
+
+    def to_string(self) -> str:
+        """The signed note: text, blank line, signature lines."""
+        return self.text + "\n" + "".join(sig.to_line() for sig in self.signatures)
+
+
+@dataclass(frozen=True)
+class VerifiedNote:
+    """A note that :func:`open_note` verified.
+
+    ``verified_keys`` are the trusted keys whose signatures verified (each once, in
+    the order of the verifier list); ``signatures`` are all signature lines of the
+    note as parsed, including those of unknown keys, which were *not* verified.
+    """
+
+    text: str
+    verified_keys: tuple[VerifierKey, ...]
+    signatures: tuple[NoteSignature, ...]
+
+    @property
+    def verified_names(self) -> tuple[str, ...]:
+        """The names of the trusted keys that signed the note."""
+        return tuple(key.name for key in self.verified_keys)
+
+
+def _decode_note(data: str | bytes) -> str:
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(
+                f"the note is not valid UTF-8 (byte offset {exc.start})", code="note_not_utf8"
+            ) from exc
+    if isinstance(data, str):
+        if _utf8(data) is None:
+            raise DecodeError("the note is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
+        return data
+    raise TypeError(f"a note is str or bytes, not {type(data).__name__}")
+
+
+def parse_note(data: str | bytes) -> Note:
+    """Parse a signed note *without verifying anything*.
+
+    Raises :class:`~attest_core.errors.DecodeError` with code ``note_not_utf8``,
+    ``note_control_char``, ``note_no_final_newline``, ``note_no_signatures``,
+    ``too_many_signatures`` or ``note_bad_signature_line``.
+    """
+    text = _decode_note(data)
+    if not text:
+        raise DecodeError("the note is empty", code="note_no_signatures")
+    match = _CONTROL.search(text)
+    if match is not None:
+        raise DecodeError(
+            f"the note contains the control character U+{ord(match.group()):04X} at offset "
+            f"{match.start()}; only newline is allowed",
+            code="note_control_char",
+        )
+    if not text.endswith("\n"):
+        raise DecodeError("the note does not end in a newline", code="note_no_final_newline")
+    split = text.rfind("\n\n")
+    if split < 0:
+        raise DecodeError(
+            "the note has no blank line separating the text from the signatures", code="note_no_signatures"
+        )
+    body, block = text[: split + 1], text[split + 2 :]
+    if not block:
+        raise DecodeError("the note has no signature lines after its blank line", code="note_no_signatures")
+    lines = block.split("\n")[:-1]  # block ends in "\n"
+    if len(lines) > MAX_SIGNATURES:
+        raise DecodeError(
+            f"the note has {len(lines)} signature lines, more than the limit of {MAX_SIGNATURES}",
+            code="too_many_signatures",
+        )
+    return Note(body, tuple(NoteSignature.parse_line(line) for line in lines))
+
+
+def check_trusted_keys(keys: Sequence[K], cls: type[K], what: str) -> dict[tuple[str, bytes], K]:
+    """Index trusted keys of class ``cls`` by (name, key ID).
+
+    Equal duplicates are merged; two different keys with the same name and key ID
+    raise :class:`~attest_core.errors.KeyFormatError` (code ``ambiguous_key``).  A
+    single key, or an element of the wrong class, is a ``TypeError``.
+    """
+    if isinstance(keys, NoteKey | str | bytes):
+        raise TypeError(f"{what} is a sequence of {cls.__name__}, not a single {type(keys).__name__}")
+    index: dict[tuple[str, bytes], K] = {}
+    for key in keys:
+        if not isinstance(key, cls):
+            raise TypeError(f"{what} must hold {cls.__name__} objects, got {type(key).__name__}")
+        known = index.setdefault((key.name, key.key_id), key)
+        if known != key:
+            raise KeyFormatError(
+                f"two different trusted keys share the name {key.name!r} and key ID {key.key_id.hex()}",
+                code="ambiguous_key",
+            )
+    return index
+
+
+def open_note(data: str | bytes, verifiers: Sequence[VerifierKey]) -> VerifiedNote:
+    """Parse a signed note and verify it against the trusted ``verifiers``.
+
+    Signatures of unknown keys are ignored.  Raises the errors of
+    :func:`parse_note`; :class:`~attest_core.errors.SignatureError` (code
+    ``bad_signature``) if a signature by a trusted key does not verify;
+    :class:`~attest_core.errors.VerificationError` (code ``no_known_signature``) if
+    no trusted key signed; :class:`~attest_core.errors.KeyFormatError` (code
+    ``ambiguous_key``) if two different trusted keys share a name and key ID.
+    """
+    index = check_trusted_keys(verifiers, VerifierKey, "verifiers")
+    note = parse_note(data)
+    message = note.text.encode("utf-8")
+    verified: dict[tuple[str, bytes], VerifierKey] = {}
+    for sig in note.signatures:
+        key = index.get((sig.name, sig.key_id))
+        if key is None:
+            continue
+        if not verify_signature(key.public_key, message, sig.signature):
+            raise SignatureError(f"the note signature by {key.name}+{key.key_id.hex()} does not verify")
+        verified[(sig.name, sig.key_id)] = key
+    if not verified:
+        trusted = ", ".join(f"{k.name}+{k.key_id.hex()}" for k in index.values()) or "none"
+        raise VerificationError(
+            f"the note carries no signature by a trusted key (trusted: {trusted})", code="no_known_signature"
+        )
+    ordered = tuple(key for ident, key in index.items() if ident in verified)
+    return VerifiedNote(note.text, ordered, note.signatures)
+
+
+class NoteSigner:
+    """Signs note texts with an Ed25519 :class:`~attest_core.keys.Signer` under a key name."""
+
+    __slots__ = ("_key", "_signer")
+
+    def __init__(self, name: str, signer: Signer) -> None:
+        check_key_name(name)
+        if not isinstance(signer, Signer):
+            raise TypeError(f"signer must implement attest_core.keys.Signer, got {type(signer).__name__}")
+        self._key = VerifierKey(name, signer.public_key)
+        self._signer = signer
+
+    @classmethod
+    def from_private_key(cls, text: str) -> NoteSigner:
+        """A signer from a ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`` string.
+
+        Raises :class:`~attest_core.errors.KeyFormatError`; messages never include
+        the secret part.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"a private key string is a str, not {type(text).__name__}")
+        what = "private key string"
+        if not text.startswith(PRIVATE_KEY_PREFIX):
+            raise KeyFormatError(f"a {what} starts with {PRIVATE_KEY_PREFIX!r}", code="bad_key_string")
+        name, key_id, material = _key_string_parts(text[len(PRIVATE_KEY_PREFIX) :], what)
+        _check_key_type(f"the {what}", material[0], ED25519_KEY_TYPE)
+        seed = material[1:]
+        if len(seed) != SEED_SIZE:
+            raise KeyFormatError(
+                f"{what}: an Ed25519 seed is {SEED_SIZE} bytes, got {len(seed)}", code="bad_key_string"
+            )
+        signer = cls(name, Ed25519Signer(seed))
+        if signer.key_id != key_id:
+            raise KeyFormatError(
+                f"{what}: the key ID {key_id.hex()} does not match the name and key", code="key_id_mismatch"
+            )
+        return signer
+
+    @property
+    def name(self) -> str:
+        return self._key.name
+
+    @property
+    def key_id(self) -> bytes:
+        return self._key.key_id
+
+    @property
+    def public_key(self) -> bytes:
+        return self._key.public_key
+
+    def verifier_key(self) -> VerifierKey:
+        """The public :class:`VerifierKey` that verifies this signer's signatures."""
+        return self._key
+
+    def sign(self, text: str) -> NoteSignature:
+        """Sign a note text (which must end in a newline) and return the signature.
+
+        The signature is checked before it is returned, so a faulty signer (for
+        example a secure element returning garbage) raises
+        :class:`~attest_core.errors.SignatureError` instead of producing a bad note.
+        """
+        message = _check_text(text)
+        signature = self._signer.sign(message)
+        if not isinstance(signature, bytes) or len(signature) != SIGNATURE_SIZE:
+            raise SignatureError(f"the signer for {self.name} returned a malformed signature")
+        if not verify_signature(self.public_key, message, signature):
+            raise SignatureError(f"the signer for {self.name} returned a signature that does not verify")
+        return NoteSignature(self.name, self.key_id, signature)
+
+    def __repr__(self) -> str:
+        return f"NoteSigner({self._key.to_string()!r})"
+
+
+def sign_note(text: str, *signers: NoteSigner) -> str:
+    """Sign ``text`` with every signer and return the signed note.
+
+    ``text`` must be non-empty, valid UTF-8, free of control characters other than
+    newline, and end in a newline (codes ``note_empty_text``, ``note_not_utf8``,
+    ``note_control_char``, ``note_no_final_newline``).
+    """
+    _check_text(text)
+    if not signers:
+        raise ValueError("sign_note needs at least one NoteSigner")
+    if len(signers) > MAX_SIGNATURES:
+        raise ValueError(f"a note carries at most {MAX_SIGNATURES} signatures")
+    seen: set[tuple[str, bytes]] = set()
+    signatures = []
+    for signer in signers:
+        if not isinstance(signer, NoteSigner):
+            raise TypeError(f"signers must be NoteSigner objects, got {type(signer).__name__}")
+        ident = (signer.name, signer.key_id)
+        if ident in seen:
+            raise ValueError(f"the key {signer.name}+{signer.key_id.hex()} is given twice")
+        seen.add(ident)
+        signatures.append(signer.sign(text))
+    return Note(text, tuple(signatures)).to_string()
+
+
+def add_signature_lines(note: str | bytes, lines: Iterable[str]) -> str:
+    """Append signature lines (e.g. witness cosignatures) to a signed note.
+
+    The note and every line are parsed (not verified); a line identical to one
+    already present is not added twice.  Lines may omit their final newline.
+    """
+    parsed = parse_note(note)
+    if isinstance(lines, str):
+        raise TypeError("lines is an iterable of signature lines, not a single str")
+    signatures = list(parsed.signatures)
+    for line in lines:
+        sig = NoteSignature.parse_line(line)
+        if sig not in signatures:
+            signatures.append(sig)
+    return Note(parsed.text, tuple(signatures)).to_string()
+
+
+def encode_private_key(name: str, seed: bytes) -> str:
+    """The ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`` string of an Ed25519 seed."""
+    if not isinstance(seed, bytes) or len(seed) != SEED_SIZE:
+        raise KeyFormatError(f"an Ed25519 seed is {SEED_SIZE} bytes", code="bad_key")
+    public_key = Ed25519Signer(seed).public_key
+    key_id = key_id_for(name, ED25519_KEY_TYPE, public_key)
+    material = bytes([ED25519_KEY_TYPE]) + seed
+    return f"{PRIVATE_KEY_PREFIX}{name}+{key_id.hex()}+{_b64encode(material)}"
+
+
+def generate_private_key(name: str) -> str:
+    """A fresh random Ed25519 key for ``name``, as a private key string."""
+    check_key_name(name)
+    return encode_private_key(name, Ed25519Signer.generate().seed)

@@ -1,0 +1,310 @@
+"""Signed meter readings: the payload a device signs and the envelope it sends.
+
+Payload v1 (big-endian, see docs/protocol.md)::
+
+    u8      version            = 1
+    text8   device_id          identifier
+    text8   asset_id           identifier
+    u64     seq                1, 2, 3, ... strictly +1 per device
+    u64     time_ms            device time, Unix milliseconds, UTC
+    u64     energy_mwh         the meter's cumulative register, milliwatt-hours
+    u8      has_power          0 or 1
+    [i64    power_mw]          instantaneous power in milliwatts, if has_power
+    u16     status             meter status flags (Status)
+    u8      trigger            why the reading was taken (Trigger)
+    32      prev_hash          reading_hash of reading seq-1; for seq 1 the enrolment's chain anchor
+
+Envelope v1, what goes over MQTT and into the log::
+
+    u8      version            = 1
+    8       key_id             device_key_id(public key that signed)
+    u16     payload length
+    ...     payload            the exact bytes that were signed
+    64      signature          Ed25519(READING_SIGNATURE || payload)
+
+An envelope is at most :data:`MAX_ENVELOPE_SIZE` bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from dataclasses import dataclass
+
+from attest_core import domains
+from attest_core.codec import Reader, Writer, check_id, check_u63
+from attest_core.errors import DecodeError, SignatureError
+from attest_core.keys import SIGNATURE_SIZE, Signer, verify_signature
+
+PAYLOAD_VERSION = 1
+ENVELOPE_VERSION = 1
+KEY_ID_SIZE = 8
+HASH_SIZE = 32
+MAX_ENVELOPE_SIZE = 1024
+"""Hard limit on an envelope's size; a gateway rejects larger messages before decoding."""
+
+MIN_TIME_MS = 1_577_836_800_000
+"""2020-01-01T00:00:00Z: no reading of this protocol is older."""
+MAX_TIME_MS = 7_258_118_400_000
+"""2200-01-01T00:00:00Z: a sanity bound on the encoding, not a skew check."""
+
+
+class Status(enum.IntFlag):
+    """Meter status flags carried by every reading."""
+
+    OK = 0
+    TAMPER = 0x0001
+    """The meter reports manipulation (e.g. OCMF status M, an opened case)."""
+    METER_ERROR = 0x0002
+    """The meter reports an internal error; its register may be unreliable."""
+    TIME_UNSYNCED = 0x0004
+    """The device clock was not synchronised when the reading was taken."""
+    POWER_UP = 0x0008
+    """First reading after the device (re)started."""
+    SIMULATED = 0x0010
+    """The reading comes from a simulated meter (demo, tests, benchmarks)."""
+
+
+KNOWN_STATUS_BITS = 0x001F
+FATAL_STATUS = Status.TAMPER | Status.METER_ERROR
+
+
+class Trigger(enum.IntEnum):
+    """Why a reading was taken."""
+
+    PERIODIC = 0
+    SESSION_START = 1
+    SESSION_END = 2
+    BOOT = 3
+
+
+def device_key_id(public_key: bytes) -> bytes:
+    """The 8-byte key id that names a device key inside an envelope."""
+    return domains.tagged_hash(domains.DEVICE_KEY_ID, public_key)[:KEY_ID_SIZE]
+
+
+def reading_hash(payload: bytes) -> bytes:
+    """The chain link of a reading: what the next reading carries as ``prev_hash``."""
+    return domains.tagged_hash(domains.READING_HASH, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The decoded content of a reading payload."""
+
+    device_id: str
+    asset_id: str
+    seq: int
+    time_ms: int
+    energy_mwh: int
+    power_mw: int | None
+    status: Status
+    trigger: Trigger
+    prev_hash: bytes
+
+    def __post_init__(self) -> None:
+        check_id(self.device_id, "device_id")
+        check_id(self.asset_id, "asset_id")
+        check_u63(self.seq, "seq")
+        if self.seq < 1:
+            raise DecodeError("seq starts at 1", code="out_of_range")
+        check_time(self.time_ms, "time_ms")
+        check_u63(self.energy_mwh, "energy_mwh")
+        if self.power_mw is not None and (
+            not isinstance(self.power_mw, int) or not -(1 << 63) <= self.power_mw < (1 << 63)
+        ):
+            raise DecodeError(f"power_mw {self.power_mw!r} is not a 64-bit integer", code="out_of_range")
+        if int(self.status) & ~KNOWN_STATUS_BITS:
+            raise DecodeError(f"unknown status bits 0x{int(self.status):04x}", code="bad_status")
+        if len(self.prev_hash) != HASH_SIZE:
+            raise DecodeError(f"prev_hash must be {HASH_SIZE} bytes", code="bad_hash")
+
+    def encode(self) -> bytes:
+        """The payload bytes (to be signed exactly as returned)."""
+        w = (
+            Writer()
+            .u8(PAYLOAD_VERSION)
+            .text8(self.device_id)
+            .text8(self.asset_id)
+            .u64(self.seq)
+            .u64(self.time_ms)
+            .u64(self.energy_mwh)
+        )
+        if self.power_mw is None:
+            w.u8(0)
+        else:
+            w.u8(1).i64(self.power_mw)
+        return w.u16(int(self.status)).u8(int(self.trigger)).raw(self.prev_hash).getvalue()
+
+
+def check_time(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_TIME_MS <= value < MAX_TIME_MS:
+        raise DecodeError(
+            f"{what} {value!r} is outside 2020-01-01..2200-01-01 in Unix milliseconds", code="bad_time"
+        )
+    return value
+
+
+_ID_BYTES = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_FIXED = struct.Struct(">QQQB")
+_FIXED_TAIL = struct.Struct(">HB")
+_POWER = struct.Struct(">q")
+_MAX_U63 = (1 << 63) - 1
+_TRIGGERS = {int(t): t for t in Trigger}
+_STATUSES = {bits: Status(bits) for bits in range(KNOWN_STATUS_BITS + 1)}
+
+
+def decode_payload(payload: bytes) -> Reading:
+    """Decode payload bytes; raise :class:`DecodeError` naming what is malformed.
+
+    A fast path decodes well-formed payloads with a few ``struct`` calls; anything
+    it does not accept is decoded again field by field to name the problem.  The
+    two paths accept exactly the same bytes (tested).
+    """
+    try:
+        if payload[0] != PAYLOAD_VERSION:
+            raise IndexError
+        n = payload[1]
+        end = 2 + n
+        if _ID_BYTES.fullmatch(payload, 2, end) is None:
+            raise IndexError
+        device_id = payload[2:end].decode("ascii")
+        m = payload[end]
+        pos = end + 1
+        end = pos + m
+        if _ID_BYTES.fullmatch(payload, pos, end) is None:
+            raise IndexError
+        asset_id = payload[pos:end].decode("ascii")
+        seq, time_ms, energy, has_power = _FIXED.unpack_from(payload, end)
+        pos = end + 25
+        if has_power == 1:
+            power: int | None = _POWER.unpack_from(payload, pos)[0]
+            pos += 8
+        elif has_power == 0:
+            power = None
+        else:
+            raise IndexError
+        status, trigger = _FIXED_TAIL.unpack_from(payload, pos)
+        pos += 3
+        prev_hash = payload[pos : pos + HASH_SIZE]
+        if (
+            pos + HASH_SIZE != len(payload)
+            or not 1 <= seq <= _MAX_U63
+            or not MIN_TIME_MS <= time_ms < MAX_TIME_MS
+            or energy > _MAX_U63
+            or status not in _STATUSES
+            or trigger not in _TRIGGERS
+        ):
+            raise IndexError
+        reading = Reading.__new__(Reading)
+        for name, value in (
+            ("device_id", device_id),
+            ("asset_id", asset_id),
+            ("seq", seq),
+            ("time_ms", time_ms),
+            ("energy_mwh", energy),
+            ("power_mw", power),
+            ("status", _STATUSES[status]),
+            ("trigger", _TRIGGERS[trigger]),
+            ("prev_hash", bytes(prev_hash)),
+        ):
+            object.__setattr__(reading, name, value)
+        return reading
+    except (IndexError, struct.error, TypeError):
+        pass
+    _decode_payload_slowly(payload)
+    raise DecodeError("reading payload is malformed", code="malformed")  # pragma: no cover
+
+
+def _decode_payload_slowly(payload: bytes) -> Reading:
+    r = Reader(payload, "reading payload")
+    version = r.u8("version")
+    if version != PAYLOAD_VERSION:
+        raise DecodeError(
+            f"reading payload version {version} is not supported (expected 1)", code="bad_version"
+        )
+    device_id = r.ident("device_id")
+    asset_id = r.ident("asset_id")
+    seq = r.u63("seq")
+    time_ms = r.u63("time_ms")
+    energy = r.u63("energy_mwh")
+    has_power = r.u8("has_power")
+    if has_power not in (0, 1):
+        raise DecodeError(f"reading payload: has_power must be 0 or 1, got {has_power}", code="bad_flag")
+    power = r.i64("power_mw") if has_power else None
+    status = r.u16("status")
+    trigger = r.u8("trigger")
+    prev_hash = r.raw(HASH_SIZE, "prev_hash")
+    r.finish()
+    if status & ~KNOWN_STATUS_BITS:
+        raise DecodeError(f"reading payload: unknown status bits 0x{status:04x}", code="bad_status")
+    try:
+        trig = Trigger(trigger)
+    except ValueError:
+        raise DecodeError(f"reading payload: unknown trigger {trigger}", code="bad_trigger") from None
+    if seq < 1:
+        raise DecodeError("reading payload: seq 0 is not allowed (sequences start at 1)", code="out_of_range")
+    check_time(time_ms, "reading payload: time_ms")
+    return Reading(device_id, asset_id, seq, time_ms, energy, power, Status(status), trig, prev_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A signed reading as transmitted: key id, exact payload bytes, signature."""
+
+    key_id: bytes
+    payload: bytes
+    signature: bytes
+
+    def encode(self) -> bytes:
+        data = (
+            Writer()
+            .u8(ENVELOPE_VERSION)
+            .raw(self.key_id)
+            .bytes16(self.payload)
+            .raw(self.signature)
+            .getvalue()
+        )
+        if len(data) > MAX_ENVELOPE_SIZE:
+            raise DecodeError(
+                f"envelope of {len(data)} bytes exceeds the limit of {MAX_ENVELOPE_SIZE}", code="too_large"
+            )
+        return data
+
+    def reading(self) -> Reading:
+        return decode_payload(self.payload)
+
+    def signed_message(self) -> bytes:
+        return domains.READING_SIGNATURE + self.payload
+
+    def verify(self, public_key: bytes) -> None:
+        """Raise :class:`SignatureError` unless ``public_key`` signed this payload under this key id."""
+        if device_key_id(public_key) != self.key_id:
+            raise SignatureError("the envelope names another key id than the device key", code="wrong_key_id")
+        if not verify_signature(public_key, self.signed_message(), self.signature):
+            raise SignatureError("the reading's signature does not verify under the device key")
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode envelope bytes (the payload inside is not decoded: see :meth:`Envelope.reading`)."""
+    if len(data) > MAX_ENVELOPE_SIZE:
+        raise DecodeError(
+            f"envelope of {len(data)} bytes exceeds the limit of {MAX_ENVELOPE_SIZE}", code="too_large"
+        )
+    r = Reader(data, "reading envelope")
+    version = r.u8("version")
+    if version != ENVELOPE_VERSION:
+        raise DecodeError(f"envelope version {version} is not supported (expected 1)", code="bad_version")
+    key_id = r.raw(KEY_ID_SIZE, "key_id")
+    payload = r.bytes16("payload")
+    signature = r.raw(SIGNATURE_SIZE, "signature")
+    r.finish()
+    return Envelope(key_id, payload, signature)
+
+
+def sign_reading(reading: Reading, signer: Signer) -> Envelope:
+    """Encode ``reading``, sign the exact payload bytes, and wrap them in an envelope."""
+    payload = reading.encode()
+    signature = signer.sign(domains.READING_SIGNATURE + payload)
+    return Envelope(device_key_id(signer.public_key), payload, signature)

@@ -1,0 +1,186 @@
+"""Device state derived from log entries: keys, assets, revocation.
+
+Both the gateway (when a reading arrives) and the verifier (when it checks a
+bundle) replay enrolment, key-rotation and revocation entries in log order
+through :class:`Registry`, and ask it which key may sign a reading.  The rules:
+
+* A device is enrolled once, for one asset, with one key.
+* A key rotation must be authorized by the device's current key and names the
+  first sequence number the new key signs (``effective_seq``); it must be greater
+  than the previous key's first sequence number.  Readings with a lower
+  sequence number stay valid under the old key.
+* A revocation disowns every reading with a sequence number above
+  ``last_valid_seq``, and no reading logged after it counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attest_core.device import AssetKind, EnrolmentStatement, Location, RotationStatement
+from attest_core.entries import EnrolmentEntry, RevocationEntry, RotationEntry
+from attest_core.errors import AttestError, SignatureError
+from attest_core.reading import Envelope, Reading, device_key_id
+
+
+class RegistryError(AttestError):
+    """An identity entry that contradicts the device history before it."""
+
+    code = "registry_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpan:
+    from_seq: int
+    public_key: bytes
+    key_id: bytes
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    statement: EnrolmentStatement
+    enrolment_index: int
+    keys: list[KeySpan] = field(default_factory=list)
+    last_valid_seq: int | None = None
+    revocation_index: int | None = None
+
+    @property
+    def device_id(self) -> str:
+        return self.statement.device_id
+
+    @property
+    def asset_id(self) -> str:
+        return self.statement.asset_id
+
+    @property
+    def asset_kind(self) -> AssetKind:
+        return self.statement.asset_kind
+
+    @property
+    def rated_power_w(self) -> int:
+        return self.statement.rated_power_w
+
+    @property
+    def location(self) -> Location | None:
+        return self.statement.location
+
+    @property
+    def chain_anchor(self) -> bytes:
+        return self.statement.chain_anchor()
+
+    @property
+    def current_key(self) -> bytes:
+        return self.keys[-1].public_key
+
+    @property
+    def revoked(self) -> bool:
+        return self.revocation_index is not None
+
+    def key_for(self, key_id: bytes, seq: int) -> bytes:
+        """The public key that must have signed reading ``seq`` under ``key_id``."""
+        for i, span in enumerate(self.keys):
+            if span.key_id == key_id:
+                upper = self.keys[i + 1].from_seq if i + 1 < len(self.keys) else None
+                if seq < span.from_seq or (upper is not None and seq >= upper):
+                    raise SignatureError(
+                        f"device {self.device_id}: key {key_id.hex()} does not sign sequence number {seq} "
+                        f"(it signs {span.from_seq}..{'' if upper is None else upper - 1})",
+                        code="key_not_valid_for_seq",
+                    )
+                return span.public_key
+        raise SignatureError(
+            f"device {self.device_id} has no key with id {key_id.hex()}", code="unknown_key_id"
+        )
+
+    def disowns(self, seq: int) -> bool:
+        return self.last_valid_seq is not None and seq > self.last_valid_seq
+
+
+class Registry:
+    """Devices by id, built by replaying identity entries in log order."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, DeviceRecord] = {}
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        return self.devices.get(device_id)
+
+    def enrol(self, index: int, entry: EnrolmentEntry) -> DeviceRecord:
+        statement = entry.verify()
+        return self.enrol_verified(index, statement)
+
+    def enrol_verified(self, index: int, statement: EnrolmentStatement) -> DeviceRecord:
+        if statement.device_id in self.devices:
+            raise RegistryError(
+                f"device {statement.device_id} is enrolled twice (log entries "
+                f"{self.devices[statement.device_id].enrolment_index} and {index})",
+                code="already_enrolled",
+            )
+        record = DeviceRecord(statement, index)
+        record.keys.append(KeySpan(1, statement.public_key, device_key_id(statement.public_key)))
+        self.devices[statement.device_id] = record
+        return record
+
+    def rotate(self, index: int, entry: RotationEntry) -> DeviceRecord:
+        return self.rotate_verified(index, entry.verify())
+
+    def rotate_verified(self, index: int, statement: RotationStatement) -> DeviceRecord:
+        record = self._known(statement.device_id, index, "key rotation")
+        if record.revoked:
+            raise RegistryError(
+                f"device {record.device_id} is revoked: its key cannot rotate", code="revoked"
+            )
+        if statement.old_public_key != record.current_key:
+            raise RegistryError(
+                f"key rotation of device {record.device_id} at entry {index} is signed by a key "
+                "that is not the device's current key",
+                code="not_current_key",
+            )
+        if statement.effective_seq <= record.keys[-1].from_seq:
+            raise RegistryError(
+                f"key rotation of device {record.device_id} takes effect at sequence number "
+                f"{statement.effective_seq}, not after the current key's first ({record.keys[-1].from_seq})",
+                code="bad_effective_seq",
+            )
+        new_id = device_key_id(statement.new_public_key)
+        if any(span.key_id == new_id for span in record.keys):
+            raise RegistryError(f"device {record.device_id} has used that key before", code="key_reused")
+        record.keys.append(KeySpan(statement.effective_seq, statement.new_public_key, new_id))
+        return record
+
+    def revoke(self, index: int, entry: RevocationEntry) -> DeviceRecord:
+        record = self._known(entry.device_id, index, "revocation")
+        if record.revoked:
+            raise RegistryError(f"device {record.device_id} is revoked twice", code="revoked")
+        record.last_valid_seq = entry.last_valid_seq
+        record.revocation_index = index
+        return record
+
+    def check_reading(self, envelope: Envelope, reading: Reading) -> DeviceRecord:
+        """Verify a reading against the device's key for its sequence number.
+
+        Raises :class:`SignatureError` (bad or misused key) or :class:`RegistryError`
+        (unknown device, asset mismatch, revoked device).  Whether the reading was
+        logged after a revocation is the caller's question (it knows log positions).
+        """
+        record = self.devices.get(reading.device_id)
+        if record is None:
+            raise RegistryError(f"device {reading.device_id} is not enrolled", code="unknown_device")
+        if reading.asset_id != record.asset_id:
+            raise RegistryError(
+                f"reading {reading.seq} of device {record.device_id} names asset {reading.asset_id}, "
+                f"but the device is enrolled for asset {record.asset_id}",
+                code="wrong_asset",
+            )
+        public_key = record.key_for(envelope.key_id, reading.seq)
+        envelope.verify(public_key)
+        return record
+
+    def _known(self, device_id: str, index: int, what: str) -> DeviceRecord:
+        record = self.devices.get(device_id)
+        if record is None:
+            raise RegistryError(
+                f"{what} at entry {index} is for device {device_id}, which is not enrolled before it",
+                code="unknown_device",
+            )
+        return record

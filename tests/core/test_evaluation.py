@@ -1,0 +1,296 @@
+"""Claim evaluation: energy, revenue and every plausibility rule."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from attest_core.chain import ChainState
+from attest_core.device import AssetKind, Location
+from attest_core.entries import RevocationEntry
+from attest_core.evaluation import (
+    AttestedReading,
+    Evaluation,
+    Severity,
+    allowed_energy_mwh,
+    boundary_seqs,
+    evaluate,
+)
+from attest_core.reading import Envelope, Status, reading_hash
+from attest_core.registry import Registry
+from attest_core.tariff import Segment, Tariff
+from tests.support import BERLIN, DAY, HOUR, T0, TestDevice, flat_claim
+
+KWH = 1_000_000  # mWh
+
+
+class Scenario:
+    """Devices enrolled in a registry, readings attested in log order."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.readings: list[AttestedReading] = []
+        self.index = 0
+
+    def enrol(self, device: TestDevice) -> TestDevice:
+        self.registry.enrol(self.index, device.enrolment_entry())
+        self.index += 1
+        return device
+
+    def add(self, *envelopes: Envelope) -> None:
+        for envelope in envelopes:
+            reading = envelope.reading()
+            self.registry.check_reading(envelope, reading)
+            self.readings.append(AttestedReading(self.index, reading, reading_hash(envelope.payload)))
+            self.index += 1
+
+    def hourly(self, device: TestDevice, hours: range, kwh_per_hour: int = 5, start_kwh: int = 100) -> None:
+        for h in hours:
+            self.add(device.reading(T0 + h * HOUR, (start_kwh + h * kwh_per_hour) * KWH))
+
+    def evaluate(self, claim) -> Evaluation:  # type: ignore[no-untyped-def]
+        return evaluate(claim, self.registry.devices, self.readings)
+
+
+def codes(evaluation: Evaluation, severity: Severity | None = None) -> list[str]:
+    return [f.code for f in evaluation.findings if severity is None or f.severity is severity]
+
+
+def charger(name: str = "dev-1", asset: str = "charger-1", rated: int = 11_000) -> TestDevice:
+    return TestDevice(name, asset, AssetKind.CHARGER, rated)
+
+
+def test_energy_is_first_to_last_reading_inside_the_period() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-2, 27))  # readings from 22:00 the day before to 02:00 the day after
+    ev = s.evaluate(flat_claim(("charger-1",), energy_mwh=115 * KWH, amount="40.25"))
+    (asset,) = ev.assets
+    # counted: 00:00 .. 23:00 (24 readings); 24:00 is the period's exclusive end
+    assert asset.readings_counted == 24
+    assert asset.energy_mwh == 23 * 5 * KWH == ev.energy_mwh
+    assert ev.revenue == Decimal("40.25")  # 115 kWh * 0.35
+    assert ev.backed, ev.findings
+    assert asset.complete
+    assert asset.series[0] == (T0, 0)
+    assert asset.series[-1] == (T0 + 23 * HOUR, 115 * KWH)
+
+
+def test_overclaims_are_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(24))
+    ev = s.evaluate(flat_claim(("charger-1",), energy_mwh=115 * KWH + 1, amount="40.26"))
+    assert not ev.backed
+    assert codes(ev, Severity.FATAL) == ["energy_overclaimed", "revenue_overclaimed"]
+    assert "40.26 USD" in ev.findings[-1].message
+    assert "40.25 USD" in ev.findings[-1].message
+
+
+def test_revenue_rounds_down_once_from_the_exact_total() -> None:
+    s = Scenario()
+    a, b = s.enrol(charger("dev-a", "a")), s.enrol(charger("dev-b", "b"))
+    s.add(a.reading(T0, 0), a.reading(T0 + HOUR, 1_005))  # 1.005 Wh each
+    s.add(b.reading(T0, 0), b.reading(T0 + HOUR, 1_005))
+    ev = s.evaluate(flat_claim(("a", "b"), price="1", amount="0"))
+    # each asset is worth 0.001005; the total 0.00201 rounds down to 0.00
+    assert ev.revenue_exact == Decimal("0.002010")
+    assert ev.revenue == Decimal("0.00")
+
+
+def test_time_of_use_prices_each_interval_at_its_lowest_price() -> None:
+    tou = Tariff("EUR", (Segment(0, "0.20"), Segment(420, "0.35")))
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(10), kwh_per_hour=10)
+    claim = flat_claim(("charger-1",))
+    claim = type(claim)(**{**{f: getattr(claim, f) for f in claim.__slots__}, "tariff": tou})
+    ev = s.evaluate(claim)
+    # intervals 00-01 .. 06-07 touch the 0.20 price (7 intervals, incl. 06:00-07:00),
+    # 07-08 and 08-09 are wholly at 0.35
+    assert ev.revenue_exact == Decimal(70) * Decimal("0.20") + Decimal(20) * Decimal("0.35")
+
+
+def test_register_decrease_is_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.add(dev.reading(T0, 10 * KWH), dev.reading(T0 + HOUR, 9 * KWH), dev.reading(T0 + 2 * HOUR, 12 * KWH))
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert codes(ev, Severity.FATAL) == ["register_decreased"]
+    assert ev.findings[0].seq == 2
+    assert ev.findings[0].device_id == "dev-1"
+
+
+def test_chain_break_is_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.add(dev.reading(T0, 0))
+    dev.state = ChainState(dev.state.next_seq, b"\x00" * 32)  # the device "forgets" its last reading
+    s.add(dev.reading(T0 + HOUR, KWH))
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert codes(ev, Severity.FATAL) == ["chain_break"]
+
+
+def test_first_reading_must_link_to_the_enrolment() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    dev.state = ChainState(1, b"\x07" * 32)
+    s.add(dev.reading(T0, 0))
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert codes(ev, Severity.FATAL) == ["chain_break"]
+
+
+def test_gaps_break_no_chain_but_are_reported() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    envelopes = [dev.reading(T0 + h * HOUR, h * KWH) for h in range(10)]
+    s.add(envelopes[0], envelopes[4], envelopes[9])
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert ev.backed
+    assert codes(ev) == ["sequence_gaps"]
+    assert ev.assets[0].energy_mwh == 9 * KWH
+    assert not ev.assets[0].complete
+
+
+def test_power_above_rating_is_fatal_within_tolerance_is_not() -> None:
+    rated = 11_000
+    limit = allowed_energy_mwh(rated, HOUR)
+    assert limit == Fraction(11_000 * 1000 * (HOUR + 2000) * 11, 10 * HOUR) + 2000  # 12.1 kWh and a bit
+    s = Scenario()
+    dev = s.enrol(charger(rated=rated))
+    s.add(dev.reading(T0, 0), dev.reading(T0 + HOUR, int(limit)))
+    assert s.evaluate(flat_claim(("charger-1",))).backed
+    s2 = Scenario()
+    dev2 = s2.enrol(charger("dev-2", rated=rated))
+    s2.add(dev2.reading(T0, 0), dev2.reading(T0 + HOUR, int(limit) + 1))
+    ev = s2.evaluate(flat_claim(("charger-1",)))
+    assert codes(ev, Severity.FATAL) == ["over_rated_power"]
+    assert "above the rated 11000 W" in ev.findings[0].message
+
+
+def solar(location: Location | None = BERLIN) -> TestDevice:
+    return TestDevice("pv-1", "solar-1", AssetKind.SOLAR, 10_000, location)
+
+
+def test_solar_production_at_night_is_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(solar())
+    # Berlin, 1 October: dark from about 18:30 to 04:30 UTC
+    s.add(dev.reading(T0 + 1 * HOUR, 0), dev.reading(T0 + 2 * HOUR, 3 * KWH))
+    ev = s.evaluate(flat_claim(("solar-1",)))
+    assert codes(ev, Severity.FATAL) == ["night_production"]
+
+
+def test_solar_production_by_day_and_tiny_night_amounts_pass() -> None:
+    s = Scenario()
+    dev = s.enrol(solar())
+    s.add(
+        dev.reading(T0 + 1 * HOUR, 0),
+        dev.reading(T0 + 2 * HOUR, 2_000),  # 2 Wh at night: within the slack
+        dev.reading(T0 + 11 * HOUR, 2_000),
+        dev.reading(T0 + 12 * HOUR, 6 * KWH),
+    )
+    ev = s.evaluate(flat_claim(("solar-1",)))
+    assert ev.backed, ev.findings
+
+
+def test_polar_day_is_never_night() -> None:
+    s = Scenario()
+    dev = s.enrol(TestDevice("pv-2", "solar-2", AssetKind.SOLAR, 10_000, Location(78_220_000, 15_650_000)))
+    midsummer = 1_782_000_000_000  # 2026-06-21
+    s.add(dev.reading(midsummer, 0), dev.reading(midsummer + HOUR, KWH))
+    ev = s.evaluate(flat_claim(("solar-2",), start=midsummer - HOUR, end=midsummer + 2 * HOUR))
+    assert ev.backed, ev.findings
+
+
+def test_solar_without_location_is_reported() -> None:
+    s = Scenario()
+    dev = s.enrol(solar(location=None))
+    s.add(dev.reading(T0 + HOUR, 0), dev.reading(T0 + 2 * HOUR, 3 * KWH))
+    ev = s.evaluate(flat_claim(("solar-1",)))
+    assert ev.backed
+    assert codes(ev) == ["no_location"]
+
+
+def test_equivocation_and_duplicates() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    first = dev.reading(T0, 0)
+    state = dev.state
+    second = dev.reading(T0 + HOUR, KWH)
+    dev.state = state
+    other = dev.reading(T0 + HOUR, 2 * KWH)  # same seq 2, different reading
+    s.add(first, second, second)
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert codes(ev) == ["duplicate_reading"]
+    assert ev.backed
+    assert ev.energy_mwh == KWH
+    s.add(other)
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert "equivocation" in codes(ev, Severity.FATAL)
+
+
+@pytest.mark.parametrize(
+    ("status", "severity"),
+    [
+        (Status.TAMPER, Severity.FATAL),
+        (Status.METER_ERROR, Severity.FATAL),
+        (Status.TIME_UNSYNCED, Severity.WARNING),
+    ],
+)
+def test_meter_status(status: Status, severity: Severity) -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.add(dev.reading(T0, 0), dev.reading(T0 + HOUR, KWH, status=status))
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert [f.severity for f in ev.findings] == [severity]
+
+
+def test_time_going_backwards_is_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.add(dev.reading(T0 + 2 * HOUR, 0), dev.reading(T0 + HOUR, KWH))
+    assert "time_backwards" in codes(s.evaluate(flat_claim(("charger-1",))), Severity.FATAL)
+
+
+def test_revocation_disowns_later_readings() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(10))
+    s.registry.revoke(s.index, RevocationEntry("dev-1", 5, "key stolen", "installer-1", T0 + 10 * HOUR))
+    s.index += 1
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert ev.energy_mwh == 4 * 5 * KWH  # readings 1..5
+    assert codes(ev) == ["disowned_readings"]
+
+
+def test_two_devices_for_one_asset() -> None:
+    s = Scenario()
+    old, new = s.enrol(charger("dev-old")), s.enrol(charger("dev-new"))
+    s.hourly(old, range(5))
+    s.hourly(new, range(6, 10), start_kwh=0)
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert ev.backed
+    assert ev.energy_mwh == 2 * 20 * KWH - 5 * KWH
+    s.hourly(new, range(10, 12), start_kwh=0)
+    s.hourly(old, range(5, 8))  # the old device goes on metering while the new one does
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert "devices_overlap" in codes(ev, Severity.FATAL)
+
+
+def test_assets_without_evidence() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.add(dev.reading(T0 - HOUR, 0))
+    ev = s.evaluate(flat_claim(("charger-1", "ghost")))
+    assert codes(ev) == ["no_readings", "no_device", "no_readings"]
+    assert ev.energy_mwh == 0
+    assert ev.backed
+
+
+def test_boundary_selection() -> None:
+    claim = flat_claim(("a",))
+    assert boundary_seqs([(1, T0 - 1), (2, T0), (3, T0 + 5), (4, T0 + DAY)], claim) == (2, 3)
+    assert boundary_seqs([(1, T0 - 1)], claim) is None

@@ -1,0 +1,150 @@
+"""Builders shared by the tests: devices that sign real readings, and an in-memory log."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from attest_core.bundle import Bundle, encode_bundle
+from attest_core.chain import ChainState, next_reading
+from attest_core.checkpoint import Checkpoint, sign_checkpoint
+from attest_core.claim import Claim
+from attest_core.device import AssetKind, EnrolmentStatement, Location, sign_enrolment
+from attest_core.entries import ClaimEntry, EnrolmentEntry, Entry, ReadingEntry, encode_entry
+from attest_core.keys import Ed25519Signer
+from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
+from attest_core.note import NoteSigner, VerifierKey
+from attest_core.reading import Envelope, Status, Trigger
+from attest_core.tariff import Tariff
+
+T0 = 1_790_812_800_000  # 2026-10-01T00:00:00Z
+HOUR = 3_600_000
+DAY = 24 * HOUR
+BERLIN = Location(52_520_000, 13_405_000)
+
+
+def seeded_signer(name: str) -> Ed25519Signer:
+    return Ed25519Signer(hashlib.sha256(b"test seed " + name.encode()).digest())
+
+
+@dataclass
+class TestDevice:
+    device_id: str
+    asset_id: str
+    kind: AssetKind = AssetKind.CHARGER
+    rated_power_w: int = 22_000
+    location: Location | None = None
+    signer: Ed25519Signer = field(init=False)
+    statement: EnrolmentStatement = field(init=False)
+    statement_bytes: bytes = field(init=False)
+    pop: bytes = field(init=False)
+    state: ChainState = field(init=False)
+
+    __test__ = False  # not a pytest class
+
+    def __post_init__(self) -> None:
+        self.signer = seeded_signer(self.device_id)
+        self.statement = EnrolmentStatement(
+            self.device_id,
+            self.signer.public_key,
+            self.asset_id,
+            self.kind,
+            self.rated_power_w,
+            self.location,
+            T0 - DAY,
+        )
+        self.statement_bytes, self.pop = sign_enrolment(self.statement, self.signer)
+        self.state = ChainState.genesis(self.statement.chain_anchor())
+
+    def enrolment_entry(self, installer: str = "installer-1") -> EnrolmentEntry:
+        return EnrolmentEntry(self.statement_bytes, self.pop, installer, T0 - DAY + 1000)
+
+    def reading(
+        self,
+        time_ms: int,
+        energy_mwh: int,
+        *,
+        power_mw: int | None = None,
+        status: Status = Status.OK,
+        trigger: Trigger = Trigger.PERIODIC,
+    ) -> Envelope:
+        envelope, self.state = next_reading(
+            self.state,
+            self.signer,
+            device_id=self.device_id,
+            asset_id=self.asset_id,
+            time_ms=time_ms,
+            energy_mwh=energy_mwh,
+            power_mw=power_mw,
+            status=status,
+            trigger=trigger,
+        )
+        return envelope
+
+
+class MemoryLog:
+    """A log held in memory: entries, checkpoints and bundles, as the gateway makes them."""
+
+    def __init__(self, origin: str = "test.example/log") -> None:
+        self.origin = origin
+        self.note_signer = NoteSigner(origin, seeded_signer("log key"))
+        self.entries: list[bytes] = []
+        self.leaves: list[bytes] = []
+
+    @property
+    def key(self) -> VerifierKey:
+        return self.note_signer.verifier_key()
+
+    def append(self, entry: Entry | bytes) -> int:
+        data = entry if isinstance(entry, bytes) else encode_entry(entry)
+        self.entries.append(data)
+        self.leaves.append(leaf_hash(data))
+        return len(self.entries) - 1
+
+    def append_reading(self, envelope: Envelope) -> int:
+        return self.append(ReadingEntry(envelope.encode()))
+
+    def enrol(self, device: TestDevice) -> int:
+        return self.append(device.enrolment_entry())
+
+    def file_claim(self, claim: Claim) -> int:
+        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
+
+    def checkpoint(self, size: int | None = None, time: int = 1_790_900_000) -> str:
+        size = len(self.entries) if size is None else size
+        cp = Checkpoint(self.origin, size, root_from_leaf_hashes(self.leaves[:size]), time)
+        return sign_checkpoint(cp, self.note_signer)
+
+    def bundle(self, claim_index: int, indices: list[int], size: int | None = None) -> Bundle:
+        size = len(self.entries) if size is None else size
+        wanted = sorted(set(indices) | {claim_index})
+        proof = multi_inclusion_proof(wanted, size, self.leaves[:size])
+        return Bundle(
+            self.checkpoint(size), claim_index, tuple((i, self.entries[i]) for i in wanted), tuple(proof)
+        )
+
+    def bundle_bytes(self, claim_index: int, indices: list[int]) -> bytes:
+        return encode_bundle(self.bundle(claim_index, indices))
+
+
+def flat_claim(
+    assets: tuple[str, ...],
+    *,
+    start: int = T0,
+    end: int = T0 + DAY,
+    energy_mwh: int = 0,
+    amount: str = "0",
+    price: str = "0.35",
+    currency: str = "USD",
+) -> Claim:
+    return Claim(
+        "issuer-1",
+        "test claim",
+        start,
+        end,
+        tuple(sorted(assets)),
+        Tariff.flat(currency, price),
+        energy_mwh,
+        amount,
+        end + HOUR,
+    )
