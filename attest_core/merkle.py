@@ -131,7 +131,7 @@ EMPTY_ROOT = _sha256(b"").digest()
 # --------------------------------------------------------------------------- hashing
 
 
-def leaf_hash(data: bytes) -> bytes:
+def leaf_hash(data: bytes | bytearray | memoryview) -> bytes:
     """SHA-256(0x00 ‖ data): the hash of a leaf holding ``data``."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ProofError(f"leaf data must be bytes, got {type(data).__name__}", code="bad_type")

@@ -1,0 +1,216 @@
+"""Real PostgreSQL and MQTT for the tests: found, started, or embedded — never skipped.
+
+Order of preference for each service:
+
+1. the URL in ``DATABASE_URL`` / ``MQTT_URL``, if set;
+2. the machine's own server on 127.0.0.1 (5432 / 1883), started with the
+   system's command if it is installed but not running;
+3. an embedded server (``pgserver`` / ``amqtt``) started for this test run.
+
+Whatever is used is printed, so a run never silently tests against nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+
+PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+MQTT_LOCAL = ("127.0.0.1", 1883)
+
+
+def say(message: str) -> None:
+    print(f"[test services] {message}", file=sys.stderr, flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Postgres:
+    admin_dsn: str
+    how: str
+    _stop: Callable[[], None] | None = None
+    _databases: list[str] = field(default_factory=list)
+
+    def dsn_for(self, database: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return parts._replace(path="/" + database).geturl()
+
+    def create_database(self) -> str:
+        """A fresh, empty database for one test module; dropped at the end of the run."""
+        name = f"iat_test_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(self.admin_dsn)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        self._databases.append(name)
+        return self.dsn_for(name)
+
+    def close(self) -> None:
+        async def drop() -> None:
+            conn = await asyncpg.connect(self.admin_dsn)
+            try:
+                for name in self._databases:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        try:
+            asyncio.run(drop())
+        finally:
+            if self._stop is not None:
+                self._stop()
+
+
+async def _can_connect(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+def start_postgres() -> Postgres:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        if not asyncio.run(_can_connect(url)):
+            raise RuntimeError(f"DATABASE_URL is set but PostgreSQL does not answer at {url}")
+        say(f"PostgreSQL: DATABASE_URL ({urlsplit(url).hostname})")
+        return Postgres(url, "DATABASE_URL")
+    if asyncio.run(_can_connect(PG_LOCAL)):
+        say("PostgreSQL: the machine's server on 127.0.0.1:5432")
+        return Postgres(PG_LOCAL, "local")
+    if shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
+        versions = sorted(os.listdir("/etc/postgresql"))
+        if versions:
+            say(f"PostgreSQL is not running: starting cluster {versions[-1]}/main")
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
+                check=False,
+                capture_output=True,
+            )
+            if wait_for(lambda: asyncio.run(_can_connect(PG_LOCAL)), 30):
+                return Postgres(PG_LOCAL, "local (started)")
+    say("PostgreSQL: no server on this machine")
+    return start_embedded_postgres()
+
+
+def start_embedded_postgres() -> Postgres:
+    import pgserver  # the embedded default
+
+    datadir = Path(tempfile.mkdtemp(prefix="iat-pg-"))
+    say(f"PostgreSQL: starting an embedded server (pgserver) in {datadir}")
+    server = pgserver.get_server(datadir, cleanup_mode="delete")
+    return Postgres(server.get_uri(), "embedded", server.cleanup)
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    how: str
+    username: str | None = None
+    password: str | None = None
+    _stop: Callable[[], None] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f"{self.username}:{self.password}@" if self.username else ""
+        return f"mqtt://{auth}{self.host}:{self.port}"
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self._stop()
+
+
+def start_broker() -> Broker:
+    url = os.environ.get("MQTT_URL")
+    if url:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+        if not port_open(host, port, 3):
+            raise RuntimeError(f"MQTT_URL is set but no broker answers at {host}:{port}")
+        say(f"MQTT: MQTT_URL ({host}:{port})")
+        return Broker(host, port, "MQTT_URL", parts.username, parts.password)
+    if port_open(*MQTT_LOCAL):
+        say("MQTT: the machine's Mosquitto on 127.0.0.1:1883")
+        return Broker(*MQTT_LOCAL, "local")
+    conf = Path("/etc/mosquitto/mosquitto.conf")
+    if shutil.which("mosquitto") and conf.exists():
+        say("MQTT: Mosquitto is not running: starting it")
+        subprocess.run(["mosquitto", "-d", "-c", str(conf)], check=False, capture_output=True)
+        if wait_for(lambda: port_open(*MQTT_LOCAL), 15):
+            return Broker(*MQTT_LOCAL, "local (started)")
+    say("MQTT: no broker on this machine")
+    return start_embedded_broker()
+
+
+def start_embedded_broker() -> Broker:
+    port = free_port()
+    say(f"MQTT: starting an embedded broker (amqtt, MQTT 3.1.1) on port {port}")
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from amqtt.broker import Broker
+        async def main():
+            broker = Broker({{"listeners": {{"default": {{"type": "tcp", "bind": "127.0.0.1:{port}"}}}},
+                             "auth": {{"allow-anonymous": True}}}})
+            await broker.start()
+            await asyncio.Event().wait()
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if not wait_for(lambda: port_open("127.0.0.1", port), 30):
+        proc.kill()
+        raise RuntimeError("the embedded MQTT broker did not start")
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return Broker("127.0.0.1", port, "embedded", _stop=stop)
