@@ -33,6 +33,13 @@ DEVICE_KEY_ID = b"iot-attest/v1 device-key-id\x00"
 """The 8-byte key id in a reading envelope is a hash of the public key under this prefix."""
 
 
+RECEIPT_SIGNATURE = b"iot-attest/v1 receipt\x00"
+"""The gateway signs delivery receipts with the log key under this prefix.
+
+The prefix holds a NUL byte, which a C2SP note text never contains, so a
+receipt signature can never be mistaken for a checkpoint signature."""
+
+
 def tagged_hash(domain: bytes, data: bytes) -> bytes:
     """SHA-256 of ``domain`` followed by ``data``."""
     return hashlib.sha256(domain + data).digest()
