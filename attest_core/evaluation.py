@@ -307,9 +307,7 @@ def _evaluate_device(
     unsynced = 0
     for item in ordered:
         r = item.reading
-        if record.disowns(r.seq) or (
-            record.revocation_index is not None and item.log_index > record.revocation_index
-        ):
+        if record.disowns(r.seq):
             disowned += 1
             continue
         if in_period(claim, r.time_ms):

@@ -10,7 +10,9 @@ through :class:`Registry`, and ask it which key may sign a reading.  The rules:
   than the previous key's first sequence number.  Readings with a lower
   sequence number stay valid under the old key.
 * A revocation disowns every reading with a sequence number above
-  ``last_valid_seq``, and no reading logged after it counts.
+  ``last_valid_seq`` (the installer's choice; by default the highest sequence
+  number the gateway had accepted).  Readings up to it stay valid even if they
+  reach the log after the revocation (late delivery from a device's outbox).
 """
 
 from __future__ import annotations

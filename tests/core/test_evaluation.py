@@ -294,3 +294,16 @@ def test_boundary_selection() -> None:
     claim = flat_claim(("a",))
     assert boundary_seqs([(1, T0 - 1), (2, T0), (3, T0 + 5), (4, T0 + DAY)], claim) == (2, 3)
     assert boundary_seqs([(1, T0 - 1)], claim) is None
+
+
+def test_readings_delivered_late_after_a_revocation_still_count() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    envelopes = [dev.reading(T0 + h * HOUR, h * 5 * KWH) for h in range(6)]
+    s.add(*envelopes[:3])
+    s.registry.revoke(s.index, RevocationEntry("dev-1", 5, "meter replaced", "installer-1", T0 + 6 * HOUR))
+    s.index += 1
+    s.add(*envelopes[3:])  # readings 4..6 reach the log after the revocation
+    ev = s.evaluate(flat_claim(("charger-1",)))
+    assert ev.energy_mwh == 4 * 5 * KWH  # readings 1..5 count, 6 is disowned
+    assert codes(ev) == ["disowned_readings"]
