@@ -28,9 +28,10 @@ Inclusion proofs (RFC 9162 §2.1.3)
     ``inner = bitlen(index XOR (size - 1))`` and ``border = popcount(index >> inner)``.
 
 Consistency proofs (RFC 9162 §2.1.4)
-    Ordered as SUBPROOF builds them: the deepest node first (when ``size1`` is not a
-    power of two that is the old-tree subtree the proof starts from), then siblings
-    from the bottom up.  The length must be exactly what the two sizes imply.
+    Ordered as SUBPROOF builds them, bottom-up: first, unless ``size1`` is a power of
+    two (then the old root itself is the starting point), the largest subtree ending
+    at leaf ``size1``; then the siblings on the way up to the new root.  The length
+    must be exactly what the two sizes imply.
 
     The size-0 rule: a proof from ``size1 == 0`` is accepted iff the proof is empty
     and ``root1 == EMPTY_ROOT``; ``root2`` is then only checked for being 32 bytes
@@ -732,7 +733,10 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
                 code="wrong_proof_length",
             )
         if size1 == 0 and root1 != EMPTY_ROOT:
-            raise _root_mismatch(EMPTY_ROOT, root1, "root1_mismatch", "root1 (of the empty tree)")
+            raise ProofError(
+                f"root1 {root1.hex()} of a tree of size 0 is not the empty tree's root {EMPTY_ROOT.hex()}",
+                code="root1_mismatch",
+            )
         if size1 == size2 and root1 != root2:
             raise ProofError(
                 f"equal sizes {size1} but root1 {root1.hex()} differs from root2 {root2.hex()}",

@@ -613,6 +613,12 @@ def test_error_messages_are_precise() -> None:
     with pytest.raises(ProofError) as info:
         verify_consistency(6, 8, RFC_ROOTS[6], RFC_ROOTS[8], cproof[:-1])
     assert str(info.value) == "consistency proof has 2 hashes, a proof from size 6 to size 8 needs 3"
+    with pytest.raises(ProofError) as info:
+        verify_consistency(6, 8, RFC_ROOTS[6], RFC_ROOTS[8], [*cproof, SOME_HASH])
+    assert str(info.value) == "consistency proof has 4 hashes, a proof from size 6 to size 8 needs 3"
+    assert proof_code(lambda: verify_consistency(4, 8, RFC_ROOTS[4], RFC_ROOTS[8], [])) == (
+        "wrong_proof_length"
+    )
     assert proof_code(lambda: verify_consistency(6, 8, SOME_HASH, RFC_ROOTS[8], cproof)) == "root1_mismatch"
     assert proof_code(lambda: verify_consistency(6, 8, RFC_ROOTS[6], SOME_HASH, cproof)) == "root2_mismatch"
 
@@ -769,6 +775,8 @@ def test_perfect_nodes_examples() -> None:
     assert perfect_nodes(0, 0) == []
     assert perfect_nodes(5, 5) == []
     assert perfect_nodes(0, 1) == [Node(0, 0)]
+    assert perfect_nodes(1, 4) == [Node(0, 1), Node(1, 1)]
+    assert perfect_nodes(1, 2) == [Node(0, 1)]
     assert perfect_nodes(0, 8) == [Node(3, 0)]
     assert perfect_nodes(0, 7) == [Node(2, 0), Node(1, 2), Node(0, 6)]
     assert perfect_nodes(4, 7) == [Node(1, 2), Node(0, 6)]
@@ -781,7 +789,9 @@ def test_perfect_nodes_examples() -> None:
 
 
 @PROPS
-@given(st.integers(0, 2**40), st.integers(0, 2**20))
+@given(
+    st.one_of(st.integers(0, 64), st.integers(0, 2**40)), st.one_of(st.integers(0, 64), st.integers(0, 2**20))
+)
 def test_perfect_nodes_cover_range_with_maximal_aligned_subtrees(lo: int, width: int) -> None:
     hi = lo + width
     nodes = perfect_nodes(lo, hi)
@@ -1103,7 +1113,7 @@ def test_broken_consistency_proofs_fail(brk: str, size2: int, data: st.DataObjec
 
 
 def test_multi_inclusion_single_index_is_the_inclusion_proof_reordered() -> None:
-    for size in range(1, 70):
+    for size in range(1, 45):
         for index in range(size):
             rfc = inclusion_proof(index, size, LEAVES)
             multi = multi_inclusion_proof([index], size, LEAVES)
@@ -1121,6 +1131,9 @@ def test_multi_inclusion_examples() -> None:
     proof = multi_inclusion_proof([5, 1, 5], 7, RFC_LEAF_HASHES)
     assert proof == [RFC_NODES[0][0], RFC_NODES[1][1], RFC_NODES[0][4], RFC_NODES[0][6]]
     verify_multi_inclusion(7, leaves, proof, RFC_ROOTS[7])
+    # Indices are a set: order and repetition do not matter.
+    assert multi_inclusion_plan([5, 1, 5, 1], 7) == multi_inclusion_plan((1, 5), 7)
+    assert multi_inclusion_plan(iter([5, 1]), 7).assemble(rfc_store()) == proof
     everything = dict(enumerate(RFC_LEAF_HASHES))
     assert multi_inclusion_proof(range(8), 8, RFC_LEAF_HASHES) == []
     verify_multi_inclusion(8, everything, [], RFC_ROOTS[8])
@@ -1291,10 +1304,10 @@ def test_consistency_in_huge_trees_is_structurally_sound() -> None:
 
 
 def test_multi_inclusion_scale() -> None:
-    # 50k leaves out of a 1M-leaf tree: plan, verify, and reject a changed hash.
+    # 20k leaves out of a 1M-leaf tree: plan, verify, and reject a changed hash.
     rnd = random.Random(5)
     size = 1_000_000
-    indices = sorted(rnd.sample(range(size), 50_000))
+    indices = sorted(rnd.sample(range(size), 20_000))
     plan = multi_inclusion_plan(indices, size)
     proof = [os.urandom(32) for _ in plan.ranges]
     leaves = {i: os.urandom(32) for i in indices}
@@ -1305,7 +1318,7 @@ def test_multi_inclusion_scale() -> None:
 
 
 def test_root_of_many_leaves_is_iterative() -> None:
-    leaves = LEAVES * 40  # 100k leaves, far deeper than any recursion would allow per leaf
+    leaves = LEAVES * 16  # 40k leaves
     cr = CompactRange()
     cr.extend(leaves)
     assert cr.root() == root_from_leaf_hashes(leaves)
