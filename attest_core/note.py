@@ -593,6 +593,11 @@ class NoteSigner:
         """The public :class:`VerifierKey` that verifies this signer's signatures."""
         return self._key
 
+    @property
+    def signer(self) -> Signer:
+        """The underlying Ed25519 signer (the gateway also signs receipts with the log key)."""
+        return self._signer
+
     def sign(self, text: str) -> NoteSignature:
         """Sign a note text (which must end in a newline) and return the signature.
 

@@ -1,0 +1,115 @@
+"""Gateway settings: a TOML file (``--config``), overridden by environment variables.
+
+Environment variables: ``DATABASE_URL``, ``MQTT_URL``, and ``GATEWAY_<SETTING>``
+for any other setting (e.g. ``GATEWAY_CHECKPOINT_INTERVAL=0.5``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"MQTT_URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ConfigError(f"MQTT_URL {url!r} names no host")
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls, parts.username, parts.password)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    origin: str = "iot-attest.example/log"
+    """The log's name: the first line of every checkpoint and the log key's name."""
+    key_file: str = "gateway-log.key"
+    checkpoint_interval: float = 1.0
+    """Seconds between checkpoints while the log grows."""
+    checkpoint_max_entries: int = 20_000
+    """A checkpoint is also signed as soon as this many entries are waiting for one."""
+    sequencer_batch: int = 5_000
+    gap_timeout: float = 30.0
+    """Seconds a reading ahead of a gap in its device's sequence waits before it is quarantined."""
+    max_clock_skew: float = 300.0
+    """Readings dated further than this in the future are refused."""
+    ingest_batch: int = 2_000
+    ingest_linger: float = 0.02
+    """Seconds the ingest waits to fill a batch."""
+    mqtt_client_id: str = "iot-attest-gateway"
+    mqtt_share_group: str = ""
+    """If set, subscribe as $share/<group>/... so several gateway processes share the load."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    role: str = "all"
+    """all | ingest | sequencer | api: what this process runs."""
+    tokens: dict[str, Any] = field(default_factory=dict)
+    witnesses: list[str] = field(default_factory=list)
+
+    @property
+    def mqtt(self) -> MqttUrl:
+        return MqttUrl.parse(self.mqtt_url)
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        values.update(data.get("gateway", data))
+    if env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+    if env.get("MQTT_URL"):
+        values["mqtt_url"] = env["MQTT_URL"]
+    known = {f.name: f for f in fields(Settings)}
+    for key, raw in env.items():
+        if key.startswith("GATEWAY_") and key[8:].lower() in known:
+            values[key[8:].lower()] = raw
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = type(getattr(Settings(), name))
+        try:
+            if kind is float:
+                typed[name] = float(value)
+            elif kind is int:
+                typed[name] = int(value)
+            elif kind is str:
+                typed[name] = str(value)
+            else:
+                typed[name] = value
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a {kind.__name__}, got {value!r}") from None
+    settings = Settings(**typed)
+    if not settings.database_url:
+        raise ConfigError("no database: set DATABASE_URL or database_url in the config file")
+    settings.mqtt  # validates  # noqa: B018
+    if settings.role not in ("all", "ingest", "sequencer", "api"):
+        raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
+    return settings

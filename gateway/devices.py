@@ -1,0 +1,176 @@
+"""Device enrolment, key rotation and revocation, as database operations.
+
+Each one checks its statement with the protocol core (proof of possession,
+signatures, the registry's rules), updates the device tables that ingest reads,
+and queues the log entry for the sequencer, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from attest_core.device import decode_enrolment_statement, verify_rotation
+from attest_core.entries import (
+    NO_SEQ_DISOWNED,
+    EnrolmentEntry,
+    EntryType,
+    RevocationEntry,
+    RotationEntry,
+    encode_entry,
+)
+from attest_core.errors import AttestError
+from attest_core.reading import device_key_id
+from attest_core.registry import DeviceRecord, KeySpan, Registry, RegistryError
+
+
+class DeviceError(Exception):
+    """A refused device operation, with the HTTP status it maps to."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    device_id: str
+    asset_id: str
+    key_id: bytes
+    pending_id: int
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def enrol(conn: asyncpg.Connection, statement: bytes, pop_signature: bytes, installer: str) -> Enrolled:
+    entry = EnrolmentEntry(statement, pop_signature, installer, _now_ms())
+    try:
+        st = entry.verify()
+    except AttestError as exc:
+        raise DeviceError(400, exc.code, str(exc)) from exc
+    async with conn.transaction():
+        exists = await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", st.device_id)
+        if exists:
+            raise DeviceError(409, "already_enrolled", f"device {st.device_id} is already enrolled")
+        loc = st.location
+        await conn.execute(
+            "INSERT INTO devices (device_id, asset_id, asset_kind, rated_power_w, lat_e6, lon_e6, statement, "
+            "installer, logged_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            st.device_id,
+            st.asset_id,
+            int(st.asset_kind),
+            st.rated_power_w,
+            None if loc is None else loc.lat_e6,
+            None if loc is None else loc.lon_e6,
+            statement,
+            installer,
+            st.chain_anchor(),
+        )
+        key_id = device_key_id(st.public_key)
+        await conn.execute(
+            "INSERT INTO device_keys (device_id, key_id, public_key, from_seq) VALUES ($1, $2, $3, 1)",
+            st.device_id,
+            key_id,
+            st.public_key,
+        )
+        pending_id = await conn.fetchval(
+            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3) RETURNING id",
+            int(EntryType.ENROLMENT),
+            encode_entry(entry),
+            st.device_id,
+        )
+    return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
+
+
+async def _record(conn: asyncpg.Connection, device_id: str) -> DeviceRecord:
+    row = await conn.fetchrow(
+        "SELECT statement, last_valid_seq, revoked_at IS NOT NULL AS revoked FROM devices WHERE device_id = $1 "
+        "FOR UPDATE",
+        device_id,
+    )
+    if row is None:
+        raise DeviceError(404, "unknown_device", f"device {device_id} is not enrolled")
+    record = DeviceRecord(decode_enrolment_statement(bytes(row["statement"])), -1)
+    record.keys = [
+        KeySpan(k["from_seq"], bytes(k["public_key"]), bytes(k["key_id"]))
+        for k in await conn.fetch(
+            "SELECT key_id, public_key, from_seq FROM device_keys WHERE device_id = $1 ORDER BY from_seq",
+            device_id,
+        )
+    ]
+    if row["revoked"]:
+        record.revocation_index = -1
+        record.last_valid_seq = row["last_valid_seq"]
+    return record
+
+
+async def rotate(
+    conn: asyncpg.Connection, statement: bytes, old_signature: bytes, new_signature: bytes, installer: str
+) -> tuple[str, bytes]:
+    """Rotate a device's key; returns (device id, new key id)."""
+    entry = RotationEntry(statement, old_signature, new_signature, installer, _now_ms())
+    try:
+        st = verify_rotation(statement, old_signature, new_signature)
+    except AttestError as exc:
+        raise DeviceError(400, exc.code, str(exc)) from exc
+    async with conn.transaction():
+        record = await _record(conn, st.device_id)
+        registry = Registry()
+        registry.devices[st.device_id] = record
+        try:
+            registry.rotate_verified(-1, st)
+        except RegistryError as exc:
+            raise DeviceError(409, exc.code, str(exc)) from exc
+        key_id = device_key_id(st.new_public_key)
+        await conn.execute(
+            "INSERT INTO device_keys (device_id, key_id, public_key, from_seq) VALUES ($1, $2, $3, $4)",
+            st.device_id,
+            key_id,
+            st.new_public_key,
+            st.effective_seq,
+        )
+        await conn.execute(
+            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3)",
+            int(EntryType.KEY_ROTATION),
+            encode_entry(entry),
+            st.device_id,
+        )
+    return st.device_id, key_id
+
+
+async def revoke(
+    conn: asyncpg.Connection, device_id: str, reason: str, revoked_by: str, last_valid_seq: int | None = None
+) -> int:
+    """Revoke a device; returns the last valid sequence number.
+
+    By default every reading the gateway has accepted so far stays valid and
+    nothing after it is accepted.
+    """
+    async with conn.transaction():
+        record = await _record(conn, device_id)
+        if record.revoked:
+            raise DeviceError(409, "already_revoked", f"device {device_id} is already revoked")
+        if last_valid_seq is None:
+            last_valid_seq = await conn.fetchval(
+                "SELECT coalesce(max(seq), 0) FROM readings WHERE device_id = $1", device_id
+            )
+        try:
+            entry = RevocationEntry(device_id, last_valid_seq, reason, revoked_by, _now_ms())
+        except AttestError as exc:
+            raise DeviceError(400, exc.code, str(exc)) from exc
+        await conn.execute(
+            "UPDATE devices SET revoked_at = now(), last_valid_seq = $2 WHERE device_id = $1",
+            device_id,
+            last_valid_seq,
+        )
+        await conn.execute(
+            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3)",
+            int(EntryType.REVOCATION),
+            encode_entry(entry),
+            device_id,
+        )
+    return int(last_valid_seq if last_valid_seq is not None else NO_SEQ_DISOWNED)

@@ -1,0 +1,344 @@
+"""The sequencer: the one writer of the log.
+
+Exactly one sequencer writes at a time, however many gateway processes run: it
+holds a PostgreSQL advisory lock on the connection it writes with, and every
+batch also checks that the log size it starts from is still the stored one
+(a fence against a second writer).
+
+Each step, in one transaction:
+
+1. takes identity and claim entries waiting in ``pending_entries`` (in the order
+   they were accepted) and appends them;
+2. takes accepted readings not yet logged, per device in sequence order, and
+   appends each device's readings that continue its chain: ``seq`` is the next
+   number and ``prev_hash`` the hash of the last logged reading (or the
+   enrolment anchor).  A reading ahead of a gap waits up to ``gap_timeout`` for
+   the missing ones, then is quarantined as ``out_of_order``; a reading that
+   does not link is quarantined as ``chain_break``.  Quarantined readings are
+   removed from ``readings``: the device still holds them (no receipt) and
+   will send them again;
+3. stores the leaf hash and every perfect subtree node completed, the new size,
+   and each device's chain position.
+
+A crash at any point rolls the step back as a whole: nothing is logged twice and
+nothing accepted is lost.  Every ``checkpoint_interval`` (or
+``checkpoint_max_entries`` entries) it signs a checkpoint over the whole log,
+stores it (all checkpoints are kept), and publishes a signed receipt to every
+device with newly logged readings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from attest_core.checkpoint import Checkpoint, sign_checkpoint
+from attest_core.entries import EntryType
+from attest_core.merkle import CompactRange, Node, frontier_nodes, leaf_hash
+from attest_core.note import NoteSigner
+from attest_core.receipt import Receipt
+from attest_core.topics import receipts_topic
+from gateway.config import Settings
+from gateway.errors import NotLeaderError
+from gateway.quarantine import Refusal, quarantine
+
+log = logging.getLogger("gateway.sequencer")
+
+SEQUENCER_LOCK = 0x10_7A77_5E9
+READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
+_PREV_HASH = slice(-64 - 32, -64)  # prev_hash: the payload's last 32 bytes, before the signature
+
+Publish = Callable[[str, bytes], None]
+"""publish(topic, payload): hands a receipt to MQTT (QoS 1)."""
+
+
+def reading_entry(envelope: bytes) -> bytes:
+    """The log entry bytes of a reading (attest_core.entries, type READING)."""
+    return READING_ENTRY_HEADER + len(envelope).to_bytes(2, "big") + envelope
+
+
+@dataclass
+class ChainPosition:
+    seq: int
+    hash: bytes
+    index: int | None
+
+
+@dataclass
+class StepResult:
+    entries: int = 0
+    readings: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class Sequencer:
+    settings: Settings
+    signer: NoteSigner
+    publish: Publish | None = None
+    size: int = 0
+    frontier: CompactRange = field(default_factory=CompactRange)
+    chains: dict[str, ChainPosition] = field(default_factory=dict)
+    waiting: dict[str, float] = field(default_factory=dict)
+    """Devices whose next reading is missing: since when (monotonic)."""
+    touched: set[str] = field(default_factory=set)
+    """Devices with readings logged since the last checkpoint."""
+    last_checkpoint_size: int = -1
+    last_checkpoint_at: float = 0.0
+    last_checkpoint_wall: float = 0.0
+
+    # --- state -------------------------------------------------------------
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        """(Re)load the log's state from the database."""
+        size = await conn.fetchval("SELECT size FROM log_state")
+        nodes = frontier_nodes(size)
+        hashes: dict[Node, bytes] = {}
+        if nodes:
+            rows = await conn.fetch(
+                "SELECT level, idx, hash FROM log_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(l, i) "
+                "ON n.level = w.l AND n.idx = w.i",
+                [n.level for n in nodes],
+                [n.index for n in nodes],
+            )
+            hashes = {Node(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+        self.size = size
+        self.frontier = CompactRange.from_nodes(size, hashes)
+        self.chains.clear()
+        self.waiting.clear()
+        row = await conn.fetchrow(
+            "SELECT size, extract(epoch FROM signed_at) AS t FROM checkpoints ORDER BY id DESC LIMIT 1"
+        )
+        self.last_checkpoint_size = -1 if row is None else row["size"]
+        self.last_checkpoint_wall = 0.0 if row is None else float(row["t"])
+        self.last_checkpoint_at = time.monotonic()
+        log.info("log loaded: %d entries, last checkpoint at size %d", size, self.last_checkpoint_size)
+
+    async def _chain(self, conn: asyncpg.Connection, device_ids: list[str]) -> None:
+        missing = [d for d in device_ids if d not in self.chains]
+        if missing:
+            rows = await conn.fetch(
+                "SELECT device_id, logged_seq, logged_hash, logged_index FROM devices WHERE device_id = ANY($1)",
+                missing,
+            )
+            for r in rows:
+                self.chains[r["device_id"]] = ChainPosition(
+                    r["logged_seq"], bytes(r["logged_hash"]), r["logged_index"]
+                )
+
+    # --- one step ------------------------------------------------------------
+
+    async def step(self, conn: asyncpg.Connection) -> StepResult:
+        """Append what is waiting; one transaction."""
+        result = StepResult()
+        frontier = self.frontier.copy()
+        size = self.size
+        nodes: list[tuple[int, int, bytes]] = []
+        new_chains: dict[str, ChainPosition] = {}
+        now = time.monotonic()
+
+        def append(data: bytes) -> int:
+            nonlocal size
+            for node, digest in frontier.append(leaf_hash(data)):
+                nodes.append((node.level, node.index, digest))
+            size += 1
+            return size - 1
+
+        async with conn.transaction():
+            # 0. the fence: the log must still be where this sequencer left it
+            stored = await conn.fetchval("SELECT size FROM log_state FOR UPDATE")
+            if stored != self.size:
+                raise NotLeaderError(f"the log is at size {stored}, not {self.size}: another writer moved it")
+
+            # 1. identity and claim entries, in the order they were accepted
+            pending = await conn.fetch(
+                "SELECT id, kind, data, device_id FROM pending_entries ORDER BY id LIMIT $1",
+                self.settings.sequencer_batch,
+            )
+            logged_entries = []
+            for row in pending:
+                index = append(bytes(row["data"]))
+                logged_entries.append((index, row["kind"], bytes(row["data"]), row["device_id"]))
+                if row["device_id"] is not None:
+                    self.chains.pop(row["device_id"], None)  # re-read: an enrolment or rotation changed it
+            result.entries = len(logged_entries)
+
+            # 2. readings, per device in sequence order
+            exclude = [d for d, since in self.waiting.items() if now - since < 1.0]
+            rows = await conn.fetch(
+                "SELECT device_id, seq, envelope, payload_hash, received_at FROM readings "
+                "WHERE log_index IS NULL AND NOT (device_id = ANY($2::text[])) "
+                "ORDER BY device_id, seq LIMIT $1",
+                self.settings.sequencer_batch,
+                exclude,
+            )
+            await self._chain(conn, sorted({r["device_id"] for r in rows}))
+            assigned: list[tuple[str, int, int]] = []
+            refusals: list[tuple[Refusal, tuple[str, int]]] = []
+            device: str | None = None
+            blocked = False
+            position: ChainPosition | None = None
+            for row in rows:
+                device_id, seq = row["device_id"], row["seq"]
+                if device_id != device:
+                    device, blocked = device_id, False
+                    position = new_chains.get(device_id) or self.chains.get(device_id)
+                    if position is None:
+                        blocked = True  # not enrolled (cannot happen: ingest checks) — leave it
+                        continue
+                    if seq != position.seq + 1:
+                        blocked = True
+                        since = self.waiting.setdefault(device_id, now)
+                        if now - since >= self.settings.gap_timeout:
+                            refusals += await self._refuse_device_backlog(conn, device_id, position.seq)
+                            self.waiting.pop(device_id, None)
+                        continue
+                    self.waiting.pop(device_id, None)
+                if blocked or position is None:
+                    continue
+                envelope = bytes(row["envelope"])
+                if seq != position.seq + 1:
+                    blocked = True  # a gap inside this batch: the rest waits
+                    continue
+                if envelope[_PREV_HASH] != position.hash:
+                    refusals.append(
+                        (
+                            Refusal(
+                                "chain_break",
+                                f"reading {seq} of device {device_id} does not carry the hash of reading {seq - 1}",
+                                device_id,
+                                seq,
+                            ),
+                            (device_id, seq),
+                        )
+                    )
+                    self.waiting[device_id] = now
+                    blocked = True
+                    continue
+                index = append(reading_entry(envelope))
+                assigned.append((device_id, seq, index))
+                position = ChainPosition(seq, bytes(row["payload_hash"]), index)
+                new_chains[device_id] = position
+            result.readings = len(assigned)
+
+            if refusals:
+                keys = [k for _, k in refusals]
+                envelopes = {
+                    (r["device_id"], r["seq"]): bytes(r["envelope"])
+                    for r in await conn.fetch(
+                        "DELETE FROM readings r USING unnest($1::text[], $2::bigint[]) AS q(d, s) "
+                        "WHERE r.device_id = q.d AND r.seq = q.s RETURNING r.device_id, r.seq, r.envelope",
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                    )
+                }
+                for refusal, key in refusals:
+                    if key in envelopes:
+                        await quarantine(conn, "attest/v1/" + key[0] + "/readings", envelopes[key], refusal)
+                result.quarantined = len(refusals)
+
+            if size == self.size:
+                return result
+
+            # 3. store it all
+            if logged_entries:
+                await conn.executemany(
+                    "INSERT INTO entries (idx, kind, data, device_id) VALUES ($1, $2, $3, $4)", logged_entries
+                )
+                await conn.execute(
+                    "DELETE FROM pending_entries WHERE id = ANY($1)", [r["id"] for r in pending]
+                )
+            if assigned:
+                await conn.execute(
+                    "UPDATE readings r SET log_index = a.idx FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
+                    "AS a(d, s, idx) WHERE r.device_id = a.d AND r.seq = a.s",
+                    [a[0] for a in assigned],
+                    [a[1] for a in assigned],
+                    [a[2] for a in assigned],
+                )
+                items = list(new_chains.items())
+                await conn.execute(
+                    "UPDATE devices d SET logged_seq = c.seq, logged_hash = c.hash, logged_index = c.idx "
+                    "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bigint[]) AS c(d, seq, hash, idx) "
+                    "WHERE d.device_id = c.d",
+                    [k for k, _ in items],
+                    [p.seq for _, p in items],
+                    [p.hash for _, p in items],
+                    [p.index for _, p in items],
+                )
+            await conn.copy_records_to_table("log_nodes", records=nodes, columns=["level", "idx", "hash"])
+            await conn.execute("UPDATE log_state SET size = $1", size)
+
+        # committed: adopt the new state
+        self.size, self.frontier = size, frontier
+        self.chains.update(new_chains)
+        self.touched.update(new_chains)
+        return result
+
+    async def _refuse_device_backlog(
+        self, conn: asyncpg.Connection, device_id: str, logged_seq: int
+    ) -> list[tuple[Refusal, tuple[str, int]]]:
+        rows = await conn.fetch(
+            "SELECT seq FROM readings WHERE device_id = $1 AND log_index IS NULL ORDER BY seq", device_id
+        )
+        return [
+            (
+                Refusal(
+                    "out_of_order",
+                    f"reading {r['seq']} of device {device_id} waited {self.settings.gap_timeout:g} s for reading "
+                    f"{logged_seq + 1}, which never came",
+                    device_id,
+                    r["seq"],
+                ),
+                (device_id, r["seq"]),
+            )
+            for r in rows
+        ]
+
+    # --- checkpoints and receipts ---------------------------------------------
+
+    def checkpoint_due(self) -> bool:
+        if self.last_checkpoint_size < 0:
+            return True
+        grown = self.size - self.last_checkpoint_size
+        if grown <= 0:
+            return False
+        return (
+            grown >= self.settings.checkpoint_max_entries
+            or time.monotonic() - self.last_checkpoint_at >= self.settings.checkpoint_interval
+        )
+
+    async def checkpoint(self, conn: asyncpg.Connection) -> str:
+        """Sign a checkpoint over the whole log, store it, and publish receipts."""
+        root = self.frontier.root()
+        now = time.time()
+        note = sign_checkpoint(Checkpoint(self.signer.name, self.size, root, int(now)), self.signer)
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)", self.size, root, note
+            )
+            due = [r["device_id"] for r in await conn.fetch("DELETE FROM receipt_due RETURNING device_id")]
+        self.last_checkpoint_size = self.size
+        self.last_checkpoint_at = time.monotonic()
+        self.last_checkpoint_wall = now
+        devices = self.touched | set(due)
+        self.touched = set()
+        if self.publish is not None and devices:
+            await self._chain(conn, sorted(devices))
+            time_ms = int(now * 1000)
+            for device_id in sorted(devices):
+                position = self.chains.get(device_id)
+                if position is None or position.index is None or position.seq == 0:
+                    continue
+                receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
+                self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
+        return note
+
+
+async def hold_lock(conn: asyncpg.Connection) -> bool:
+    """Try to become the sequencer on this connection."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", SEQUENCER_LOCK))

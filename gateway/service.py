@@ -1,0 +1,203 @@
+"""One gateway process: ingest, the sequencer and the API, as its role says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+import uvicorn
+
+from gateway import logkey
+from gateway.api import ApiState, create_app
+from gateway.config import Settings
+from gateway.errors import NotLeaderError
+from gateway.ingest import DeviceCache, Message, store_batch
+from gateway.metrics import Metrics
+from gateway.migrations import migrate
+from gateway.mqtt import MqttLink, probe_protocol
+from gateway.sequencer import Sequencer, hold_lock
+
+log = logging.getLogger("gateway")
+
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, asyncio.TimeoutError)
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.cache = DeviceCache()
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.link: MqttLink | None = None
+        self.server: uvicorn.Server | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.sequencer: Sequencer | None = None
+
+    @property
+    def runs(self) -> set[str]:
+        role = self.settings.role
+        return {"ingest", "sequencer", "api"} if role == "all" else {role}
+
+    async def start(self) -> None:
+        s = self.settings
+        self.signer, created = logkey.load_or_create(s.key_file, s.origin)
+        if created:
+            log.info("created the log key in %s: %s", s.key_file, self.signer.verifier_key().to_string())
+        self.pool = await self._connect_pool()
+        async with self.pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        loop = asyncio.get_running_loop()
+        url = s.mqtt
+        protocol = await self._probe(url)
+        wants_readings = "ingest" in self.runs
+        self.link = MqttLink(
+            url,
+            s.mqtt_client_id,
+            loop=loop,
+            on_message=self.queue.put_nowait if wants_readings else None,
+            share_group=s.mqtt_share_group,
+            protocol=protocol,
+        )
+        self.link.start()
+        if wants_readings:
+            self.tasks.append(asyncio.create_task(self._ingest_loop(), name="ingest"))
+        if "sequencer" in self.runs:
+            self.tasks.append(asyncio.create_task(self._sequencer_loop(), name="sequencer"))
+        self.api_state = ApiState(self.pool, self.signer.verifier_key(), self.metrics)
+        if "api" in self.runs:
+            self.app = create_app(self.api_state)
+            config = uvicorn.Config(
+                self.app, host=s.api_host, port=s.api_port, log_level="warning", lifespan="off"
+            )
+            self.server = uvicorn.Server(config)
+            self.tasks.append(asyncio.create_task(self._serve(), name="api"))
+        self.api_state.ready = True
+        log.info("gateway started (%s); log %s", ", ".join(sorted(self.runs)), s.origin)
+
+    async def _connect_pool(self) -> asyncpg.Pool:
+        delay = 0.5
+        while True:
+            try:
+                pool: asyncpg.Pool = await asyncpg.create_pool(
+                    self.settings.database_url, min_size=1, max_size=8
+                )
+                return pool
+            except DB_ERRORS as exc:
+                log.warning("database not reachable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _probe(self, url: object) -> int:
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(probe_protocol, self.settings.mqtt)
+            except OSError as exc:
+                log.warning("MQTT broker not reachable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _serve(self) -> None:
+        assert self.server is not None
+        await self.server.serve()
+
+    async def wait(self) -> None:
+        await self.stopping.wait()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.server is not None:
+            self.server.should_exit = True
+        for task in self.tasks:
+            if task.get_name() != "api":
+                task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.link is not None:
+            self.link.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    # --- ingest ------------------------------------------------------------------
+
+    async def _ingest_loop(self) -> None:
+        assert self.pool is not None
+        assert self.link is not None
+        s = self.settings
+        while True:
+            batch = [await self.queue.get()]
+            deadline = time.monotonic() + s.ingest_linger
+            while len(batch) < s.ingest_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(0.002)
+            delay = 0.2
+            while True:
+                try:
+                    async with self.pool.acquire() as conn:
+                        result = await store_batch(conn, batch, self.cache, s)
+                    break
+                except DB_ERRORS as exc:
+                    log.warning("cannot store %d messages (%s); retrying in %.1f s", len(batch), exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10)
+            for message in batch:
+                self.link.ack(message.mid)
+            now = time.time()
+            for message in batch:
+                self.metrics.ingest_lag.observe(max(0.0, now - message.received_at))
+            self.metrics.accepted.inc(result.accepted)
+            self.metrics.duplicates.inc(result.duplicates)
+            for reason, count in result.refused.items():
+                self.metrics.rejected.labels(reason).inc(count)
+                log.info("refused %d message(s): %s", count, reason)
+
+    # --- the sequencer ----------------------------------------------------------------
+
+    async def _sequencer_loop(self) -> None:
+        s = self.settings
+        delay = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(s.database_url)
+                if not await hold_lock(conn):
+                    await conn.close()
+                    await asyncio.sleep(1.0)
+                    continue
+                publish = self.link.publish if self.link is not None else None
+                sequencer = Sequencer(s, self.signer, publish)
+                await sequencer.load(conn)
+                self.sequencer = sequencer
+                self.metrics.sequencer_leader.set(1)
+                log.info("this process is the sequencer")
+                delay = 0.5
+                while True:
+                    result = await sequencer.step(conn)
+                    if result.entries or result.readings:
+                        self.metrics.logged.inc(result.entries + result.readings)
+                        self.metrics.log_size.set(sequencer.size)
+                    if sequencer.checkpoint_due():
+                        await sequencer.checkpoint(conn)
+                        self.metrics.checkpoint_signed(sequencer.size, sequencer.last_checkpoint_wall)
+                    if not (result.entries or result.readings or result.quarantined):
+                        await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                raise
+            except (*DB_ERRORS, NotLeaderError) as exc:
+                log.warning("sequencer stopped (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+            finally:
+                self.metrics.sequencer_leader.set(0)
+                self.sequencer = None
+                if conn is not None and not conn.is_closed():
+                    await conn.close()

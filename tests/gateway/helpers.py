@@ -1,0 +1,53 @@
+"""Shared pieces of the gateway tests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from attest_core.note import NoteSigner
+from gateway.config import Settings
+from gateway.devices import enrol
+from tests.support import TestDevice, seeded_signer
+
+T = TypeVar("T")
+
+
+def settings_for(database: str, tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database,
+        "origin": "test.example/log",
+        "key_file": str(tmp_path / "log.key"),
+        "checkpoint_interval": 0.2,
+        "gap_timeout": 1.0,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def log_signer() -> NoteSigner:
+    return NoteSigner("test.example/log", seeded_signer("gateway log key"))
+
+
+def run(dsn: str, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def go() -> T:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+async def enrol_device(conn: asyncpg.Connection, device: TestDevice) -> None:
+    await enrol(conn, device.statement_bytes, device.pop, "installer-1")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

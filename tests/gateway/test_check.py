@@ -1,0 +1,113 @@
+"""The ingest decision for one message, every refusal reason (pure: no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from attest_core.chain import ChainState
+from attest_core.device import RotationStatement, sign_rotation
+from attest_core.entries import RevocationEntry, RotationEntry
+from attest_core.reading import Envelope, sign_reading
+from attest_core.registry import Registry
+from gateway.ingest import Accepted, Message, check
+from gateway.quarantine import Refusal
+from tests.support import HOUR, T0, TestDevice, seeded_signer
+
+NOW = T0 + 10 * HOUR
+SKEW = 300_000
+
+
+@pytest.fixture
+def world() -> tuple[Registry, TestDevice]:
+    registry = Registry()
+    device = TestDevice("dev-1", "charger-1")
+    registry.enrol(0, device.enrolment_entry())
+    return registry, device
+
+
+def topic(device_id: str = "dev-1") -> str:
+    return f"attest/v1/{device_id}/readings"
+
+
+def reason(outcome: Accepted | Refusal) -> str:
+    return "accepted" if isinstance(outcome, Accepted) else outcome.reason
+
+
+def test_a_good_reading_is_accepted(world: tuple[Registry, TestDevice]) -> None:
+    registry, device = world
+    envelope = device.reading(T0, 1000)
+    outcome = check(Message(topic(), envelope.encode()), registry, NOW, SKEW)
+    assert isinstance(outcome, Accepted)
+    assert (outcome.device_id, outcome.seq, outcome.asset_id, outcome.energy_mwh) == (
+        "dev-1",
+        1,
+        "charger-1",
+        1000,
+    )
+    assert outcome.envelope == envelope.encode()
+
+
+def test_refusals(world: tuple[Registry, TestDevice]) -> None:
+    registry, device = world
+    good = device.reading(T0, 1000).encode()
+    cases: dict[str, Message] = {
+        "too_large": Message(topic(), b"\x01" * 2000),
+        "bad_topic": Message("attest/v1/dev-1/receipts", good),
+        "truncated": Message(topic(), good[:-3]),
+        "trailing_bytes": Message(topic(), good + b"\x00"),
+        "bad_version": Message(topic(), b"\x07" + good[1:]),
+        "topic_mismatch": Message(topic("dev-2"), good),
+    }
+    for expected, message in cases.items():
+        outcome = check(message, registry, NOW, SKEW)
+        assert reason(outcome) == expected, (expected, outcome)
+
+    stranger = TestDevice("dev-9", "charger-9")
+    assert (
+        reason(check(Message(topic("dev-9"), stranger.reading(T0, 1).encode()), registry, NOW, SKEW))
+        == "unknown_device"
+    )
+
+    liar = TestDevice("dev-1", "charger-2")  # same id, another asset (and key)
+    liar.signer = device.signer
+    liar.state = ChainState(1, b"\x00" * 32)
+    assert reason(check(Message(topic(), liar.reading(T0, 1).encode()), registry, NOW, SKEW)) == "wrong_asset"
+
+    other_key = seeded_signer("someone else")
+    forged = sign_reading(device.reading(T0 + 1, 2).reading(), other_key)
+    assert reason(check(Message(topic(), forged.encode()), registry, NOW, SKEW)) == "unknown_key_id"
+
+    honest = device.reading(T0 + 2, 3)
+    bad_sig = Envelope(honest.key_id, honest.payload, bytes(64))
+    assert reason(check(Message(topic(), bad_sig.encode()), registry, NOW, SKEW)) == "bad_signature"
+
+    future = device.reading(NOW + SKEW + 1, 4)
+    outcome = check(Message(topic(), future.encode()), registry, NOW, SKEW)
+    assert reason(outcome) == "future_time"
+    assert isinstance(outcome, Refusal)
+    assert "in the future" in outcome.detail
+    just_inside = device.reading(NOW + SKEW, 5)
+    assert reason(check(Message(topic(), just_inside.encode()), registry, NOW, SKEW)) == "accepted"
+
+
+def test_rotated_and_revoked_devices(world: tuple[Registry, TestDevice]) -> None:
+    registry, device = world
+    first = device.reading(T0, 1)
+    new = seeded_signer("dev-1 new key")
+    data, old_sig, new_sig = sign_rotation(
+        RotationStatement("dev-1", device.signer.public_key, new.public_key, 3, T0), device.signer, new
+    )
+    registry.rotate(1, RotationEntry(data, old_sig, new_sig, "installer-1", T0))
+    second = device.reading(T0 + 1, 2)  # seq 2: still the old key
+    old_signer, device.signer = device.signer, new
+    third = device.reading(T0 + 2, 3)  # seq 3: the new key
+    device.signer = old_signer
+    stale = device.reading(T0 + 3, 4)  # seq 4 with the old key: refused
+    for envelope, expected in [(first, "accepted"), (second, "accepted"), (third, "accepted"),
+                               (stale, "key_not_valid_for_seq")]:  # fmt: skip
+        assert reason(check(Message(topic(), envelope.encode()), registry, NOW, SKEW)) == expected
+    registry.revoke(2, RevocationEntry("dev-1", 3, "stolen", "installer-1", T0))
+    device.signer = new
+    after = device.reading(T0 + 4, 5)
+    assert reason(check(Message(topic(), after.encode()), registry, NOW, SKEW)) == "revoked_device"
+    assert reason(check(Message(topic(), third.encode()), registry, NOW, SKEW)) == "accepted"
