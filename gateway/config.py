@@ -55,6 +55,8 @@ class Settings:
     ingest_linger: float = 0.02
     """Seconds the ingest waits to fill a batch."""
     mqtt_client_id: str = "iot-attest-gateway"
+    mqtt_session_expiry: int = 7 * 24 * 3600
+    """MQTT 5: how long the broker keeps the gateway's session (and queued readings) while it is away."""
     mqtt_share_group: str = ""
     """If set, subscribe as $share/<group>/... so several gateway processes share the load."""
     api_host: str = "127.0.0.1"

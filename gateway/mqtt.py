@@ -28,9 +28,6 @@ from gateway.ingest import Message
 
 log = logging.getLogger("gateway.mqtt")
 
-SESSION_EXPIRY = 7 * 24 * 3600
-"""MQTT 5: how long the broker keeps the gateway's session (and queued readings) while it is away."""
-
 
 def probe_protocol(url: MqttUrl, timeout: float = 5.0) -> int:
     """MQTTv5 if the broker accepts an MQTT 5 connection, else MQTTv311.
@@ -80,7 +77,9 @@ class MqttLink:
         on_message: Callable[[Message], None] | None = None,
         share_group: str = "",
         protocol: int | None = None,
+        session_expiry: int = 7 * 24 * 3600,
     ) -> None:
+        self.session_expiry = session_expiry
         self.url = url
         self.loop = loop
         self.on_message = on_message
@@ -114,7 +113,7 @@ class MqttLink:
     def start(self) -> None:
         if self.protocol == mqtt.MQTTv5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = SESSION_EXPIRY
+            props.SessionExpiryInterval = self.session_expiry
             props.ReceiveMaximum = 1000
             self.client.connect_async(
                 self.url.host, self.url.port, keepalive=30, clean_start=False, properties=props

@@ -63,6 +63,7 @@ class Gateway:
             on_message=self.queue.put_nowait if wants_readings else None,
             share_group=s.mqtt_share_group,
             protocol=protocol,
+            session_expiry=s.mqtt_session_expiry,
         )
         self.link.start()
         if wants_readings:

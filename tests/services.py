@@ -214,3 +214,81 @@ def start_embedded_broker() -> Broker:
         proc.wait(10)
 
     return Broker("127.0.0.1", port, "embedded", _stop=stop)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class MosquittoProcess:
+    """A Mosquitto of the test's own, with the project's queue settings (deploy/mosquitto/conf.d)."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {workdir / 'data'}/\n"
+            "user root\n"
+            f"include_dir {REPO / 'deploy' / 'mosquitto' / 'conf.d'}\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self) -> MosquittoProcess:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        with open(self.workdir / "mosquitto.log", "ab") as log:
+            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)
+        if not wait_for(lambda: port_open(self.host, self.port), 15):
+            raise RuntimeError(f"mosquitto did not start on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        """A clean shutdown: Mosquitto saves its persistent state."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: whatever Mosquitto had not saved is gone."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(15)
+            self.proc = None
+
+
+class RestartablePostgres:
+    """An embedded PostgreSQL of the test's own, which the test may stop and start.
+
+    Its data directory lives directly under the system's temporary directory:
+    pgserver runs the server as its own user, which must be able to reach it.
+    """
+
+    def __init__(self) -> None:
+        self.datadir = Path(tempfile.mkdtemp(prefix="iat-pg-"))
+        self.server: object | None = None
+        self.dsn = ""
+
+    def start(self) -> RestartablePostgres:
+        import pgserver
+
+        self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")
+        self.dsn = self.server.get_uri()  # type: ignore[attr-defined]
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()  # type: ignore[attr-defined]
+            self.server = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
