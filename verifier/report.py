@@ -1,0 +1,248 @@
+"""The verifier's report: one JSON document, built from :mod:`attest_core` results.
+
+The terminal output (:mod:`verifier.render`), the HTML page
+(:mod:`verifier.html`) and ``--json`` (what ``make demo`` writes as
+``report.json``) all show this one document, so they never disagree.
+
+``iot-attest-report/v1`` members (times are given both as numbers and as UTC
+ISO 8601 text; energy as exact kWh decimal strings and integer mWh; money as
+plain decimal strings in the claim's currency)::
+
+    format        "iot-attest-report/v1"
+    verdict       "backed" | "not_backed" | "invalid"
+    exit_code     0 | 1 | 2
+    bundle        {file, bytes, sha256}                 what was checked
+    log           {name, key_id, fingerprint, key}      the key the auditor supplied
+    error         {code, message}                       only when the verdict is "invalid"
+    checkpoint    {origin, size, root_hash, root_hash_hex, time, time_utc,
+                   witnesses: [{name, key_id, time, time_utc}]}
+    claim         {log_index, issuer, title, period: {start_ms, end_ms, start, end},
+                   assets, tariff: {currency, description, segments: [{start_minute, price_per_kwh}]},
+                   claimed_energy_kwh, claimed_energy_mwh, claimed_amount, currency,
+                   filed_at_ms, filed_at}
+    attested      {energy_kwh, energy_mwh, revenue, revenue_exact, currency,
+                   energy_covered, revenue_covered}
+    assets        [{asset_id, kind, rated_power_w, devices: [{device_id, readings_counted,
+                    first_seq, last_seq, first_time_ms, last_time_ms, missing_seqs,
+                    energy_kwh, energy_mwh}], readings_counted, evidence, energy_kwh,
+                    energy_mwh, revenue, revenue_exact, series: [[time_ms, energy_mwh], ...]}]
+    findings      [Finding.to_json(): {severity, code, message, asset_id?, device_id?, seq?, log_index?}],
+                  fatal first, then warnings, then info
+    summary       {fatal, warning, info}
+    stats         {entries, readings_verified, seconds, readings_per_second}
+    generated_at  when the report was made (UTC)
+
+``checkpoint`` to ``summary`` and ``stats`` are present only when the evidence
+is valid.  ``evidence`` is ``"complete"`` (every reading of the period between
+the first and the last is present, so every check ran on all of them),
+``"boundary"`` (some are absent, e.g. a boundary-mode bundle with the first and
+last reading per device) or ``"none"`` (no reading in the period).  ``series``
+is the asset's cumulative attested energy at reading times: a subset of at most
+:data:`MAX_SERIES_POINTS` exact points, always with the first and the last.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from attest_core.bundle import VerifiedBundle
+from attest_core.checkpoint import Checkpoint, SignedCheckpoint
+from attest_core.claim import Claim
+from attest_core.errors import AttestError
+from attest_core.evaluation import AssetResult, Severity
+from attest_core.money import format_kwh, round_down
+from attest_core.note import VerifierKey
+from verifier.errors import ExitCode
+from verifier.inputs import describe_key
+
+REPORT_FORMAT = "iot-attest-report/v1"
+MAX_SERIES_POINTS = 200
+
+_SEVERITY_ORDER = {Severity.FATAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_ms(time_ms: int) -> str:
+    """Unix milliseconds as UTC ISO 8601 (``2026-10-01T00:00:00Z``, milliseconds only when not zero)."""
+    when = _EPOCH + timedelta(milliseconds=time_ms)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    if time_ms % 1000:
+        text += f".{time_ms % 1000:03d}"
+    return text + "Z"
+
+
+def iso_s(time_s: int) -> str:
+    """Unix seconds as UTC ISO 8601."""
+    try:
+        return iso_ms(time_s * 1000)
+    except OverflowError:  # a signed time beyond year 9999: show the number
+        return f"{time_s} s after 1970"
+
+
+def now_iso() -> str:
+    return iso_ms(int(datetime.now(UTC).timestamp() * 1000) // 1000 * 1000)
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal written plainly, never in exponent notation."""
+    return format(value, "f")
+
+
+def bundle_info(path: str, data: bytes | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"file": path}
+    if data is not None:
+        info["bytes"] = len(data)
+        info["sha256"] = hashlib.sha256(data).hexdigest()
+    return info
+
+
+def checkpoint_info(signed: SignedCheckpoint) -> dict[str, Any]:
+    cp: Checkpoint = signed.checkpoint
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root_hash": base64.b64encode(cp.root_hash).decode("ascii"),
+        "root_hash_hex": cp.root_hash.hex(),
+        "time": cp.time,
+        "time_utc": None if cp.time is None else iso_s(cp.time),
+        "witnesses": [
+            {
+                "name": c.witness.name,
+                "key_id": c.witness.key_id.hex(),
+                "time": c.time,
+                "time_utc": iso_s(c.time),
+            }
+            for c in signed.cosignatures
+        ],
+    }
+
+
+def claim_info(claim: Claim, log_index: int) -> dict[str, Any]:
+    return {
+        "log_index": log_index,
+        "issuer": claim.issuer,
+        "title": claim.title,
+        "period": {
+            "start_ms": claim.period_start_ms,
+            "end_ms": claim.period_end_ms,
+            "start": iso_ms(claim.period_start_ms),
+            "end": iso_ms(claim.period_end_ms),
+        },
+        "assets": list(claim.assets),
+        "tariff": {
+            "currency": claim.currency,
+            "description": claim.tariff.describe(),
+            "segments": [
+                {"start_minute": s.start_minute, "price_per_kwh": s.price_per_kwh}
+                for s in claim.tariff.segments
+            ],
+        },
+        "claimed_energy_kwh": format_kwh(claim.claimed_energy_mwh),
+        "claimed_energy_mwh": claim.claimed_energy_mwh,
+        "claimed_amount": claim.claimed_amount,
+        "currency": claim.currency,
+        "filed_at_ms": claim.filed_at_ms,
+        "filed_at": iso_ms(claim.filed_at_ms),
+    }
+
+
+def thin_series(points: list[tuple[int, int]], limit: int = MAX_SERIES_POINTS) -> list[list[int]]:
+    """At most ``limit`` of ``points``, evenly spread, always keeping the first and the last."""
+    if len(points) <= limit:
+        return [[t, e] for t, e in points]
+    last = len(points) - 1
+    picks = sorted({round(i * last / (limit - 1)) for i in range(limit)})
+    return [[points[i][0], points[i][1]] for i in picks]
+
+
+def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
+    counted = asset.readings_counted
+    evidence = "none" if counted == 0 else "complete" if asset.complete else "boundary"
+    return {
+        "asset_id": asset.asset_id,
+        "kind": None if asset.kind is None else asset.kind.label,
+        "rated_power_w": asset.rated_power_w,
+        "devices": [
+            {
+                "device_id": d.device_id,
+                "readings_counted": d.readings_counted,
+                "first_seq": d.first_seq,
+                "last_seq": d.last_seq,
+                "first_time_ms": d.first_time_ms,
+                "last_time_ms": d.last_time_ms,
+                "missing_seqs": d.missing_seqs,
+                "energy_kwh": format_kwh(d.energy_mwh),
+                "energy_mwh": d.energy_mwh,
+            }
+            for d in asset.devices
+        ],
+        "readings_counted": counted,
+        "evidence": evidence,
+        "energy_kwh": format_kwh(asset.energy_mwh),
+        "energy_mwh": asset.energy_mwh,
+        "revenue": plain(round_down(asset.revenue_exact, currency)),
+        "revenue_exact": plain(asset.revenue_exact),
+        "series": thin_series(asset.series),
+    }
+
+
+def valid_report(result: VerifiedBundle, log_key: VerifierKey, bundle: dict[str, Any]) -> dict[str, Any]:
+    """The report of a bundle whose evidence is valid (verdict backed or not_backed)."""
+    evaluation = result.evaluation
+    claim = result.claim
+    backed = result.backed
+    counts = {s.value: 0 for s in Severity}
+    for finding in evaluation.findings:
+        counts[finding.severity.value] += 1
+    seconds = result.seconds
+    return {
+        "format": REPORT_FORMAT,
+        "verdict": "backed" if backed else "not_backed",
+        "exit_code": int(ExitCode.OK if backed else ExitCode.NOT_BACKED),
+        "bundle": bundle,
+        "log": describe_key(log_key),
+        "checkpoint": checkpoint_info(result.checkpoint),
+        "claim": claim_info(claim, result.claim_index),
+        "attested": {
+            "energy_kwh": format_kwh(evaluation.energy_mwh),
+            "energy_mwh": evaluation.energy_mwh,
+            "revenue": plain(evaluation.revenue),
+            "revenue_exact": plain(evaluation.revenue_exact),
+            "currency": claim.currency,
+            "energy_covered": evaluation.energy_mwh >= claim.claimed_energy_mwh,
+            "revenue_covered": evaluation.revenue >= claim.claimed_amount_value,
+        },
+        "assets": [asset_info(a, claim.currency) for a in evaluation.assets],
+        "findings": [
+            f.to_json() for f in sorted(evaluation.findings, key=lambda f: _SEVERITY_ORDER[f.severity])
+        ],
+        "summary": counts,
+        "stats": {
+            "entries": result.entries,
+            "readings_verified": result.readings_verified,
+            "seconds": round(seconds, 6),
+            "readings_per_second": round(result.readings_verified / seconds) if seconds > 0 else None,
+        },
+        "generated_at": now_iso(),
+    }
+
+
+def invalid_report(code: str, message: str, log_key: VerifierKey, bundle: dict[str, Any]) -> dict[str, Any]:
+    """The report of evidence that does not verify (verdict invalid, exit code 2)."""
+    return {
+        "format": REPORT_FORMAT,
+        "verdict": "invalid",
+        "exit_code": int(ExitCode.INVALID),
+        "bundle": bundle,
+        "log": describe_key(log_key),
+        "error": {"code": code, "message": message},
+        "generated_at": now_iso(),
+    }
+
+
+def error_of(exc: AttestError) -> tuple[str, str]:
+    return exc.code, exc.message
