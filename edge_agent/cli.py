@@ -1,0 +1,392 @@
+"""``python -m edge_agent``: init, enrol, run, status, simulate.
+
+Every expected failure prints ``error: <what went wrong and what to do>`` and
+exits with a non-zero code (see ``--help``); nothing prints a traceback except a
+genuine bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from attest_core.codec import ID_RE
+from attest_core.keys import fingerprint
+from edge_agent import __version__
+from edge_agent.config import (
+    DEFAULT_STATE_DIR,
+    METER_TYPES,
+    Config,
+    default_config_path,
+    load_config,
+    render_config,
+    update_config,
+    write_private_file,
+)
+from edge_agent.errors import AgentError, Exit
+
+TOKEN_ENV = "IOT_ATTEST_INSTALLER_TOKEN"  # noqa: S105 - the variable's name, not a token
+
+EPILOG = """\
+exit codes: 0 ok, 1 failed, 2 bad arguments / config / state, 3 gateway or broker
+unreachable, 4 installer token refused (401/403), 5 device already enrolled (409)
+
+environment: IOT_ATTEST_CONFIG (config path, default /etc/iot-attest/agent.toml),
+MQTT_URL and IOT_ATTEST_GATEWAY_URL (override the config file),
+IOT_ATTEST_INSTALLER_TOKEN (instead of --token)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(Exit.USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m edge_agent",
+        description="iot-attest edge agent: signs, chains and publishes meter readings.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edge_agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    config_help = "config file (default: $IOT_ATTEST_CONFIG or /etc/iot-attest/agent.toml)"
+
+    p = sub.add_parser("init", help="generate the device key and write the config file", epilog=EPILOG)
+    p.add_argument("--config", type=Path, help=config_help + "; with --dir: DIR/agent.toml")
+    p.add_argument("--device-id", help="device id (default: dev-<16 base32 chars of SHA-256(public key)>)")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        help="keep everything under DIR: DIR/agent.toml, DIR/device.key, DIR/state "
+        "(default: key beside the config, state in /var/lib/iot-attest)",
+    )
+    p.add_argument("--state-dir", type=Path, help="state directory (overrides --dir's)")
+    p.add_argument("--meter", choices=METER_TYPES, default="s0", help="meter source (default: s0)")
+    p.add_argument("--mqtt", default="", help="broker URL, mqtt://host:1883 or mqtts://host:8883")
+    p.add_argument("--gateway", default="", help="gateway URL (can also be given to enrol)")
+
+    p = sub.add_parser("enrol", help="enrol this device with the gateway (installer)", epilog=EPILOG)
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--gateway", help="gateway URL, e.g. https://gateway.example.org (default: the config's)")
+    p.add_argument("--token", help=f"installer token from the operator (or ${TOKEN_ENV})")
+    p.add_argument("--asset", required=True, help="the asset id the operator assigned, e.g. charger-0017")
+    p.add_argument("--kind", required=True, choices=("charger", "solar"), help="asset kind")
+    p.add_argument(
+        "--rated-power", required=True, type=_positive_int, metavar="W", help="rated power in watts"
+    )
+    p.add_argument("--lat", help="latitude in degrees (solar: needed for night checks)")
+    p.add_argument("--lon", help="longitude in degrees")
+    p.add_argument("--timeout", type=_positive_float, default=15.0, help="HTTP timeout in seconds (15)")
+
+    p = sub.add_parser("run", help="the service: take, sign, store and publish readings", epilog=EPILOG)
+    p.add_argument("--config", type=Path, help=config_help)
+
+    p = sub.add_parser(
+        "status", help="outbox depth, last seq, last receipt, broker connection", epilog=EPILOG
+    )
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser(
+        "simulate", help="a fleet of simulated devices in one process (demo, benchmarks)", epilog=EPILOG
+    )
+    p.add_argument("--devices", type=_positive_int, required=True, help="number of devices")
+    p.add_argument("--kind", choices=("charger", "solar", "mixed"), default="mixed")
+    p.add_argument(
+        "--interval", type=_positive_float, default=60.0, help="simulated seconds between readings (60)"
+    )
+    p.add_argument("--speed", type=_positive_float, default=1.0, help="simulated seconds per wall second (1)")
+    p.add_argument(
+        "--duration",
+        type=_positive_float,
+        help="wall seconds to simulate at --speed: the simulated period is duration x speed "
+        "(default: until Ctrl-C)",
+    )
+    p.add_argument("--gateway", required=True, help="gateway URL (devices enrol through its REST API)")
+    p.add_argument("--token", help=f"installer token (or ${TOKEN_ENV})")
+    p.add_argument("--mqtt", help="broker URL (default: $MQTT_URL or mqtt://127.0.0.1:1883)")
+    p.add_argument("--state", type=Path, default=Path("sim-state"), help="state directory (./sim-state)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated meters (1)")
+    p.add_argument(
+        "--start",
+        help="simulated start, ISO 8601 UTC (default: so that the period ends now; with no --duration: now)",
+    )
+    p.add_argument("--lat", type=float, default=52.52, help="latitude of the solar panels (52.52)")
+    p.add_argument("--lon", type=float, default=13.405, help="longitude of the solar panels (13.405)")
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=30.0,
+        help="at the end, wait up to this many seconds for publishing and receipts (30)",
+    )
+    p.add_argument("--progress", type=_positive_float, default=5.0, help="seconds between progress lines (5)")
+    p.add_argument(
+        "--max-inflight", type=_positive_int, default=1000, help="unacknowledged publishes per device"
+    )
+    return parser
+
+
+def _load(path: Path | None) -> Config:
+    """The config, refusing root on another user's installation (root would leave files
+    in the state directory that the service user cannot write)."""
+    config = load_config(path)
+    if os.geteuid() == 0:
+        owner = config.path.stat().st_uid
+        if owner != 0:
+            import pwd
+
+            try:
+                name = pwd.getpwuid(owner).pw_name
+            except KeyError:
+                name = str(owner)
+            raise AgentError(
+                f"{config.path} belongs to user {name}: run this as that user "
+                f"(`iot-attest-agent ...` on a Pi, or `sudo -u {name} ...`), not as root",
+                Exit.USAGE,
+            )
+    return config
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from edge_agent.signer import create_key_file, derive_device_id, ensure_private_dir
+
+    if args.dir is not None:
+        base = args.dir.absolute()
+        config_path = (args.config or base / "agent.toml").absolute()
+        key_path = base / "device.key"
+        state_dir = (args.state_dir or base / "state").absolute()
+    else:
+        config_path = (args.config or default_config_path()).absolute()
+        key_path = config_path.parent / "device.key"
+        state_dir = (args.state_dir or DEFAULT_STATE_DIR).absolute()
+    if config_path.exists():
+        raise AgentError(
+            f"{config_path} already exists: this device is already initialised. "
+            "`python -m edge_agent status` shows it; delete the file only to start over with a new identity",
+            Exit.USAGE,
+        )
+    if args.device_id is not None and ID_RE.fullmatch(args.device_id) is None:
+        raise AgentError(
+            f"--device-id {args.device_id!r} is not an identifier "
+            "(1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit)",
+            Exit.USAGE,
+        )
+    if args.mqtt and not args.mqtt.startswith(("mqtt://", "mqtts://")):
+        raise AgentError(f"--mqtt {args.mqtt!r} must start with mqtt:// or mqtts://", Exit.USAGE)
+    if args.gateway:
+        from edge_agent.enrol import check_gateway_url
+
+        args.gateway = check_gateway_url(args.gateway)
+    try:
+        ensure_private_dir(config_path.parent)
+        ensure_private_dir(state_dir)
+    except OSError as exc:
+        raise AgentError(f"cannot create directory {exc.filename}: {exc.strerror}", Exit.USAGE) from None
+    signer = create_key_file(key_path)
+    device_id = args.device_id or derive_device_id(signer.public_key)
+    text = render_config(
+        device_id=device_id,
+        key_path=str(key_path),
+        state_dir=str(state_dir),
+        meter_type=args.meter,
+        mqtt_url=args.mqtt,
+        gateway_url=args.gateway,
+    )
+    try:
+        write_private_file(config_path, text.encode("utf-8"), exclusive=True)
+    except OSError as exc:
+        raise AgentError(f"cannot write {config_path}: {exc.strerror}", Exit.USAGE) from None
+    print(f"device id:        {device_id}")
+    print(f"key fingerprint:  {fingerprint(signer.public_key)}")
+    print(f"key file:         {key_path} (mode 0600)")
+    print(f"config:           {config_path}")
+    print(f"state:            {state_dir}")
+    return Exit.OK
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    from attest_core.keys import fingerprint as fp
+    from edge_agent.enrol import (
+        build_statement,
+        check_gateway_url,
+        enrol_device,
+        fetch_log_key,
+        http_client,
+        load_enrolment,
+        save_enrolment,
+    )
+    from edge_agent.signer import ensure_private_dir, load_signer
+    from edge_agent.store import Store
+
+    config = _load(args.config)
+    gateway_url = args.gateway or config.gateway.url
+    if not gateway_url:
+        raise AgentError(
+            "no gateway URL: give --gateway https://... (the operator tells you which)", Exit.USAGE
+        )
+    gateway = check_gateway_url(gateway_url)
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise AgentError(f"no installer token: give --token (or set {TOKEN_ENV})", Exit.USAGE)
+    signer = load_signer(config)
+    ensure_private_dir(config.state_dir)
+    statement = build_statement(
+        signer,
+        device_id=config.device_id,
+        asset_id=args.asset,
+        kind=args.kind,
+        rated_power_w=args.rated_power,
+        lat=args.lat,
+        lon=args.lon,
+    )
+    if gateway.startswith("http://") and not gateway.startswith(("http://127.", "http://localhost")):
+        print(f"warning: {gateway} is plain HTTP: the installer token travels unencrypted", file=sys.stderr)
+    existing = load_enrolment(config.state_dir)
+    malformed = False
+    with http_client(config.gateway.ca_file, args.timeout) as client:
+        if existing is not None:
+            if existing.public_key != signer.public_key or existing.device_id != config.device_id:
+                raise AgentError(
+                    f"{config.enrolment_path} belongs to another key or device: refusing to continue",
+                    Exit.USAGE,
+                )
+            if existing.asset_id != statement.asset_id or existing.asset_kind != statement.asset_kind:
+                raise AgentError(
+                    f"this device is already enrolled for asset {existing.asset_id} "
+                    f"({existing.asset_kind.label}); it cannot be enrolled again for {statement.asset_id}. "
+                    "A device serves one asset: for another asset, `init` a new device",
+                    Exit.ALREADY_ENROLLED,
+                )
+            print(f"already enrolled: device {existing.device_id} for asset {existing.asset_id}")
+            statement = existing
+        else:
+            result = enrol_device(client, gateway, token, statement, signer)
+            summary = {
+                "device_id": statement.device_id,
+                "asset_id": statement.asset_id,
+                "kind": statement.asset_kind.label,
+                "rated_power_w": statement.rated_power_w,
+                "time_ms": statement.time_ms,
+                "gateway": gateway,
+                "log_index": result.log_index,
+                "chain_anchor": statement.chain_anchor().hex(),
+            }
+            save_enrolment(config.state_dir, result.statement_bytes, summary)
+            store = Store(config.db_path)
+            try:
+                store.init_chain(statement.device_id, statement.chain_anchor())
+            finally:
+                store.close()
+            malformed = result.answer is None
+            where = f" at log index {result.log_index}" if result.log_index is not None else ""
+            print(f"enrolled: device {statement.device_id} for asset {statement.asset_id}{where}")
+            print(f"key fingerprint:  {fp(signer.public_key)}")
+        key = fetch_log_key(client, gateway)
+    key_string = key.to_string()
+    if config.gateway.log_key and config.gateway.log_key.strip() != key_string:
+        raise AgentError(
+            f"the gateway now serves log key {key.name}+{key.key_id.hex()}, but this device trusts "
+            f"{config.gateway.log_key.strip()}. Not replacing it: confirm with the operator whether the log "
+            "key really changed; if so, empty [gateway] log_key in the config and run enrol again",
+            Exit.FAILED,
+        )
+    update_config(config.path, "gateway", {"url": gateway, "log_key": key_string})
+    print(f"log key:          {key.name}")
+    print(f"log key id:       {key.key_id.hex()}   <- compare with the key id the operator published")
+    print(f"                  ({key_string})")
+    if malformed:
+        raise AgentError(
+            "the gateway answered 201 Created, but its answer was not the expected JSON object; the "
+            "enrolment was kept and the log key stored. Tell the operator (the gateway may be misconfigured)",
+            Exit.FAILED,
+        )
+    return Exit.OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.agent import run_agent
+
+    config = _load(args.config)
+    return asyncio.run(run_agent(config))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.agent import collect_status, format_status, status_json
+
+    config = _load(args.config)
+    info = collect_status(config)
+    print(status_json(info) if args.json else format_status(info))
+    return Exit.OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from edge_agent.fleet import run_fleet
+
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise AgentError(f"no installer token: give --token (or set {TOKEN_ENV})", Exit.USAGE)
+    args.token = token
+    return asyncio.run(run_fleet(args))
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "enrol": cmd_enrol,
+    "run": cmd_run,
+    "status": cmd_status,
+    "simulate": cmd_simulate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else Exit.USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        return int(COMMANDS[args.command](args))
+    except AgentError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

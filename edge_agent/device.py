@@ -1,0 +1,262 @@
+"""One device's reading machinery: build, sign, chain, commit, hand to MQTT, apply receipts.
+
+Shared by the agent (one device, a real or simulated meter) and the fleet
+simulator (many devices, batched commits).  The order is always:
+
+1. build and sign the next reading from the *tip* chain state;
+2. commit it with the new chain state (:meth:`edge_agent.store.Store.append`);
+3. only then advance the committed state and offer it to the MQTT link.
+
+If the commit fails (disk full, I/O error) the tip is rolled back: the sequence
+number is reused by the next reading, which is safe because nobody saw the
+failed one.
+
+Outbox policy: the outbox is bounded by ``[outbox] max_readings`` only in the
+sense that crossing 80 % and reaching the limit log loud warnings (repeated every
+10 minutes, every minute when full).  Readings are **never dropped** and never
+thinned: every reading is a signed statement the log should get, and the register
+is cumulative, so nothing is lost by waiting — the agent keeps taking readings
+until the disk itself is full (then the commit fails, the reading is not taken,
+an error is logged each interval, and taking readings resumes by itself when
+space is freed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from attest_core.chain import ChainState, next_reading
+from attest_core.errors import AttestError
+from attest_core.keys import Signer
+from attest_core.reading import Status, Trigger
+from attest_core.receipt import open_receipt
+from edge_agent.meters.base import MeterSample
+from edge_agent.mqtt import MqttLink
+from edge_agent.store import NewReading, Store
+
+log = logging.getLogger("edge_agent.device")
+
+WARN_FRACTION = 0.8
+
+
+@dataclass
+class Tip:
+    state: ChainState
+    last_time_ms: int | None
+    last_energy_mwh: int | None
+
+
+class DeviceRuntime:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        asset_id: str,
+        anchor: bytes,
+        signer: Signer,
+        store: Store,
+        log_public_key: bytes | None,
+        max_outbox: int = 500_000,
+        simulated: bool = False,
+        quiet: bool = False,
+    ) -> None:
+        self.device_id = device_id
+        self.asset_id = asset_id
+        self.signer = signer
+        self.store = store
+        self.log_public_key = log_public_key
+        self.max_outbox = max_outbox
+        self.simulated = simulated
+        self.quiet = quiet
+        row = store.init_chain(device_id, anchor)
+        self.committed = Tip(row.state, row.last_time_ms, row.last_energy_mwh)
+        self.tip = Tip(row.state, row.last_time_ms, row.last_energy_mwh)
+        self.depth = store.depth(device_id)
+        self.link: MqttLink | None = None
+        self.first = True
+        self.halted = ""
+        self.made = 0
+        self.receipted = 0
+        self.rejected_receipts = 0
+        self.last_receipt_seq = 0
+        last = store.last_receipt(device_id)
+        if last is not None:
+            self.last_receipt_seq = last.seq
+        self._warned_at = -1e18
+        self._warned_level = 0
+
+    # ------------------------------------------------------------------ readings
+
+    def build(
+        self,
+        time_ms: int,
+        sample: MeterSample,
+        trigger: Trigger = Trigger.PERIODIC,
+        *,
+        clock_synced: bool = True,
+    ) -> NewReading:
+        """Sign the next reading on top of the tip (not stored yet: commit it with the store)."""
+        tip = self.tip
+        status = sample.status
+        energy = sample.energy_mwh
+        power = sample.power_mw
+        if status & Status.METER_ERROR:
+            # The meter has no trustworthy value: keep the register where it was.
+            energy = tip.last_energy_mwh if tip.last_energy_mwh is not None else 0
+            power = None
+        elif tip.last_energy_mwh is not None and energy < tip.last_energy_mwh:
+            log.error(
+                "%s: the meter register went backwards (%d mWh -> %d mWh): reading flagged METER_ERROR, "
+                "register kept at %d mWh",
+                self.device_id,
+                tip.last_energy_mwh,
+                energy,
+                tip.last_energy_mwh,
+            )
+            status |= Status.METER_ERROR
+            energy = tip.last_energy_mwh
+        if self.simulated:
+            status |= Status.SIMULATED
+        if not clock_synced:
+            status |= Status.TIME_UNSYNCED
+        if tip.last_time_ms is not None and time_ms < tip.last_time_ms:
+            log.warning(
+                "%s: the clock is behind the last reading (%d < %d ms): using the last reading's time",
+                self.device_id,
+                time_ms,
+                tip.last_time_ms,
+            )
+            time_ms = tip.last_time_ms
+            status |= Status.TIME_UNSYNCED
+        if self.first:
+            status |= Status.POWER_UP
+            if trigger is Trigger.PERIODIC:
+                trigger = Trigger.BOOT
+        envelope, state = next_reading(
+            tip.state,
+            self.signer,
+            device_id=self.device_id,
+            asset_id=self.asset_id,
+            time_ms=time_ms,
+            energy_mwh=energy,
+            power_mw=power,
+            status=status,
+            trigger=trigger,
+        )
+        reading = NewReading(self.device_id, tip.state.next_seq, time_ms, energy, envelope.encode(), state)
+        self.tip = Tip(state, time_ms, energy)
+        self.first = False
+        return reading
+
+    def rollback(self) -> None:
+        """The commit failed: forget what was built since the last commit."""
+        self.tip = Tip(self.committed.state, self.committed.last_time_ms, self.committed.last_energy_mwh)
+
+    def committed_ok(self, readings: list[NewReading]) -> None:
+        """The readings are durable: advance, offer them to the link, watch the outbox size."""
+        if not readings:
+            return
+        last = readings[-1]
+        self.committed = Tip(last.state, last.time_ms, last.energy_mwh)
+        self.depth += len(readings)
+        self.made += len(readings)
+        link = self.link
+        if link is not None:
+            for reading in readings:
+                link.offer(reading.seq, reading.envelope)
+        self._watch_outbox()
+
+    @property
+    def last_seq(self) -> int:
+        return self.committed.state.next_seq - 1
+
+    def _watch_outbox(self) -> None:
+        limit = self.max_outbox
+        if self.depth < WARN_FRACTION * limit:
+            self._warned_level = 0
+            return
+        full = self.depth >= limit
+        level = 2 if full else 1
+        now = time.monotonic()
+        if level > self._warned_level or now - self._warned_at >= (60 if full else 600):
+            self._warned_level = level
+            self._warned_at = now
+            if full:
+                log.error(
+                    "%s: OUTBOX FULL: %d readings wait for a receipt (limit %d). Nothing is dropped: "
+                    "readings are still taken and kept until the disk is full. Check the broker "
+                    "connection and the gateway.",
+                    self.device_id,
+                    self.depth,
+                    limit,
+                )
+            else:
+                log.warning(
+                    "%s: the outbox is at %d %% of its limit (%d of %d readings wait for a receipt): "
+                    "is the gateway sending receipts?",
+                    self.device_id,
+                    100 * self.depth // limit,
+                    self.depth,
+                    limit,
+                )
+
+    # ------------------------------------------------------------------ receipts
+
+    def on_receipt(self, data: bytes) -> None:
+        """A message on the receipts topic: delete what it covers, if the log key signed it."""
+        if self.log_public_key is None:
+            log.error(
+                "%s: a receipt arrived but no log key is configured ([gateway] log_key): ignored; "
+                "run `enrol` again to fetch the log key",
+                self.device_id,
+            )
+            return
+        try:
+            receipt = open_receipt(data, self.log_public_key)
+        except AttestError as exc:
+            self.rejected_receipts += 1
+            log.error(
+                "%s: REJECTED a message on the receipts topic (%s: %s). It is not a receipt signed by "
+                "the log key; nothing was deleted from the outbox. Someone may be publishing forged "
+                "receipts on the broker.",
+                self.device_id,
+                exc.code,
+                exc,
+            )
+            return
+        if receipt.device_id != self.device_id:
+            self.rejected_receipts += 1
+            log.error(
+                "%s: REJECTED a receipt for another device (%s): nothing deleted",
+                self.device_id,
+                receipt.device_id,
+            )
+            return
+        if receipt.seq > self.last_seq:
+            self.halted = (
+                f"the log holds reading {receipt.seq} of {self.device_id} but this device has only made "
+                f"{self.last_seq}: its state directory is older than the log (restored from a backup? "
+                "copied key?). New readings would reuse sequence numbers, so taking readings has STOPPED. "
+                "Ask the operator to revoke this device and enrol a new key."
+            )
+            log.critical("%s: %s", self.device_id, self.halted)
+        deleted = self.store.apply_receipt(receipt, int(time.time() * 1000))
+        self.depth = max(0, self.depth - deleted)
+        self.receipted += deleted
+        if receipt.seq > self.last_receipt_seq:
+            self.last_receipt_seq = receipt.seq
+        if self.link is not None and deleted:
+            self.link.receipt_progress()
+        if not self.quiet:
+            log.info(
+                "%s: receipt: readings up to seq %d are in the log (index %d, tree size %d); "
+                "%d removed from the outbox, %d waiting",
+                self.device_id,
+                receipt.seq,
+                receipt.log_index,
+                receipt.tree_size,
+                deleted,
+                self.depth,
+            )

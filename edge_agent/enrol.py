@@ -1,0 +1,253 @@
+"""Enrolment through the gateway's REST API, and the log key that comes with it.
+
+``POST {gateway}/v1/devices`` with ``Authorization: Bearer <installer token>`` and
+``{"statement": base64, "proof_of_possession": base64}``: the statement names the
+device, its public key, the asset (kind, rated power, location) and the time; the
+proof of possession is the device key's signature over it.  The gateway answers
+201 with ``{"device_id", "asset_id", "log_index", ...}``; errors are
+``{"error": {"code", "message"}}`` with 401 (token missing or wrong), 403 (not an
+installer token), 409 ``already_enrolled``, 400/422 (bad input).
+
+Then ``GET {gateway}/v1/log/key`` gives the log's C2SP verifier key string; it
+goes into the config (``[gateway] log_key``) and receipts must verify with it.
+The installer compares its key id with the one the operator publishes.
+
+Local state: the exact statement bytes go to ``<state_dir>/enrolment.bin`` (their
+hash is the chain anchor: reading 1's ``prev_hash``), with a readable summary in
+``enrolment.json``.  ``enrol`` is resumable: if the statement was accepted but
+the log key could not be fetched, running the command again fetches the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from attest_core.device import (
+    AssetKind,
+    EnrolmentStatement,
+    Location,
+    decode_enrolment_statement,
+    sign_enrolment,
+)
+from attest_core.errors import AttestError
+from attest_core.keys import Signer
+from attest_core.note import VerifierKey
+from edge_agent.config import write_private_file
+from edge_agent.errors import AgentError, Exit
+
+
+@dataclass(frozen=True)
+class EnrolmentResult:
+    statement: EnrolmentStatement
+    statement_bytes: bytes
+    log_index: int | None
+    answer: dict[str, Any] | None
+    """None when the gateway said 201 but its body was not the expected JSON object."""
+
+
+def check_gateway_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AgentError(
+            f"the gateway URL {url!r} is not an http:// or https:// URL (e.g. https://gateway.example.org)",
+            Exit.USAGE,
+        )
+    return url.rstrip("/")
+
+
+def build_statement(
+    signer: Signer,
+    *,
+    device_id: str,
+    asset_id: str,
+    kind: str,
+    rated_power_w: int,
+    lat: str | None,
+    lon: str | None,
+    time_ms: int | None = None,
+) -> EnrolmentStatement:
+    """The enrolment statement, with every argument checked (``AgentError`` exit 2 if bad)."""
+    if (lat is None) != (lon is None):
+        raise AgentError("give both --lat and --lon, or neither", Exit.USAGE)
+    try:
+        location = Location.from_degrees(lat, lon) if lat is not None and lon is not None else None
+        return EnrolmentStatement(
+            device_id=device_id,
+            public_key=signer.public_key,
+            asset_id=asset_id,
+            asset_kind=AssetKind.parse(kind),
+            rated_power_w=rated_power_w,
+            location=location,
+            time_ms=int(time.time() * 1000) if time_ms is None else time_ms,
+        )
+    except AttestError as exc:
+        raise AgentError(f"bad enrolment argument: {exc}", Exit.USAGE) from None
+
+
+def _error_detail(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) from a JSON error body, or a short excerpt of whatever came instead."""
+    try:
+        body = response.json()
+        error = body["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip().replace("\n", " ")
+        return "", (text[:200] + "...") if len(text) > 200 else text or "(empty body)"
+
+
+def post_enrolment(
+    client: httpx.Client, gateway: str, token: str, statement_bytes: bytes, proof: bytes
+) -> dict[str, Any] | None:
+    """POST the enrolment; return the gateway's JSON answer or raise a specific ``AgentError``.
+
+    A 200/201 answer whose body is not a JSON object returns None: the status says
+    the enrolment was created, so the caller keeps the statement (otherwise the
+    device could never produce reading 1) and reports the malformed answer.
+    """
+    url = f"{gateway}/v1/devices"
+    body = {
+        "statement": base64.b64encode(statement_bytes).decode("ascii"),
+        "proof_of_possession": base64.b64encode(proof).decode("ascii"),
+    }
+    try:
+        response = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+    except httpx.TimeoutException:
+        raise AgentError(
+            f"the gateway at {gateway} did not answer in time; check the network and try again "
+            "(running enrol again is safe)",
+            Exit.UNREACHABLE,
+        ) from None
+    except httpx.HTTPError as exc:
+        raise AgentError(
+            f"cannot reach the gateway at {gateway}: {_describe(exc)}. Check the URL, the network "
+            "and that the gateway is running",
+            Exit.UNREACHABLE,
+        ) from None
+    status = response.status_code
+    if status in (200, 201):
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        return answer if isinstance(answer, dict) else None
+    code, message = _error_detail(response)
+    detail = f"{code}: {message}" if code else message
+    if status == 401:
+        raise AgentError(
+            f"the gateway refused the installer token (401 Unauthorized: {detail}). "
+            "Check the token the operator gave you (it may have expired)",
+            Exit.REFUSED,
+        )
+    if status == 403:
+        raise AgentError(
+            f"the token is not allowed to enrol devices (403 Forbidden: {detail}). "
+            "Ask the operator for an installer token",
+            Exit.REFUSED,
+        )
+    if status == 409:
+        raise AgentError(
+            f"the gateway says this device is already enrolled (409 {detail}). Its key belongs to an "
+            "existing enrolment: if this installation is new, the state directory was lost; ask the "
+            "operator to revoke the old enrolment, then `init` a new key and enrol again",
+            Exit.ALREADY_ENROLLED,
+        )
+    if status in (400, 422):
+        raise AgentError(f"the gateway rejected the enrolment as invalid ({status}: {detail})", Exit.USAGE)
+    raise AgentError(f"the gateway answered the enrolment with HTTP {status} ({detail})", Exit.FAILED)
+
+
+def fetch_log_key(client: httpx.Client, gateway: str) -> VerifierKey:
+    """GET the log's verifier key string and parse it."""
+    url = f"{gateway}/v1/log/key"
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as exc:
+        raise AgentError(
+            f"the device is enrolled, but the log key could not be fetched from {url}: {_describe(exc)}. "
+            "Run the same enrol command again to fetch it",
+            Exit.UNREACHABLE,
+        ) from None
+    if response.status_code != 200:
+        raise AgentError(
+            f"the device is enrolled, but GET {url} answered HTTP {response.status_code} "
+            f"({_error_detail(response)[1]}). Run the same enrol command again to fetch it",
+            Exit.FAILED,
+        )
+    text = response.text.strip()
+    try:
+        return VerifierKey.parse(text)
+    except (AttestError, ValueError) as exc:
+        raise AgentError(
+            f"the gateway's log key is not a valid C2SP verifier key string ({exc}): {text[:120]!r}",
+            Exit.FAILED,
+        ) from None
+
+
+def check_answer(answer: dict[str, Any], statement: EnrolmentStatement) -> int | None:
+    """Check the 201 answer names this device and asset; return its log index (if given)."""
+    if answer.get("device_id") != statement.device_id or answer.get("asset_id") != statement.asset_id:
+        raise AgentError(
+            "the gateway's answer names device "
+            f"{answer.get('device_id')!r} / asset {answer.get('asset_id')!r}, not "
+            f"{statement.device_id!r} / {statement.asset_id!r}; nothing was stored — ask the operator",
+            Exit.FAILED,
+        )
+    log_index = answer.get("log_index")
+    if not isinstance(log_index, int) or isinstance(log_index, bool) or log_index < 0:
+        return None
+    return log_index
+
+
+def save_enrolment(state_dir: Path, statement_bytes: bytes, summary: dict[str, Any]) -> None:
+    write_private_file(state_dir / "enrolment.bin", statement_bytes, exclusive=False)
+    write_private_file(
+        state_dir / "enrolment.json", (json.dumps(summary, indent=2) + "\n").encode(), exclusive=False
+    )
+
+
+def load_enrolment(state_dir: Path) -> EnrolmentStatement | None:
+    path = state_dir / "enrolment.bin"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AgentError(f"cannot read {path}: {exc.strerror}", Exit.USAGE) from None
+    try:
+        return decode_enrolment_statement(data)
+    except AttestError as exc:
+        raise AgentError(f"{path} is damaged: {exc}", Exit.FAILED) from None
+
+
+def http_client(ca_file: str = "", timeout: float = 15.0) -> httpx.Client:
+    verify: Any = ca_file if ca_file else True
+    return httpx.Client(timeout=timeout, verify=verify, follow_redirects=False)
+
+
+def enrol_device(
+    client: httpx.Client,
+    gateway: str,
+    token: str,
+    statement: EnrolmentStatement,
+    signer: Signer,
+) -> EnrolmentResult:
+    statement_bytes, proof = sign_enrolment(statement, signer)
+    answer = post_enrolment(client, gateway, token, statement_bytes, proof)
+    log_index = None if answer is None else check_answer(answer, statement)
+    return EnrolmentResult(statement, statement_bytes, log_index, answer)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc) or type(exc).__name__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({cause})"
+    return text

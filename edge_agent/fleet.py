@@ -1,0 +1,442 @@
+"""``simulate``: a fleet of simulated chargers and solar panels in one process.
+
+Each device is a real device as far as the rest of the system can tell: its own
+Ed25519 key, its own enrolment through the REST API with the installer token,
+its own hash chain, its own MQTT connection (client id = device id, last will,
+persistent session) and receipts that must verify with the log key.  What is
+shared is the process (one asyncio loop), the SQLite database (``fleet.db``: the
+agent's schema, keyed by device, plus a ``fleet`` table with each device's key
+seed and enrolment) and the simulated clock.
+
+Time: simulated time runs at ``--speed`` × wall time from ``--start``; each
+device takes a reading every ``--interval`` simulated seconds (devices are
+staggered across the interval) plus one at each charging session start and end.
+With ``--duration D`` the simulated period is ``[start, start + D × speed)``; by
+default it ends now, so a month of past data can be produced in minutes.  If the
+machine cannot keep up, the simulation runs late rather than skipping readings:
+every reading of the period is made.
+
+Throughput: readings are built for many devices and committed in one transaction
+per batch (one fsync per batch, not per reading); publishing is asynchronous
+with up to ``--max-inflight`` unacknowledged messages per device.  Running it
+again with the same ``--state`` resumes the same fleet where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from attest_core.device import EnrolmentStatement, decode_enrolment_statement
+from attest_core.keys import Ed25519Signer
+from attest_core.reading import MIN_TIME_MS, Status, Trigger
+from edge_agent.clock import Clock
+from edge_agent.config import MqttConfig
+from edge_agent.device import DeviceRuntime
+from edge_agent.enrol import (
+    build_statement,
+    check_gateway_url,
+    enrol_device,
+    fetch_log_key,
+    http_client,
+)
+from edge_agent.errors import AgentError, Exit
+from edge_agent.meters.base import MeterEvent, MeterSample
+from edge_agent.meters.simulated import ChargerModel, PowerModel, SolarModel, seeded_random
+from edge_agent.mqtt import MqttLink, parse_mqtt_url
+from edge_agent.signer import derive_device_id, ensure_private_dir
+from edge_agent.store import NewReading, Store
+
+log = logging.getLogger("edge_agent.fleet")
+
+BATCH = 4000
+_FLEET_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet (
+    idx INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL UNIQUE,
+    seed BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    rated_power_w INTEGER NOT NULL,
+    lat TEXT,
+    lon TEXT,
+    origin_ms INTEGER NOT NULL,
+    statement BLOB
+)
+"""
+
+
+@dataclass
+class SimDevice:
+    idx: int
+    signer: Ed25519Signer
+    kind: str
+    asset_id: str
+    rated_power_w: int
+    lat: str | None
+    lon: str | None
+    origin_ms: int
+    statement: EnrolmentStatement | None
+    runtime: DeviceRuntime | None = None
+    model: PowerModel | None = None
+    link: MqttLink | None = None
+    next_due: int = 0
+    last_time: int = 0
+
+    @property
+    def device_id(self) -> str:
+        return derive_device_id(self.signer.public_key)
+
+
+def _parse_start(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AgentError(
+            f"--start {text!r} is not an ISO 8601 time (e.g. 2026-10-01T00:00:00Z)", Exit.USAGE
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _load_or_create(store: Store, args: argparse.Namespace, origin_ms: int) -> list[SimDevice]:
+    db = store.db
+    db.execute(_FLEET_SCHEMA)
+    devices: list[SimDevice] = []
+    for idx, seed, kind, asset_id, rated, lat, lon, origin, statement in db.execute(
+        "SELECT idx, seed, kind, asset_id, rated_power_w, lat, lon, origin_ms, statement FROM fleet ORDER BY idx"
+    ):
+        decoded = decode_enrolment_statement(bytes(statement)) if statement is not None else None
+        devices.append(
+            SimDevice(idx, Ed25519Signer(bytes(seed)), kind, asset_id, rated, lat, lon, origin, decoded)
+        )
+    devices = devices[: args.devices]
+    for idx in range(len(devices), args.devices):
+        rng = seeded_random(args.seed, "fleet", str(idx))
+        kind = ("charger" if idx % 2 == 0 else "solar") if args.kind == "mixed" else args.kind
+        signer = Ed25519Signer.generate()
+        device_id = derive_device_id(signer.public_key)
+        if kind == "charger":
+            rated = rng.choice([11_000, 22_000])
+            lat = lon = None
+        else:
+            rated = rng.choice([5_000, 10_000, 30_000, 100_000])
+            lat = f"{args.lat + rng.uniform(-0.5, 0.5):.6f}"
+            lon = f"{args.lon + rng.uniform(-0.5, 0.5):.6f}"
+        asset_id = f"sim-{kind}-{device_id[4:14]}"
+        db.execute(
+            "INSERT INTO fleet (idx, device_id, seed, kind, asset_id, rated_power_w, lat, lon, origin_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (idx, device_id, signer.seed, kind, asset_id, rated, lat, lon, origin_ms),
+        )
+        devices.append(SimDevice(idx, signer, kind, asset_id, rated, lat, lon, origin_ms, None))
+    return devices
+
+
+def _enrol_all(
+    devices: list[SimDevice], gateway: str, token: str
+) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
+    """Enrol the devices that are not enrolled yet (8 at a time), through the REST API.
+
+    Runs in worker threads; returns the enrolments made and the first error met.
+    """
+    todo = [d for d in devices if d.statement is None]
+    if not todo:
+        return [], None
+    log.info("enrolling %d simulated device(s) at %s", len(todo), gateway)
+
+    def enrol_slice(part: list[SimDevice]) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
+        done: list[tuple[SimDevice, bytes]] = []
+        try:
+            with http_client() as client:
+                for device in part:
+                    statement = build_statement(
+                        device.signer,
+                        device_id=device.device_id,
+                        asset_id=device.asset_id,
+                        kind=device.kind,
+                        rated_power_w=device.rated_power_w,
+                        lat=device.lat,
+                        lon=device.lon,
+                        time_ms=max(device.origin_ms, MIN_TIME_MS),
+                    )
+                    result = enrol_device(client, gateway, token, statement, device.signer)
+                    done.append((device, result.statement_bytes))
+        except AgentError as exc:
+            return done, exc
+        return done, None
+
+    slices = [todo[i::8] for i in range(min(8, len(todo)))]
+    with ThreadPoolExecutor(len(slices)) as pool:
+        outcomes = list(pool.map(enrol_slice, slices))
+    errors = [error for _, error in outcomes if error is not None]
+    return [item for done, _ in outcomes for item in done], errors[0] if errors else None
+
+
+def _model(device: SimDevice, seed: int) -> PowerModel:
+    label = f"{seed}/{device.device_id}"
+    if device.kind == "charger":
+        return ChargerModel(label, device.rated_power_w, device.origin_ms)
+    assert device.lat is not None
+    assert device.lon is not None
+    return SolarModel(label, device.rated_power_w, float(device.lat), float(device.lon), device.origin_ms)
+
+
+async def run_fleet(args: argparse.Namespace) -> int:
+    quiet = not getattr(args, "verbose", False)
+    if quiet:
+        logging.getLogger("edge_agent.device").setLevel(logging.WARNING)
+    gateway = check_gateway_url(args.gateway)
+    broker = parse_mqtt_url(args.mqtt or os.environ.get("MQTT_URL") or "mqtt://127.0.0.1:1883")
+    state = args.state.absolute()
+    try:
+        ensure_private_dir(state)
+    except OSError as exc:
+        raise AgentError(f"cannot create the state directory {state}: {exc.strerror}", Exit.USAGE) from None
+    interval_ms = max(1, int(args.interval * 1000))
+    now = int(time.time() * 1000)
+    requested = _parse_start(args.start)
+    if requested is None:
+        span = int(args.duration * args.speed * 1000) if args.duration else 0
+        requested = now - span
+    store = Store(state / "fleet.db")
+    try:
+        devices = _load_or_create(store, args, max(requested, MIN_TIME_MS))
+        loop = asyncio.get_running_loop()
+        enrolled, error = await loop.run_in_executor(None, _enrol_all, devices, gateway, args.token)
+        for device, statement_bytes in enrolled:  # kept even if another device failed
+            store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
+            device.statement = decode_enrolment_statement(statement_bytes)
+        if error is not None:
+            raise error
+        with http_client() as client:
+            key = await loop.run_in_executor(None, fetch_log_key, client, gateway)
+        known = store.get_meta("log_key")
+        if known is not None and known != key.to_string():
+            raise AgentError(
+                f"the gateway's log key {key.to_string()} differs from the one this fleet enrolled under "
+                f"({known}); use a new --state directory for a new gateway",
+                Exit.FAILED,
+            )
+        store.set_meta("log_key", key.to_string())
+        log.info("log key %s+%s", key.name, key.key_id.hex())
+
+        mqtt_config = MqttConfig(
+            url=broker.display(),
+            max_inflight=args.max_inflight,
+            reconnect_min_s=0.5,
+            reconnect_max_s=30.0,
+            resend_after_s=max(600.0, 10 * (args.drain or 0)),
+        )
+        start = max(requested, MIN_TIME_MS, int(store.get_meta("sim_until") or 0))
+        for device in devices:
+            assert device.statement is not None
+            runtime = DeviceRuntime(
+                device_id=device.device_id,
+                asset_id=device.asset_id,
+                anchor=device.statement.chain_anchor(),
+                signer=device.signer,
+                store=store,
+                log_public_key=key.public_key,
+                simulated=True,
+                quiet=True,
+            )
+            device.runtime = runtime
+            device.model = _model(device, args.seed)
+            device.last_time = max(runtime.committed.last_time_ms or 0, device.origin_ms)
+            start = max(start, device.last_time + 1)
+            device.link = MqttLink(
+                device_id=device.device_id,
+                broker=broker,
+                config=mqtt_config,
+                store=store,
+                on_receipt=runtime.on_receipt,
+                quiet=True,
+            )
+            runtime.link = device.link
+        end = start + int(args.duration * args.speed * 1000) if args.duration else None
+        n = len(devices)
+        for device in devices:
+            offset = device.idx * interval_ms // max(n, 1)
+            device.next_due = start + offset
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        tasks = [loop.create_task(d.link.run()) for d in devices if d.link is not None]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(d.link and d.link.connected for d in devices):
+            await asyncio.sleep(0.05)
+        connected = sum(1 for d in devices if d.link and d.link.connected)
+        if connected < n:
+            log.warning(
+                "%d of %d devices connected to %s; the others keep trying", connected, n, broker.display()
+            )
+        print(
+            f"simulating {n} device(s) from {_iso(start)}"
+            + (f" to {_iso(end)}" if end else "")
+            + f", a reading every {args.interval:g} s of simulated time, speed x{args.speed:g}",
+            flush=True,
+        )
+        try:
+            reached = await _simulate(
+                devices, store, Clock(args.speed, start), interval_ms, end, stop, args.progress
+            )
+            store.set_meta("sim_until", str(reached))
+            await _drain(devices, store, args.drain, stop)
+        finally:
+            for device in devices:
+                if device.link is not None:
+                    await device.link.stop(timeout=1.0)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+    finally:
+        store.close()
+    return 0
+
+
+@dataclass
+class _Totals:
+    made: int = 0
+    published: int = 0
+    receipted: int = 0
+    depth: int = 0
+    connected: int = 0
+
+
+def _totals(devices: list[SimDevice]) -> _Totals:
+    t = _Totals()
+    for d in devices:
+        assert d.runtime is not None
+        assert d.link is not None
+        t.made += d.runtime.made
+        t.receipted += d.runtime.receipted
+        t.depth += d.runtime.depth
+        t.published += d.link.published
+        t.connected += d.link.connected
+    return t
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+
+
+async def _simulate(
+    devices: list[SimDevice],
+    store: Store,
+    clock: Clock,
+    interval_ms: int,
+    end: int | None,
+    stop: asyncio.Event,
+    progress_s: float,
+) -> int:
+    """Make every reading due up to ``end`` (or until stopped); return the simulated time reached."""
+    wall0 = time.monotonic()
+    target = clock.now_ms()
+    next_progress = wall0 + progress_s
+    n = len(devices)
+    per_device = max(1, BATCH // max(n, 1))
+    last_made = 0
+    last_wall = wall0
+    while not stop.is_set():
+        target = clock.now_ms()
+        if end is not None:
+            target = min(target, end - 1)
+        batch: list[NewReading] = []
+        built: list[tuple[SimDevice, int]] = []
+        for device in devices:
+            runtime, model = device.runtime, device.model
+            assert runtime is not None
+            assert model is not None
+            count = 0
+            while device.next_due <= target and count < per_device:
+                due = device.next_due
+                events: list[MeterEvent] = model.events(device.last_time, due)
+                for event in events:
+                    batch.append(_build(runtime, model, event.time_ms, event.trigger))
+                    count += 1
+                batch.append(_build(runtime, model, due, Trigger.PERIODIC))
+                count += 1
+                device.last_time = due
+                device.next_due = due + interval_ms
+            if count:
+                built.append((device, count))
+        if batch:
+            try:
+                store.append(batch)
+            except sqlite3.Error as exc:
+                for device, _ in built:
+                    assert device.runtime is not None
+                    device.runtime.rollback()
+                raise AgentError(f"could not store readings in {store.path}: {exc}", Exit.FAILED) from None
+            pos = 0
+            for device, count in built:
+                assert device.runtime is not None
+                device.runtime.committed_ok(batch[pos : pos + count])
+                pos += count
+        now = time.monotonic()
+        if now >= next_progress:
+            totals = _totals(devices)
+            rate = (totals.made - last_made) / max(now - last_wall, 1e-9)
+            last_made, last_wall = totals.made, now
+            print(
+                f"[{now - wall0:7.1f} s] sim {_iso(min(d.last_time for d in devices))}  made {totals.made} "
+                f"({rate:.0f}/s)  published {totals.published}  receipted {totals.receipted}  "
+                f"outbox {totals.depth}  connected {totals.connected}/{n}",
+                flush=True,
+            )
+            next_progress = now + progress_s
+        if end is not None and all(d.next_due >= end for d in devices):
+            break
+        behind = any(d.next_due <= clock.now_ms() for d in devices)
+        await asyncio.sleep(0 if behind and batch else 0.02)
+    totals = _totals(devices)
+    wall = time.monotonic() - wall0
+    print(
+        f"made {totals.made} readings in {wall:.1f} s ({totals.made / max(wall, 1e-9):.0f}/s); "
+        f"published {totals.published}, receipted {totals.receipted}, outbox {totals.depth}",
+        flush=True,
+    )
+    return min(d.next_due for d in devices) if devices else target
+
+
+def _build(runtime: DeviceRuntime, model: PowerModel, time_ms: int, trigger: Trigger) -> NewReading:
+    sample = MeterSample(model.energy_mwh(time_ms), model.power_mw(time_ms), Status.SIMULATED)
+    return runtime.build(time_ms, sample, trigger)
+
+
+async def _drain(devices: list[SimDevice], store: Store, seconds: float, stop: asyncio.Event) -> None:
+    """Wait until everything is published and receipted (or ``seconds`` pass)."""
+    wall0 = time.monotonic()
+    deadline = wall0 + max(0.0, seconds)
+    while not stop.is_set() and time.monotonic() < deadline:
+        totals = _totals(devices)
+        if totals.depth == 0 and all(d.link is not None and d.link.idle() for d in devices):
+            break
+        await asyncio.sleep(0.1)
+    totals = _totals(devices)
+    print(
+        f"done after {time.monotonic() - wall0:.1f} s of draining: made {totals.made}, published "
+        f"{totals.published}, receipted {totals.receipted}, waiting in the outbox {totals.depth}",
+        flush=True,
+    )

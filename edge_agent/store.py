@@ -1,0 +1,325 @@
+"""The agent's durable state: chain state, outbox, receipts, pulse counters (SQLite).
+
+Crash safety rests on one rule: **a reading is committed together with the
+chain state that follows it, in one transaction, before anyone sees it.**  The
+database runs in WAL mode with ``synchronous=FULL``, so a committed transaction
+survives ``kill -9`` and power loss.  A crash before the commit loses a reading
+that was never published (its sequence number is then taken by the next
+reading, which is fine: nobody saw the lost one); a crash after the commit loses
+nothing.  The update of the chain row is conditional on the sequence number the
+reading was built from, so two writers (or a bug) can never give one sequence
+number to two readings.
+
+Schema (``PRAGMA user_version = 1``)::
+
+    chain    (device_id PK, next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh)
+    outbox   (device_id, seq, time_ms, envelope, PK (device_id, seq))   -- WITHOUT ROWID
+    receipts (device_id PK, seq, log_index, tree_size, root_hash, time_ms, received_ms)
+    counters (name PK, value)                                           -- S0 pulse counts
+    link     (device_id PK, state, broker, since_ms, error, updated_ms) -- for `status`
+    agent    (id = 1, pid, started_ms, heartbeat_ms)                    -- for `status`
+    meta     (key PK, value)
+
+One database can hold many devices (the fleet simulator); the agent holds one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attest_core.chain import ChainState
+from attest_core.receipt import Receipt
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chain (
+    device_id TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL CHECK (next_seq >= 1),
+    prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
+    anchor BLOB NOT NULL CHECK (length(anchor) = 32),
+    last_time_ms INTEGER,
+    last_energy_mwh INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    time_ms INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (
+    device_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    log_index INTEGER NOT NULL,
+    tree_size INTEGER NOT NULL,
+    root_hash BLOB NOT NULL,
+    time_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS link (
+    device_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    broker TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class ChainConflict(Exception):
+    """The chain row moved on since the reading was built: the reading is not stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewReading:
+    """A signed reading ready to be stored, with the chain state that follows it."""
+
+    device_id: str
+    seq: int
+    time_ms: int
+    energy_mwh: int
+    envelope: bytes
+    state: ChainState
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRow:
+    state: ChainState
+    anchor: bytes
+    last_time_ms: int | None
+    last_energy_mwh: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    seq: int
+    log_index: int
+    tree_size: int
+    root_hash: bytes
+    time_ms: int
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    state: str
+    broker: str
+    since_ms: int
+    error: str
+    updated_ms: int
+
+
+class Store:
+    """One SQLite database; every method is one transaction (or one read)."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        if not create and not path.exists():
+            raise FileNotFoundError(path)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(f"{path} has schema version {version}; this agent knows {SCHEMA_VERSION}")
+        if version == 0:
+            self.db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----------------------------------------------------------------- chain and outbox
+
+    def init_chain(self, device_id: str, anchor: bytes) -> ChainRow:
+        """The device's chain row, created at genesis (reading 1 links to ``anchor``) if missing."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO chain (device_id, next_seq, prev_hash, anchor) VALUES (?, 1, ?, ?)",
+            (device_id, anchor, anchor),
+        )
+        row = self.chain(device_id)
+        assert row is not None
+        if row.anchor != anchor:
+            raise ChainConflict(
+                f"the state database {self.path} belongs to another enrolment of {device_id} "
+                "(its chain anchor differs from the stored enrolment statement)"
+            )
+        return row
+
+    def chain(self, device_id: str) -> ChainRow | None:
+        row = self.db.execute(
+            "SELECT next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh FROM chain WHERE device_id = ?",
+            (device_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return ChainRow(ChainState(row[0], bytes(row[1])), bytes(row[2]), row[3], row[4])
+
+    def append(self, readings: Sequence[NewReading]) -> None:
+        """Store readings and their devices' new chain states in one durable transaction.
+
+        The readings of one device must be consecutive and in order.  Raises
+        :class:`ChainConflict` (storing nothing) if a device's chain row is not at
+        the first of its readings' sequence numbers.
+        """
+        if not readings:
+            return
+        first: dict[str, int] = {}
+        last: dict[str, NewReading] = {}
+        for reading in readings:
+            prev = last.get(reading.device_id)
+            if prev is None:
+                first[reading.device_id] = reading.seq
+            elif reading.seq != prev.seq + 1:
+                raise ChainConflict(f"readings of {reading.device_id} are not consecutive")
+            last[reading.device_id] = reading
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO outbox (device_id, seq, time_ms, envelope) VALUES (?, ?, ?, ?)",
+                [(r.device_id, r.seq, r.time_ms, r.envelope) for r in readings],
+            )
+            for device_id, r in last.items():
+                cursor = db.execute(
+                    "UPDATE chain SET next_seq = ?, prev_hash = ?, last_time_ms = ?, last_energy_mwh = ? "
+                    "WHERE device_id = ? AND next_seq = ?",
+                    (
+                        r.state.next_seq,
+                        r.state.prev_hash,
+                        r.time_ms,
+                        r.energy_mwh,
+                        device_id,
+                        first[device_id],
+                    ),
+                )
+                if cursor.rowcount != 1:
+                    raise ChainConflict(
+                        f"the chain of {device_id} is not at seq {first[device_id]}: reading not stored"
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def pending(self, device_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` outbox readings of the device with seq > ``after_seq``, in seq order."""
+        return [
+            (seq, bytes(envelope))
+            for seq, envelope in self.db.execute(
+                "SELECT seq, envelope FROM outbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (device_id, after_seq, limit),
+            )
+        ]
+
+    def depth(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return int(
+            self.db.execute("SELECT count(*) FROM outbox WHERE device_id = ?", (device_id,)).fetchone()[0]
+        )
+
+    def oldest(self, device_id: str) -> tuple[int, int] | None:
+        """(seq, time_ms) of the oldest reading waiting in the outbox."""
+        row = self.db.execute(
+            "SELECT seq, time_ms FROM outbox WHERE device_id = ? ORDER BY seq LIMIT 1", (device_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # ----------------------------------------------------------------- receipts
+
+    def apply_receipt(self, receipt: Receipt, received_ms: int) -> int:
+        """Delete the device's readings with seq <= receipt.seq; remember the receipt. Returns rows deleted."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = db.execute(
+                "DELETE FROM outbox WHERE device_id = ? AND seq <= ?", (receipt.device_id, receipt.seq)
+            ).rowcount
+            db.execute(
+                "INSERT INTO receipts (device_id, seq, log_index, tree_size, root_hash, time_ms, received_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                "seq = excluded.seq, log_index = excluded.log_index, tree_size = excluded.tree_size, "
+                "root_hash = excluded.root_hash, time_ms = excluded.time_ms, received_ms = excluded.received_ms "
+                "WHERE excluded.seq >= receipts.seq",
+                (
+                    receipt.device_id,
+                    receipt.seq,
+                    receipt.log_index,
+                    receipt.tree_size,
+                    receipt.root_hash,
+                    receipt.time_ms,
+                    received_ms,
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(deleted)
+
+    def last_receipt(self, device_id: str) -> ReceiptRow | None:
+        row = self.db.execute(
+            "SELECT seq, log_index, tree_size, root_hash, time_ms, received_ms FROM receipts WHERE device_id = ?",
+            (device_id,),
+        ).fetchone()
+        return None if row is None else ReceiptRow(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+
+    # ----------------------------------------------------------------- counters, status, meta
+
+    def counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_counter(self, name: str, value: int) -> None:
+        """Store a counter durably; it never goes down (a stale writer cannot lose pulses)."""
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET value = max(value, excluded.value)",
+            (name, value),
+        )
+
+    def set_link(
+        self, device_id: str, state: str, broker: str, since_ms: int, error: str, now_ms: int
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO link (device_id, state, broker, since_ms, error, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (device_id, state, broker, since_ms, error, now_ms),
+        )
+
+    def link(self, device_id: str) -> LinkRow | None:
+        row = self.db.execute(
+            "SELECT state, broker, since_ms, error, updated_ms FROM link WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        return None if row is None else LinkRow(*row)
+
+    def set_agent(self, pid: int, started_ms: int, heartbeat_ms: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO agent (id, pid, started_ms, heartbeat_ms) VALUES (1, ?, ?, ?)",
+            (pid, started_ms, heartbeat_ms),
+        )
+
+    def agent(self) -> tuple[int, int, int] | None:
+        row = self.db.execute("SELECT pid, started_ms, heartbeat_ms FROM agent WHERE id = 1").fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

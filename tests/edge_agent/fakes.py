@@ -1,0 +1,203 @@
+"""Test stand-ins for the gateway: its enrolment REST routes and its receipts.
+
+:class:`FakeGateway` is a real HTTP server (``http.server`` in a thread) that
+implements ``POST /v1/devices`` and ``GET /v1/log/key`` with the documented
+answers, so ``enrol`` and ``simulate`` talk HTTP for real.  :class:`ReceiptIssuer`
+subscribes to ``attest/v1/+/readings`` on a real broker, verifies every envelope
+with the enrolled device key and publishes cumulative receipts signed by the test
+log key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from attest_core.device import EnrolmentStatement, verify_enrolment
+from attest_core.errors import AttestError
+from attest_core.keys import Ed25519Signer
+from attest_core.note import NoteSigner
+from attest_core.reading import decode_envelope
+from attest_core.receipt import Receipt
+from attest_core.topics import READINGS_FILTER, device_of_readings_topic, receipts_topic
+from tests.support import seeded_signer
+
+INSTALLER_TOKEN = "installer-secret"
+VIEWER_TOKEN = "viewer-secret"
+LOG_ORIGIN = "test.example/log"
+
+
+class FakeGateway:
+    def __init__(self, log_signer: Ed25519Signer | None = None) -> None:
+        self.log_signer = log_signer or seeded_signer("log key")
+        self.note_signer = NoteSigner(LOG_ORIGIN, self.log_signer)
+        self.log_key = self.note_signer.verifier_key().to_string()
+        self.devices: dict[str, EnrolmentStatement] = {}
+        self.pops: dict[str, bytes] = {}
+        self.log_index = 0
+        self.lock = threading.Lock()
+        self.mode = "normal"  # or: garbage-201, html-500, no-key, bad-key, slow
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str) -> None:
+                self._send(status, json.dumps({"error": {"code": code, "message": message}}).encode())
+
+            def do_GET(self) -> None:
+                gateway.requests.append(("GET", self.path, dict(self.headers)))
+                if self.path != "/v1/log/key":
+                    self._error(404, "not_found", "no such route")
+                elif gateway.mode == "no-key":
+                    self._send(503, b"<html>down</html>", "text/html")
+                elif gateway.mode == "bad-key":
+                    self._send(200, b"this is not a key\n", "text/plain")
+                else:
+                    self._send(200, (gateway.log_key + "\n").encode(), "text/plain; charset=utf-8")
+
+            def do_POST(self) -> None:
+                gateway.requests.append(("POST", self.path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if self.path != "/v1/devices":
+                    self._error(404, "not_found", "no such route")
+                    return
+                if gateway.mode == "slow":
+                    time.sleep(1.5)
+                auth = self.headers.get("Authorization", "")
+                if auth == f"Bearer {VIEWER_TOKEN}":
+                    self._error(403, "forbidden", "this token is not an installer token")
+                    return
+                if auth != f"Bearer {INSTALLER_TOKEN}":
+                    self._error(401, "unauthorized", "missing or unknown token")
+                    return
+                if gateway.mode == "html-500":
+                    self._send(500, b"<html><body>Internal Server Error</body></html>", "text/html")
+                    return
+                try:
+                    body = json.loads(raw)
+                    pop = base64.b64decode(body["proof_of_possession"], validate=True)
+                    statement = verify_enrolment(base64.b64decode(body["statement"], validate=True), pop)
+                except (ValueError, KeyError, TypeError) as exc:
+                    self._error(400, "bad_request", f"malformed body: {exc}")
+                    return
+                except AttestError as exc:
+                    self._error(422, exc.code, str(exc))
+                    return
+                with gateway.lock:
+                    if statement.device_id in gateway.devices:
+                        self._error(409, "already_enrolled", f"device {statement.device_id} is enrolled")
+                        return
+                    gateway.devices[statement.device_id] = statement
+                    gateway.pops[statement.device_id] = pop
+                    index = gateway.log_index
+                    gateway.log_index += 1
+                if gateway.mode == "garbage-201":
+                    self._send(201, b"OK!", "text/plain")
+                    return
+                answer = {
+                    "device_id": statement.device_id,
+                    "asset_id": statement.asset_id,
+                    "log_index": index,
+                }
+                self._send(201, json.dumps(answer).encode())
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                return  # a client that gave up (the timeout test) is not an error here
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeGateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ReceiptIssuer:
+    """Verifies published readings and answers with cumulative signed receipts."""
+
+    def __init__(self, host: str, port: int, gateway: FakeGateway, *, every: float = 0.2) -> None:
+        self.gateway = gateway
+        self.every = every
+        self.received: dict[str, dict[int, bytes]] = defaultdict(dict)  # payloads
+        self.envelopes: dict[str, dict[int, bytes]] = defaultdict(dict)
+        self.bad = 0
+        self.contiguous: dict[str, int] = defaultdict(int)
+        self.receipted: dict[str, int] = defaultdict(int)
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id="", clean_session=True
+        )
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(READINGS_FILTER, qos=1)
+        self.client.connect(host, port, 30)
+        self.client.loop_start()
+        self.thread = threading.Thread(target=self._issue, daemon=True)
+        self.thread.start()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        device_id = device_of_readings_topic(message.topic)
+        statement = self.gateway.devices.get(device_id or "")
+        try:
+            assert statement is not None
+            envelope = decode_envelope(message.payload)
+            envelope.verify(statement.public_key)
+            reading = envelope.reading()
+            assert reading.device_id == device_id
+        except (AssertionError, AttestError):
+            self.bad += 1
+            return
+        with self.lock:
+            seen = self.received[reading.device_id]
+            seen.setdefault(reading.seq, envelope.payload)
+            self.envelopes[reading.device_id].setdefault(reading.seq, bytes(message.payload))
+            n = self.contiguous[reading.device_id]
+            while n + 1 in seen:
+                n += 1
+            self.contiguous[reading.device_id] = n
+
+    def _issue(self) -> None:
+        while not self._stop.wait(self.every):
+            with self.lock:
+                todo = [(d, n) for d, n in self.contiguous.items() if n > self.receipted[d]]
+            for device_id, seq in todo:
+                index = 1000 + seq
+                receipt = Receipt(device_id, seq, index, index + 1, b"\x07" * 32, int(time.time() * 1000))
+                self.client.publish(receipts_topic(device_id), receipt.sign(self.gateway.log_signer), qos=1)
+                self.receipted[device_id] = seq
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(len(v) for v in self.received.values())
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.client.loop_stop()
+        self.client.disconnect()

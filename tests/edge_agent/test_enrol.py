@@ -1,0 +1,211 @@
+"""enrol against a real HTTP server implementing the gateway's enrolment routes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from attest_core.device import decode_enrolment_statement, enrolment_anchor
+from attest_core.note import VerifierKey
+from edge_agent.config import load_config
+from edge_agent.signer import load_signer
+from edge_agent.store import Store
+from tests.edge_agent.conftest import Cli
+from tests.edge_agent.fakes import INSTALLER_TOKEN, VIEWER_TOKEN, FakeGateway
+from tests.services import free_port
+
+
+def init(cli: Cli, tmp_path: Path, kind: str = "simulated-solar") -> Path:
+    assert cli("init", "--dir", tmp_path / "dev", "--meter", kind).code == 0
+    return tmp_path / "dev" / "agent.toml"
+
+
+def enrol(cli: Cli, config: Path, url: str, token: str = INSTALLER_TOKEN, *extra: str):  # type: ignore[no-untyped-def]
+    return cli(
+        "enrol", "--config", config, "--gateway", url, "--token", token, "--asset", "solar-roof-3",
+        "--kind", "solar", "--rated-power", "9800", "--lat", "52.52", "--lon", "13.405", *extra,
+    )  # fmt: skip
+
+
+def test_enrol_success_stores_statement_anchor_and_log_key(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway
+) -> None:
+    config_path = init(cli, tmp_path)
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 0, result.err
+    config = load_config(config_path, environ={})
+    signer = load_signer(config)
+
+    # what the gateway received: a valid statement with a proof of possession (checked by the server)
+    _method, path, headers = next(r for r in gateway.requests if r[0] == "POST")
+    assert path == "/v1/devices"
+    assert headers["Authorization"] == f"Bearer {INSTALLER_TOKEN}"
+    statement = gateway.devices[config.device_id]
+    assert statement.public_key == signer.public_key
+    assert statement.asset_id == "solar-roof-3"
+    assert statement.rated_power_w == 9800
+    assert statement.location is not None
+    assert (statement.location.lat_e6, statement.location.lon_e6) == (52_520_000, 13_405_000)
+
+    # what the device kept: the exact statement bytes, and its chain at genesis
+    stored = (config.state_dir / "enrolment.bin").read_bytes()
+    assert decode_enrolment_statement(stored) == statement
+    summary = json.loads((config.state_dir / "enrolment.json").read_text())
+    assert summary["log_index"] == 0
+    assert summary["chain_anchor"] == enrolment_anchor(stored).hex()
+    store = Store(config.db_path)
+    row = store.chain(config.device_id)
+    store.close()
+    assert row is not None
+    assert row.state.next_seq == 1
+    assert row.state.prev_hash == enrolment_anchor(stored)
+
+    # the log key, in the config and on screen with its key id
+    key = VerifierKey.parse(gateway.log_key)
+    data = tomllib.loads(config_path.read_text())
+    assert data["gateway"]["log_key"] == gateway.log_key
+    assert data["gateway"]["url"] == gateway.url
+    assert f"log key id:       {key.key_id.hex()}" in result.out
+    assert "at log index 0" in result.out
+
+    # running it again is harmless: already enrolled, the key is fetched again
+    again = enrol(cli, config_path, gateway.url)
+    assert again.code == 0, again.err
+    assert "already enrolled" in again.out
+    assert len([r for r in gateway.requests if r[0] == "POST"]) == 1
+    other_asset = cli(
+        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
+        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800",
+    )  # fmt: skip
+    assert other_asset.code == 5
+    assert "already enrolled for asset solar-roof-3" in other_asset.err
+
+
+@pytest.mark.parametrize(
+    ("token", "code", "message"),
+    [
+        ("wrong-token", 4, "refused the installer token (401"),
+        (VIEWER_TOKEN, 4, "not allowed to enrol devices (403"),
+    ],
+)
+def test_enrol_token_refused(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, token: str, code: int, message: str
+) -> None:
+    config_path = init(cli, tmp_path)
+    result = enrol(cli, config_path, gateway.url, token)
+    assert result.code == code
+    assert message in result.err
+    assert "Traceback" not in result.err
+    assert not (tmp_path / "dev" / "state" / "enrolment.bin").exists()
+
+
+def test_enrol_already_enrolled_elsewhere(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    assert enrol(cli, config_path, gateway.url).code == 0
+    # the state directory is lost: the gateway still knows the key
+    (tmp_path / "dev" / "state" / "enrolment.bin").unlink()
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 5
+    assert "already enrolled (409 already_enrolled" in result.err
+    assert "revoke" in result.err
+
+
+def test_enrol_gateway_unreachable(tmp_path: Path, cli: Cli) -> None:
+    config_path = init(cli, tmp_path)
+    result = enrol(cli, config_path, f"http://127.0.0.1:{free_port()}")
+    assert result.code == 3
+    assert "cannot reach the gateway at http://127.0.0.1:" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_enrol_timeout(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    gateway.mode = "slow"
+    result = enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--timeout", "0.5")
+    assert result.code == 3
+    assert "did not answer in time" in result.err
+
+
+def test_enrol_malformed_answers(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    gateway.mode = "html-500"
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 1
+    assert "HTTP 500 (<html><body>Internal Server Error</body></html>)" in result.err
+
+    # 201 with a body that is not JSON: the enrolment happened, so it is kept; the installer is told
+    gateway.mode = "garbage-201"
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 1
+    assert "not the expected JSON" in result.err
+    assert (tmp_path / "dev" / "state" / "enrolment.bin").exists()
+    gateway.mode = "normal"
+    assert enrol(cli, config_path, gateway.url).code == 0
+
+
+def test_enrol_log_key_missing_or_bad_then_resumed(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    gateway.mode = "no-key"
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 1
+    assert "enrolled, but GET" in result.err
+    assert "run the same enrol command again" in result.err.lower()
+    gateway.mode = "bad-key"
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 1
+    assert "not a valid C2SP verifier key string" in result.err
+    gateway.mode = "normal"
+    assert enrol(cli, config_path, gateway.url).code == 0
+    assert load_config(config_path, environ={}).gateway.log_key == gateway.log_key
+    # a different key later is never silently accepted
+    device_key = load_signer(load_config(config_path, environ={})).public_key
+    gateway.log_key = VerifierKey.from_public_key("evil.example/log", device_key).to_string()
+    result = enrol(cli, config_path, gateway.url)
+    assert result.code == 1
+    assert "Not replacing it" in result.err
+
+
+def test_enrol_bad_arguments(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    base = ["enrol", "--config", str(config_path), "--gateway", gateway.url, "--token", INSTALLER_TOKEN]
+    cases = [
+        (["--asset", "bad asset!", "--kind", "solar", "--rated-power", "10"], "not an identifier"),
+        (["--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "52"], "both --lat and --lon"),
+        (
+            ["--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "95", "--lon", "1"],
+            "outside -90",
+        ),
+        (["--asset", "a", "--kind", "solar", "--rated-power", "-5"], "must be positive"),
+        (["--asset", "a", "--kind", "wind", "--rated-power", "10"], "invalid choice"),
+        (["--asset", "a", "--kind", "solar"], "required: --rated-power"),
+    ]
+    for extra, message in cases:
+        result = cli(*base, *extra)
+        assert result.code == 2, (extra, result.err)
+        assert message in result.err, (extra, result.err)
+    no_token = cli("enrol", "--config", config_path, "--gateway", gateway.url, "--asset", "a", "--kind", "solar",
+                   "--rated-power", "1")  # fmt: skip
+    assert no_token.code == 2
+    assert "no installer token" in no_token.err
+    bad_url = enrol(cli, config_path, "ftp://gateway")
+    assert bad_url.code == 2
+    assert "not an http:// or https:// URL" in bad_url.err
+    assert not gateway.devices
+
+
+def test_enrol_as_a_real_process_never_shows_a_traceback(tmp_path: Path, cli: Cli) -> None:
+    config_path = init(cli, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "enrol", "--config", str(config_path), "--gateway",
+         f"http://127.0.0.1:{free_port()}", "--token", "t", "--asset", "a", "--kind", "charger",
+         "--rated-power", "7400"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("error: cannot reach the gateway")
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,88 @@
+"""The fleet simulator end to end: enrolment over HTTP, a real broker, receipts, the verifier's rules."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from attest_core.evaluation import Severity
+from attest_core.reading import Envelope, decode_envelope
+from tests.edge_agent.conftest import Cli
+from tests.edge_agent.fakes import INSTALLER_TOKEN, FakeGateway, ReceiptIssuer
+from tests.edge_agent.plausibility import evaluate_devices
+from tests.services import Broker
+
+DEVICES = 6
+SPEED = 86_400.0  # a simulated day per wall second
+DURATION = 2.0  # wall seconds: two simulated days
+INTERVAL = 300  # simulated seconds between readings
+
+
+def test_simulated_fleet_enrols_publishes_and_gets_receipts(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, broker: Broker
+) -> None:
+    issuer = ReceiptIssuer(broker.host, broker.port, gateway, every=0.1)
+    state = tmp_path / "sim"
+    args = [
+        "simulate", "--devices", str(DEVICES), "--kind", "mixed", "--interval", str(INTERVAL),
+        "--speed", str(SPEED), "--duration", str(DURATION), "--gateway", gateway.url,
+        "--token", INSTALLER_TOKEN, "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--state", state,
+        "--start", "2026-06-01T00:00:00Z", "--drain", "20", "--progress", "0.5",
+    ]  # fmt: skip
+    try:
+        result = cli(*args)
+    finally:
+        issuer.close()
+    assert result.code == 0, result.err
+    assert "simulating 6 device(s) from 2026-06-01 00:00:00 to 2026-06-03 00:00:00" in result.out
+    assert "made " in result.out
+
+    # every device enrolled itself with its own key, through the REST API
+    assert len(gateway.devices) == DEVICES
+    assert {s.asset_kind.label for s in gateway.devices.values()} == {"charger", "solar"}
+    assert len({s.public_key for s in gateway.devices.values()}) == DEVICES
+
+    # every reading of the two days was made, published, verified by the issuer and receipted
+    periodic_per_device = int(DURATION * SPEED) // INTERVAL
+    assert issuer.bad == 0
+    for device_id in gateway.devices:
+        seqs = sorted(issuer.received[device_id])
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) >= periodic_per_device
+    db = sqlite3.connect(state / "fleet.db")
+    assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    db.close()
+    assert "waiting in the outbox 0" in result.out
+
+    # the readings pass the verifier's plausibility rules (rated power, night, chain, time)
+    envelopes: list[Envelope] = []
+    for device_id, payloads in issuer.envelopes.items():
+        envelopes += [decode_envelope(raw) for _, raw in sorted(payloads.items())]
+        assert device_id in gateway.devices
+    start = 1_780_272_000_000  # 2026-06-01
+    enrolments = [(s, gateway.pops[d]) for d, s in gateway.devices.items()]
+    evaluation = evaluate_devices(enrolments, envelopes, start, start + 2 * 86_400_000)
+    assert [f for f in evaluation.findings if f.severity is Severity.FATAL] == []
+    assert evaluation.energy_mwh > 0
+
+    # running it again resumes the same fleet: no new enrolment, chains continue
+    resumed = [*args[:-4], "--drain", "0", "--progress", "5"]
+    resumed[resumed.index("--duration") + 1] = "0.5"
+    again = cli(*resumed)
+    assert again.code == 0, again.err
+    assert len(gateway.devices) == DEVICES
+    assert "simulating 6 device(s) from 2026-06-03 00:" in again.out
+
+
+@pytest.mark.parametrize("token", ["wrong"])
+def test_simulate_refused_token(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, broker: Broker, token: str
+) -> None:
+    result = cli(
+        "simulate", "--devices", "2", "--gateway", gateway.url, "--token", token, "--state", tmp_path / "s",
+        "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--duration", "1",
+    )  # fmt: skip
+    assert result.code == 4
+    assert "refused the installer token" in result.err
