@@ -51,6 +51,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -140,8 +141,8 @@ class AssetResult:
 
     @property
     def complete(self) -> bool:
-        """True if every counted reading's predecessor in the period is present (full evidence)."""
-        return all(d.missing_seqs == 0 for d in self.devices)
+        """True if readings were counted and each one's predecessor in the period is present (full evidence)."""
+        return self.readings_counted > 0 and all(d.missing_seqs == 0 for d in self.devices)
 
 
 @dataclass(slots=True)
@@ -180,6 +181,13 @@ def allowed_energy_mwh(rated_power_w: int, dt_ms: int) -> Fraction:
     """The most energy an asset of ``rated_power_w`` can plausibly register in ``dt_ms``."""
     hours_ms = Fraction(max(dt_ms, 0) + CLOCK_SLACK_MS, 3_600_000)
     return rated_power_w * 1000 * hours_ms * (1 + POWER_TOLERANCE) + QUANTUM_SLACK_MWH
+
+
+def exceeds_rated_power(rated_power_w: int, dt_ms: int, delta_mwh: int) -> bool:
+    """True if ``delta_mwh`` in ``dt_ms`` is more than :func:`allowed_energy_mwh` (exact integer arithmetic)."""
+    # delta > rated * 1000 * (dt + slack) / 3_600_000 * 11/10 + quantum, multiplied through by 36_000_000
+    limit = rated_power_w * 11_000 * (max(dt_ms, 0) + CLOCK_SLACK_MS) + QUANTUM_SLACK_MWH * 36_000_000
+    return delta_mwh * 36_000_000 > limit
 
 
 def in_period(claim: Claim, time_ms: int) -> bool:
@@ -373,7 +381,7 @@ def _evaluate_device(
             )
             continue
         dt_ms = rb.time_ms - ra.time_ms
-        if delta > allowed_energy_mwh(record.rated_power_w, dt_ms):
+        if exceeds_rated_power(record.rated_power_w, dt_ms, delta):
             implied_w = delta * 3_600 // max(dt_ms, 1)
             add(
                 Severity.FATAL,
@@ -433,11 +441,19 @@ def _check_overlap(asset_id: str, results: list[DeviceResult], findings: list[Fi
                 Finding(
                     Severity.FATAL,
                     "devices_overlap",
-                    f"asset {asset_id}: devices {d1} and {d2} both metered it between {s2} and "
-                    f"{min(e1, e2)} ms: one asset is metered by one device at a time",
+                    f"asset {asset_id}: devices {d1} and {d2} both metered it between {_utc(s2)} and "
+                    f"{_utc(min(e1, e2))}: one asset is metered by one device at a time",
                     asset_id=asset_id,
                 )
             )
+
+
+def _utc(time_ms: int) -> str:
+    return (
+        datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _check_claim(evaluation: Evaluation) -> None:

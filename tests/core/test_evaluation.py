@@ -17,6 +17,7 @@ from attest_core.evaluation import (
     allowed_energy_mwh,
     boundary_seqs,
     evaluate,
+    exceeds_rated_power,
 )
 from attest_core.reading import Envelope, Status, reading_hash
 from attest_core.registry import Registry
@@ -158,6 +159,10 @@ def test_power_above_rating_is_fatal_within_tolerance_is_not() -> None:
     rated = 11_000
     limit = allowed_energy_mwh(rated, HOUR)
     assert limit == Fraction(11_000 * 1000 * (HOUR + 2000) * 11, 10 * HOUR) + 2000  # 12.1 kWh and a bit
+    for dt in (0, 1, 999, HOUR, 7 * HOUR + 13):  # the integer check agrees with the exact limit
+        edge = allowed_energy_mwh(rated, dt)
+        assert not exceeds_rated_power(rated, dt, int(edge))
+        assert exceeds_rated_power(rated, dt, int(edge) + 1)
     s = Scenario()
     dev = s.enrol(charger(rated=rated))
     s.add(dev.reading(T0, 0), dev.reading(T0 + HOUR, int(limit)))
@@ -278,6 +283,8 @@ def test_two_devices_for_one_asset() -> None:
     s.hourly(old, range(5, 8))  # the old device goes on metering while the new one does
     ev = s.evaluate(flat_claim(("charger-1",)))
     assert "devices_overlap" in codes(ev, Severity.FATAL)
+    overlap = next(f for f in ev.findings if f.code == "devices_overlap")
+    assert "2026-10-01T" in overlap.message
 
 
 def test_assets_without_evidence() -> None:
@@ -287,7 +294,8 @@ def test_assets_without_evidence() -> None:
     ev = s.evaluate(flat_claim(("charger-1", "ghost")))
     assert codes(ev) == ["no_readings", "no_device", "no_readings"]
     assert ev.energy_mwh == 0
-    assert ev.backed
+    assert ev.backed  # a claim of 0 is backed by nothing
+    assert not any(a.complete for a in ev.assets)  # no readings is not complete evidence
 
 
 def test_boundary_selection() -> None:
