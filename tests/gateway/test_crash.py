@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 
 class GatewayProcess:
-    def __init__(self, dsn: str, mqtt_url: str, workdir: Path) -> None:
+    def __init__(self, dsn: str, mqtt_url: str, workdir: Path, **settings: str) -> None:
         self.port = free_port()
         key_file = workdir / "log.key"
         if not key_file.exists():
@@ -54,8 +54,9 @@ class GatewayProcess:
             "GATEWAY_API_PORT": str(self.port),
             "GATEWAY_MQTT_CLIENT_ID": f"crash-gw-{uuid.uuid4().hex[:6]}",
             "GATEWAY_CHECKPOINT_INTERVAL": "0.3",
+            **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
         }
-        self.log_path = workdir / "gateway.log"
+        self.log_path = workdir / f"gateway-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
@@ -74,6 +75,15 @@ class GatewayProcess:
             assert self.proc.poll() is None, "the gateway exited"
             time.sleep(0.1)
         raise TimeoutError("the gateway did not become ready")
+
+    def accepted(self) -> int:
+        metrics = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        line = next(x for x in metrics.splitlines() if x.startswith("iot_attest_readings_accepted_total "))
+        return int(float(line.split()[-1]))
+
+    def is_sequencer(self) -> bool:
+        metrics = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return "iot_attest_sequencer_leader 1.0" in metrics
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -205,7 +215,43 @@ def test_postgres_restarts_while_readings_flow(broker_process: MosquittoProcess,
             fleet.close()
             gateway.stop()
         assert_log_complete(pg.dsn, fleet)
-        log = (tmp_path / "gateway.log").read_text()
+        log = gateway.log_path.read_text()
         assert "retrying" in log  # the gateway said what happened
     finally:
         pg.remove()
+
+
+def test_two_gateways_share_the_load_and_one_takes_over(
+    database: str, broker_process: MosquittoProcess, tmp_path: Path
+) -> None:
+    fleet_devices = devices(6)
+    enrol_all(database, fleet_devices)
+    a = GatewayProcess(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
+    b = GatewayProcess(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
+    fleet = Fleet(
+        broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 200
+    ).start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (a.is_sequencer() or b.is_sequencer()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leaders = [g for g in (a, b) if g.is_sequencer()]
+        assert len(leaders) == 1, "exactly one process is the sequencer"
+        time.sleep(1.5)
+        assert a.accepted() > 0, "the shared subscription gave the first process nothing"
+        assert b.accepted() > 0, "the shared subscription gave the second process nothing"
+        leader = leaders[0]
+        follower = b if leader is a else a
+        leader.kill()
+        deadline = time.monotonic() + 20
+        while not follower.is_sequencer() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert follower.is_sequencer(), "the other process did not take over the log"
+        leader.start()
+        assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
+        assert not leader.is_sequencer()
+    finally:
+        fleet.close()
+        a.stop()
+        b.stop()
+    assert_log_complete(database, fleet)
