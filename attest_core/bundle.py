@@ -170,8 +170,8 @@ def decode_b64(text: Any, what: str) -> bytes:
     text = _str(text, what)
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        _fail(f"{what} is not valid base64", "bad_base64")
+    except (binascii.Error, ValueError) as exc:
+        raise BundleError(f"{what} is not valid base64", code="bad_base64") from exc
     if _b64(raw) != text:
         _fail(f"{what} is not canonical base64 (padding or unused bits altered)", "bad_base64")
     return raw
@@ -182,16 +182,16 @@ def parse_bundle(data: bytes | str) -> Bundle:
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            _fail("the bundle is not UTF-8 text", "bad_json")
+        except UnicodeDecodeError as exc:
+            raise BundleError("the bundle is not UTF-8 text", code="bad_json") from exc
     try:
         doc = json.loads(
             data, object_pairs_hook=_no_duplicates, parse_float=_no_floats, parse_constant=_no_constants
         )
     except json.JSONDecodeError as exc:
-        _fail(f"the bundle is not valid JSON (it may be truncated): {exc}", "bad_json")
-    except RecursionError:
-        _fail("the bundle nests too deeply", "bad_json")
+        raise BundleError(f"the bundle is not valid JSON (it may be truncated): {exc}", code="bad_json") from exc
+    except RecursionError as exc:
+        raise BundleError("the bundle nests too deeply", code="bad_json") from exc
     if type(doc) is not dict:
         _fail("a bundle is a JSON object", "bad_json")
     missing = [m for m in _MEMBERS if m not in doc]
