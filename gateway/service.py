@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import uvicorn
@@ -21,7 +22,16 @@ from gateway.sequencer import Sequencer, hold_lock
 
 log = logging.getLogger("gateway")
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, asyncio.TimeoutError)
+DB_ERRORS = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # e.g. "cannot switch to state 15; another operation is in progress" on a pooled
+    # connection broken by a database restart: seen here, and it used to end ingest silently
+    asyncpg.InternalClientError,
+)
 
 
 class Gateway:
@@ -67,9 +77,13 @@ class Gateway:
         )
         self.link.start()
         if wants_readings:
-            self.tasks.append(asyncio.create_task(self._ingest_loop(), name="ingest"))
+            self.tasks.append(
+                asyncio.create_task(self._supervise("ingest", self._ingest_loop), name="ingest")
+            )
         if "sequencer" in self.runs:
-            self.tasks.append(asyncio.create_task(self._sequencer_loop(), name="sequencer"))
+            self.tasks.append(
+                asyncio.create_task(self._supervise("sequencer", self._sequencer_loop), name="sequencer")
+            )
         self.api_state = ApiState(self.pool, self.signer.verifier_key(), self.metrics)
         if "api" in self.runs:
             self.app = create_app(self.api_state)
@@ -86,7 +100,7 @@ class Gateway:
         while True:
             try:
                 pool: asyncpg.Pool = await asyncpg.create_pool(
-                    self.settings.database_url, min_size=1, max_size=8
+                    self.settings.database_url, min_size=1, max_size=8, command_timeout=60, timeout=10
                 )
                 return pool
             except DB_ERRORS as exc:
@@ -103,6 +117,22 @@ class Gateway:
                 log.warning("MQTT broker not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` for the life of the process: a fault is logged and the loop restarted."""
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the %s loop failed; restarting it in %.1f s", name, delay)
+            if time.monotonic() - started > 60:
+                delay = 0.5
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
 
     async def _serve(self) -> None:
         assert self.server is not None
@@ -143,11 +173,16 @@ class Gateway:
             delay = 0.2
             while True:
                 try:
-                    async with self.pool.acquire() as conn:
+                    async with self.pool.acquire(timeout=10) as conn:
                         result = await store_batch(conn, batch, self.cache, s)
                     break
                 except DB_ERRORS as exc:
                     log.warning("cannot store %d messages (%s); retrying in %.1f s", len(batch), exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10)
+                except Exception:
+                    # Not a database outage: a fault of ours. Never drop the batch; say so loudly.
+                    log.exception("storing %d messages failed; retrying in %.1f s", len(batch), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10)
             for message in batch:
@@ -169,7 +204,7 @@ class Gateway:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(s.database_url)
+                conn = await asyncpg.connect(s.database_url, command_timeout=60, timeout=10)
                 if not await hold_lock(conn):
                     await conn.close()
                     await asyncio.sleep(1.0)
