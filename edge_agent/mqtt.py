@@ -35,13 +35,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from attest_core.broker import BrokerUrl, parse_broker_url
+from attest_core.errors import DecodeError
 from attest_core.topics import readings_topic, receipts_topic, status_topic
 from edge_agent.config import MqttConfig
 from edge_agent.errors import AgentError, Exit
@@ -50,36 +50,15 @@ from edge_agent.store import Store
 log = logging.getLogger("edge_agent.mqtt")
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    def display(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+BrokerAddress = BrokerUrl
+"""Where the broker is (the contract's MQTT URL, parsed by attest_core.broker)."""
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise AgentError(f"the MQTT URL {url!r} must start with mqtt:// or mqtts://", Exit.USAGE)
     try:
-        port = parts.port
-    except ValueError:
-        raise AgentError(f"the MQTT URL {url!r} has a bad port", Exit.USAGE) from None
-    if not parts.hostname:
-        raise AgentError(f"the MQTT URL {url!r} names no host", Exit.USAGE)
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        parts.hostname,
-        port or (8883 if tls else 1883),
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
+        return parse_broker_url(url)
+    except DecodeError as exc:
+        raise AgentError(str(exc), Exit.USAGE) from exc
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
