@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[edge,gateway,dev]'
+	@$(PY) -m pip install --quiet -e '.[edge,gateway,demo,dev]'
 	@touch $(STAMP)
 
 ## test: the full suite (lint, types, tests) against real PostgreSQL and MQTT.

@@ -18,8 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +26,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 
 PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MQTT_LOCAL = ("127.0.0.1", 1883)
@@ -138,12 +138,9 @@ def start_postgres() -> Postgres:
 
 
 def start_embedded_postgres() -> Postgres:
-    import pgserver  # the embedded default
-
-    datadir = Path(tempfile.mkdtemp(prefix="iat-pg-"))
-    say(f"PostgreSQL: starting an embedded server (pgserver) in {datadir}")
-    server = pgserver.get_server(datadir, cleanup_mode="delete")
-    return Postgres(server.get_uri(), "embedded", server.cleanup)
+    server = EmbeddedPostgres().start()
+    say(f"PostgreSQL: started an embedded server (pgserver) in {server.datadir}")
+    return Postgres(server.url, "embedded", server.remove)
 
 
 @dataclass
@@ -188,32 +185,9 @@ def start_broker() -> Broker:
 
 
 def start_embedded_broker() -> Broker:
-    port = free_port()
-    say(f"MQTT: starting an embedded broker (amqtt, MQTT 3.1.1) on port {port}")
-    script = textwrap.dedent(
-        f"""
-        import asyncio
-        from amqtt.broker import Broker
-        async def main():
-            broker = Broker({{"listeners": {{"default": {{"type": "tcp", "bind": "127.0.0.1:{port}"}}}},
-                             "auth": {{"allow-anonymous": True}}}})
-            await broker.start()
-            await asyncio.Event().wait()
-        asyncio.run(main())
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    if not wait_for(lambda: port_open("127.0.0.1", port), 30):
-        proc.kill()
-        raise RuntimeError("the embedded MQTT broker did not start")
-
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-
-    return Broker("127.0.0.1", port, "embedded", _stop=stop)
+    broker = EmbeddedBroker().start()
+    say(f"MQTT: started an embedded broker (amqtt, MQTT 3.1.1) on port {broker.port}")
+    return Broker(broker.host, broker.port, "embedded", _stop=broker.stop)
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,32 +237,3 @@ class MosquittoProcess:
             self.proc.kill()
             self.proc.wait(15)
             self.proc = None
-
-
-class RestartablePostgres:
-    """An embedded PostgreSQL of the test's own, which the test may stop and start.
-
-    Its data directory lives directly under the system's temporary directory:
-    pgserver runs the server as its own user, which must be able to reach it.
-    """
-
-    def __init__(self) -> None:
-        self.datadir = Path(tempfile.mkdtemp(prefix="iat-pg-"))
-        self.server: object | None = None
-        self.dsn = ""
-
-    def start(self) -> RestartablePostgres:
-        import pgserver
-
-        self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")
-        self.dsn = self.server.get_uri()  # type: ignore[attr-defined]
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.cleanup()  # type: ignore[attr-defined]
-            self.server = None
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.datadir, ignore_errors=True)

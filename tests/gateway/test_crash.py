@@ -25,9 +25,10 @@ from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consiste
 from gateway import logstore
 from gateway.devices import enrol
 from gateway.migrations import migrate
+from stack.embedded import EmbeddedPostgres
 from tests.gateway.fleet import Fleet
 from tests.gateway.helpers import log_signer, run
-from tests.services import REPO, MosquittoProcess, RestartablePostgres, free_port
+from tests.services import REPO, MosquittoProcess, free_port
 from tests.support import TestDevice, seeded_signer
 
 pytestmark = pytest.mark.slow
@@ -197,11 +198,11 @@ def test_broker_restarts_while_readings_flow(
 
 
 def test_postgres_restarts_while_readings_flow(broker_process: MosquittoProcess, tmp_path: Path) -> None:
-    pg = RestartablePostgres().start()
+    pg = EmbeddedPostgres().start()
     try:
         fleet_devices = devices(4)
-        enrol_all(pg.dsn, fleet_devices)
-        gateway = GatewayProcess(pg.dsn, broker_process.url, tmp_path).start()
+        enrol_all(pg.url, fleet_devices)
+        gateway = GatewayProcess(pg.url, broker_process.url, tmp_path).start()
         fleet = Fleet(
             broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 250
         ).start()
@@ -214,7 +215,7 @@ def test_postgres_restarts_while_readings_flow(broker_process: MosquittoProcess,
         finally:
             fleet.close()
             gateway.stop()
-        assert_log_complete(pg.dsn, fleet)
+        assert_log_complete(pg.url, fleet)
         log = gateway.log_path.read_text()
         assert "retrying" in log  # the gateway said what happened
     finally:

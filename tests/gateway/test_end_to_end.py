@@ -184,3 +184,34 @@ def test_consistency_between_checkpoints(gateway: GatewayThread, broker: Broker,
         proof = http.get("/v1/log/proof/consistency", params={"from": old.size, "to": new.size}).json()
         verify_consistency(old.size, new.size, old.root_hash, new.root_hash,
                            [base64.b64decode(h) for h in proof["hashes"]])  # fmt: skip
+
+
+def test_on_an_mqtt_311_broker(database: str, tmp_path: Path) -> None:
+    """amqtt (the embedded default) speaks MQTT 3.1.1 only: the gateway falls back to it."""
+    from stack.embedded import EmbeddedBroker
+
+    embedded = EmbeddedBroker().start()
+    try:
+        broker = Broker(embedded.host, embedded.port, "embedded")
+        settings = settings_for(
+            database, tmp_path, mqtt_url=embedded.url, api_port=free_port(), mqtt_client_id="gw-311"
+        )
+        d = TestDevice(f"e2e-{uuid.uuid4().hex[:6]}", "asset-311")
+
+        async def enrol_one(conn):  # type: ignore[no-untyped-def]
+            await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+
+        with GatewayThread(settings) as gw:
+            assert gw.gateway.link is not None
+            assert gw.gateway.link.version == "3.1.1"
+            run(database, enrol_one)
+            client = Device(broker, d)
+            try:
+                for h in range(5):
+                    client.publish(d.reading(T0 + h * HOUR, h).encode())
+                key = gw.gateway.signer.public_key
+                wait_until(lambda: (r := client.last_receipt(key)) is not None and r.seq == 5)
+            finally:
+                client.close()
+    finally:
+        embedded.stop()
