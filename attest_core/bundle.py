@@ -189,7 +189,9 @@ def parse_bundle(data: bytes | str) -> Bundle:
             data, object_pairs_hook=_no_duplicates, parse_float=_no_floats, parse_constant=_no_constants
         )
     except json.JSONDecodeError as exc:
-        raise BundleError(f"the bundle is not valid JSON (it may be truncated): {exc}", code="bad_json") from exc
+        raise BundleError(
+            f"the bundle is not valid JSON (it may be truncated): {exc}", code="bad_json"
+        ) from exc
     except RecursionError as exc:
         raise BundleError("the bundle nests too deeply", code="bad_json") from exc
     if type(doc) is not dict:
