@@ -148,7 +148,9 @@ class Sequencer:
             size += 1
             return size - 1
 
-        async with conn.transaction():
+        # One snapshot for the whole step: an enrolment or key rotation committed while the
+        # step runs must not have its readings logged here without the entry they depend on.
+        async with conn.transaction(isolation="repeatable_read"):
             # 0. the fence: the log must still be where this sequencer left it
             stored = await conn.fetchval("SELECT size FROM log_state FOR UPDATE")
             if stored != self.size:

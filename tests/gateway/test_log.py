@@ -305,3 +305,46 @@ async def test_state_survives_a_restart(w: World) -> None:
     entries = await w.all_entries()
     assert fresh.frontier.root() == root_from_leaf_hashes([leaf_hash(e) for e in entries])
     assert await logstore.root_at(w.conn, 9) == fresh.frontier.root()
+
+
+class _Interleave:
+    """A connection that runs ``between`` right after the step's first fetch (the pending entries)."""
+
+    def __init__(self, conn: asyncpg.Connection, between) -> None:  # type: ignore[no-untyped-def]
+        self._conn, self._between, self._fetches = conn, between, 0
+
+    async def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = await self._conn.fetch(*args, **kwargs)
+        self._fetches += 1
+        if self._fetches == 1:
+            await self._between()
+        return rows
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._conn, name)
+
+
+def test_an_enrolment_committed_during_a_step_is_logged_before_its_readings(
+    database: str, tmp_path: Path
+) -> None:
+    async def go() -> None:
+        conn, other = await asyncpg.connect(database), await asyncpg.connect(database)
+        try:
+            w = await World(conn, tmp_path).setup()
+            late = TestDevice("dev-late", "asset-late")
+
+            async def enrol_and_send() -> None:  # another process, committing between the step's reads
+                await enrol_device(other, late)
+                await store_batch(
+                    other, [msg(late, late.reading(T0, 1).encode())], DeviceCache(ttl=0), w.settings
+                )
+
+            await w.sequencer.step(_Interleave(conn, enrol_and_send))  # type: ignore[arg-type]
+            await w.sequence()
+            kinds = [decode_entry(e).type for e in await w.all_entries()]
+            assert kinds == [EntryType.ENROLMENT, EntryType.READING]
+        finally:
+            await conn.close()
+            await other.close()
+
+    asyncio.run(go())
