@@ -194,13 +194,20 @@ def in_period(claim: Claim, time_ms: int) -> bool:
     return claim.period_start_ms <= time_ms < claim.period_end_ms
 
 
-def boundary_seqs(readings: Iterable[tuple[int, int]], claim: Claim) -> tuple[int, int] | None:
+def boundary_seqs(
+    readings: Iterable[tuple[int, int]], claim: Claim, last_valid_seq: int | None = None
+) -> tuple[int, int] | None:
     """The sequence numbers a boundary-mode bundle needs from one device.
 
     ``readings`` are (seq, device time ms).  Returns the first and last sequence
-    number in the claim period, or None if the device has no reading in it.
+    number that counts (in the claim period, and not above the device's
+    ``last_valid_seq`` if a revocation set one), or None if none does.
     """
-    inside = [seq for seq, t in readings if in_period(claim, t)]
+    inside = [
+        seq
+        for seq, t in readings
+        if in_period(claim, t) and (last_valid_seq is None or seq <= last_valid_seq)
+    ]
     if not inside:
         return None
     return min(inside), max(inside)

@@ -302,6 +302,12 @@ def test_boundary_selection() -> None:
     claim = flat_claim(("a",))
     assert boundary_seqs([(1, T0 - 1), (2, T0), (3, T0 + 5), (4, T0 + DAY)], claim) == (2, 3)
     assert boundary_seqs([(1, T0 - 1)], claim) is None
+    # a revocation that disowns readings above 2 moves the last boundary back
+    assert boundary_seqs([(1, T0 - 1), (2, T0), (3, T0 + 5), (4, T0 + DAY)], claim, last_valid_seq=2) == (
+        2,
+        2,
+    )
+    assert boundary_seqs([(3, T0 + 5)], claim, last_valid_seq=2) is None
 
 
 def test_readings_delivered_late_after_a_revocation_still_count() -> None:
