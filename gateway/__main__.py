@@ -1,4 +1,4 @@
-"""python -m gateway: run the gateway, create its log key, apply migrations."""
+"""python -m gateway: run the gateway, create its log key, apply migrations, make API tokens."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import sys
 
 import asyncpg
 
+from attest_core.codec import ID_RE
 from gateway import logkey, logs
 from gateway.config import load_settings
 from gateway.errors import GatewayError
 from gateway.migrations import migrate
+from gateway.tokens import ROLES, config_snippet, generate_token, hash_token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,35 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--key-file", help="where to write it (default: key_file of the config)")
     keygen.add_argument("--origin", help="the log's name (default: origin of the config)")
     sub.add_parser("key", help="print the log's verifier key string")
+    token = sub.add_parser(
+        "token",
+        help="make an API token: prints it once, and the config lines that enable it (only its hash)",
+        description="Make a random API token for an installer, issuer or auditor. The token is printed once "
+        "(hand it over, keep no copy); the gateway's config gets only its SHA-256. The name is the identity "
+        "written into log entries (installer of an enrolment, issuer of a claim).",
+    )
+    token.add_argument("--name", required=True, help="who holds it (an identifier, e.g. installer-berlin-1)")
+    token.add_argument("--role", required=True, choices=list(ROLES), help="what it may do")
     return parser
+
+
+def make_token(name: str, role: str) -> int:
+    if ID_RE.fullmatch(name) is None:
+        print(
+            f"gateway: --name {name!r} is not an identifier (1-64 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit)",
+            file=sys.stderr,
+        )
+        return 2
+    secret = generate_token()
+    print(f"token for {name} ({role}); shown once, hand it over and keep no copy:")
+    print()
+    print(f"    {secret}")
+    print()
+    print("add to the gateway's config file, then restart the gateway:")
+    print()
+    print(config_snippet(name, role, hash_token(secret)), end="")
+    return 0
 
 
 async def _migrate(dsn: str) -> list[str]:
@@ -57,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_format)
     command = args.command or "run"
+    if command == "token":
+        return make_token(args.name, args.role)
     try:
         if command == "keygen":
             env_only = load_settings(args.config, env=None) if args.config else None

@@ -1,42 +1,45 @@
-"""The gateway's HTTP face (FastAPI): the public log routes, health and metrics.
+"""The gateway's HTTP face (FastAPI): the public log routes, witness cosignatures, health and metrics,
+and the token-protected routes of :mod:`gateway.routes` for installers, issuers and auditors.
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx
-status; bad input never yields a 5xx.
+status; bad input never yields a 5xx (a 503 says the database is down).  Who
+may call what (``Authorization: Bearer <token>``, :mod:`gateway.auth`):
+
+* no token: ``/v1/log/*`` (including ``POST /v1/log/cosignatures``, where the
+  witness's signature is the authentication), ``/healthz``, ``/readyz``,
+  ``/metrics``, ``/openapi.json``, ``/docs``;
+* installer: ``POST /v1/devices``, ``POST /v1/devices/{id}/revoke``,
+  ``POST /v1/devices/{id}/rotate``;
+* installer, issuer, auditor: ``GET /v1/devices``, ``GET /v1/devices/{id}``;
+* issuer, auditor: ``GET /v1/assets[/{id}]``, ``GET .../readings``,
+  ``GET /v1/claims[/{id}[/bundle]]``, ``GET /v1/quarantine``;
+* issuer: ``POST /v1/claims``.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import logging
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attest_core.errors import ProofError
-from attest_core.note import VerifierKey
-from gateway import logstore
-from gateway.metrics import Metrics
+from gateway import logstore, witnesses
+from gateway.routes import assets, claims, devices, quarantine
+from gateway.routes.common import ApiError, ErrorBody, ErrorDetail, error, responses
+from gateway.routes.state import ApiState
 
+__all__ = ["ApiError", "ApiState", "ErrorBody", "ErrorDetail", "create_app", "error"]
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
+log = logging.getLogger("gateway.api")
 
 
 class InclusionProof(BaseModel):
@@ -46,28 +49,33 @@ class InclusionProof(BaseModel):
 
 
 class ConsistencyProof(BaseModel):
-    model_config = {"populate_by_name": True}
-    from_: int
+    model_config = ConfigDict(populate_by_name=True)
+    from_: int = Field(alias="from")
     to: int
     hashes: list[str]
 
 
-@dataclass
-class ApiState:
-    pool: asyncpg.Pool
-    log_key: VerifierKey
-    metrics: Metrics
-    ready: bool = False
-
-
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+class CosignatureAnswer(BaseModel):
+    checkpoint_size: int
+    stored: list[str]
+    """Witnesses (``<name>+<key id>``) whose cosignature was new and is now kept."""
+    already_stored: list[str]
+    """Witnesses whose identical cosignature the gateway already had."""
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Bad input"},
     404: {"model": ErrorBody, "description": "Not found"},
+    503: {"model": ErrorBody, "description": "The database is not reachable"},
 }
+
+MAX_INDEX = 2**63 - 1
+DB_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 def create_app(state: ApiState) -> FastAPI:
@@ -75,24 +83,44 @@ def create_app(state: ApiState) -> FastAPI:
         title="iot-attest gateway",
         version="1",
         description="Device-signed meter readings in a verifiable Merkle log. "
-        "The log routes are public: anyone may audit the log.",
+        "The log routes are public: anyone may audit the log. The other routes need "
+        "`Authorization: Bearer <token>`: installers enrol, revoke and rotate devices; issuers read "
+        "devices, assets and readings, file claims and fetch their evidence bundles; auditors read "
+        'everything an issuer can. Errors are `{"error": {"code", "message"}}`.',
     )
     app.state.gateway = state
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message)
+        return error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
-        return error(400, "bad_request", f"{where or 'request'}: {first.get('msg', 'invalid')}")
+        return error(400, "bad_request", describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+        return error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: the database is not reachable: %s", request.method, request.url.path, exc)
+        return error(503, "database_unavailable", "the database is not reachable; retry later")
+
+    for kind in DB_DOWN:
+        app.add_exception_handler(kind, database_down)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """The last resort: a bug. Logged (by uvicorn, with the traceback); the client gets the usual body."""
+        return error(
+            500, "internal_error", "the gateway failed to answer this request; the operator has the log"
+        )
+
+    app.include_router(devices.router)
+    app.include_router(assets.router)
+    app.include_router(claims.router)
+    app.include_router(quarantine.router)
 
     async def current_size(conn: asyncpg.Connection) -> int:
         return await logstore.log_size(conn)
@@ -125,8 +153,8 @@ def create_app(state: ApiState) -> FastAPI:
     )
     async def get_entry(index: int) -> Response:
         """The exact bytes of log entry ``index`` (what its leaf hash covers)."""
-        if index < 0:
-            raise ApiError(400, "bad_index", "index must be a non-negative integer")
+        if not 0 <= index <= MAX_INDEX:
+            raise ApiError(400, "bad_index", "index must be an integer from 0 to 2^63-1")
         async with state.pool.acquire() as conn:
             data = await logstore.entry(conn, index)
         if data is None:
@@ -169,6 +197,58 @@ def create_app(state: ApiState) -> FastAPI:
             {"from": from_, "to": to, "hashes": [base64.b64encode(h).decode() for h in hashes]}
         )
 
+    @app.post(
+        "/v1/log/cosignatures",
+        tags=["log"],
+        status_code=201,
+        response_model=CosignatureAnswer,
+        responses={
+            200: {"model": CosignatureAnswer, "description": "Every cosignature was already stored"},
+            **responses(403, 404, 409),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The checkpoint's signed note with the witness's cosignature line(s) appended",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def cosignatures(request: Request, response: Response) -> CosignatureAnswer:
+        """A witness's cosignature of a checkpoint (public: the signature is the authentication).
+
+        The body is the checkpoint's signed note with the witness's cosignature
+        line(s) appended (c2sp.org/tlog-cosignature).  Accepted from the witness
+        keys the gateway is configured with (``witnesses``), for checkpoints it
+        signed; ``GET /v1/log/checkpoint`` then carries the cosignature.
+        """
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > witnesses.MAX_NOTE_BYTES:
+                raise ApiError(
+                    400, "too_large", f"a cosigned note is at most {witnesses.MAX_NOTE_BYTES} bytes"
+                )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "note_not_utf8", "the body is not UTF-8 text") from None
+        try:
+            checkpoint_body, lines = witnesses.verified_cosignatures(text, state.witnesses)
+            async with state.pool.acquire() as conn:
+                result = await witnesses.store_cosignatures(conn, checkpoint_body, lines)
+        except witnesses.CosignatureRefused as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        if not result.stored:
+            response.status_code = 200
+        else:
+            log.info(
+                "stored cosignatures of %s for tree size %d", ", ".join(result.stored), result.checkpoint_size
+            )
+        return CosignatureAnswer(
+            checkpoint_size=result.checkpoint_size, stored=result.stored, already_stored=result.already_stored
+        )
+
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """The process is alive."""
@@ -191,4 +271,36 @@ def create_app(state: ApiState) -> FastAPI:
         """Prometheus metrics of this gateway process."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """The first validation error, as ``where: what`` (e.g. ``limit: Input should be less than or equal to 1000``)."""
+    errors = exc.errors()
+    if not errors:
+        return "request: invalid"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    if loc and loc[0] in ("query", "path", "header", "body"):
+        loc = loc[1:]
+    where = ".".join(loc) or "body"
+    message = str(first.get("msg", "invalid"))
+    if first.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}"

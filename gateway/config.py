@@ -1,12 +1,17 @@
 """Gateway settings: a TOML file (``--config``), overridden by environment variables.
 
 Environment variables: ``DATABASE_URL``, ``MQTT_URL``, and ``GATEWAY_<SETTING>``
-for any other setting (e.g. ``GATEWAY_CHECKPOINT_INTERVAL=0.5``).
+for any other setting (e.g. ``GATEWAY_CHECKPOINT_INTERVAL=0.5``).  ``GATEWAY_TOKENS``
+is a JSON object (``{"alice": {"role": "installer", "sha256": "..."}}``, see
+:mod:`gateway.tokens`); ``GATEWAY_WITNESSES`` a JSON list of witness key strings,
+or the key strings separated by commas or white space.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -64,7 +69,11 @@ class Settings:
     role: str = "all"
     """all | ingest | sequencer | api: what this process runs."""
     tokens: dict[str, Any] = field(default_factory=dict)
+    """API tokens by name: ``{"role": "installer" | "issuer" | "auditor", "sha256": "<hex>"}`` (gateway.tokens)."""
     witnesses: list[str] = field(default_factory=list)
+    """Witness verifier keys (C2SP ``<name>+<key id>+<key>``) whose cosignatures the gateway accepts."""
+    enrol_wait: float = 5.0
+    """Seconds an enrolment, revocation, rotation or claim waits for its log index before answering."""
 
     @property
     def mqtt(self) -> MqttUrl:
@@ -104,6 +113,13 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
                 typed[name] = int(value)
             elif kind is str:
                 typed[name] = str(value)
+            elif kind is dict and isinstance(value, str):
+                typed[name] = json.loads(value)
+            elif kind is list and isinstance(value, str):
+                text = value.strip()
+                typed[name] = (
+                    json.loads(text) if text.startswith("[") else [v for v in re.split(r"[\s,]+", text) if v]
+                )
             else:
                 typed[name] = value
         except (TypeError, ValueError):
@@ -114,4 +130,14 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     settings.mqtt  # validates  # noqa: B018
     if settings.role not in ("all", "ingest", "sequencer", "api"):
         raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
+    check_api_settings(settings)
     return settings
+
+
+def check_api_settings(settings: Settings) -> None:
+    """Parse the tokens and witness keys once, so that a bad entry stops the start with a clear message."""
+    from gateway.tokens import TokenTable
+    from gateway.witnesses import parse_witnesses
+
+    TokenTable.parse(settings.tokens)
+    parse_witnesses(settings.witnesses)

@@ -19,6 +19,8 @@ from gateway.metrics import Metrics
 from gateway.migrations import migrate
 from gateway.mqtt import MqttLink, probe_protocol
 from gateway.sequencer import Sequencer, hold_lock
+from gateway.tokens import TokenTable
+from gateway.witnesses import parse_witnesses
 
 log = logging.getLogger("gateway")
 
@@ -54,6 +56,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        tokens = TokenTable.parse(s.tokens)
+        witness_keys = parse_witnesses(s.witnesses)
         self.signer, created = logkey.load_or_create(s.key_file, s.origin)
         if created:
             log.info("created the log key in %s: %s", s.key_file, self.signer.verifier_key().to_string())
@@ -84,8 +88,18 @@ class Gateway:
             self.tasks.append(
                 asyncio.create_task(self._supervise("sequencer", self._sequencer_loop), name="sequencer")
             )
-        self.api_state = ApiState(self.pool, self.signer.verifier_key(), self.metrics)
+        self.api_state = ApiState(
+            self.pool,
+            self.signer.verifier_key(),
+            self.metrics,
+            tokens=tokens,
+            witnesses=witness_keys,
+            cache=self.cache if wants_readings else None,
+            log_wait=s.enrol_wait,
+        )
         if "api" in self.runs:
+            if not len(tokens):
+                log.warning("no API tokens are configured: only the public log routes can be used")
             self.app = create_app(self.api_state)
             config = uvicorn.Config(
                 self.app, host=s.api_host, port=s.api_port, log_level="warning", lifespan="off"

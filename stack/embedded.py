@@ -35,6 +35,8 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         import pgserver
 
+        # pgserver logs from an exit handler, after test runners have closed their streams
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.url = self.server.get_uri()
         return self

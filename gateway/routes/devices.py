@@ -1,0 +1,410 @@
+"""Devices: enrol (installer), read (installer, issuer, auditor), revoke and rotate keys (installer).
+
+Enrolment, revocation and key rotation each become a log entry
+(:mod:`gateway.devices` checks and queues them); the answer waits up to
+``enrol_wait`` seconds for the sequencer to log the entry and carries its log
+index, or ``"status": "pending"`` and ``log_index: null`` if it is not logged yet
+(``GET /v1/devices/{id}`` shows it later).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from attest_core.device import (
+    AssetKind,
+    decode_enrolment_statement,
+    decode_rotation_statement,
+    verify_enrolment,
+)
+from attest_core.entries import EntryType, RotationEntry, decode_entry
+from attest_core.errors import AttestError
+from attest_core.keys import SIGNATURE_SIZE
+from attest_core.reading import device_key_id
+from gateway import devices as device_ops
+from gateway.auth import AUDITOR, INSTALLER, ISSUER, require
+from gateway.routes.common import (
+    DEFAULT_LIMIT,
+    ID_PATTERN,
+    MAX_LIMIT,
+    MAX_MS,
+    ApiError,
+    Page,
+    b64,
+    b64decode_field,
+    check_text,
+    decode_cursor,
+    degrees,
+    encode_cursor,
+    iso_dt,
+    poll,
+    responses,
+)
+from gateway.routes.state import ApiState, get_state
+from gateway.tokens import Principal
+
+router = APIRouter(tags=["devices"])
+
+DeviceId = Annotated[
+    str,
+    Path(pattern=ID_PATTERN, max_length=64, description="The device id (an identifier)", examples=["dev-1"]),
+]
+read_devices = require(INSTALLER, ISSUER, AUDITOR, purpose="read devices")
+install = require(INSTALLER, purpose="enrol, revoke or rotate devices")
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrolmentRequest(Strict):
+    statement: str = Field(
+        max_length=4096, description="base64 of the exact enrolment statement bytes the device signed"
+    )
+    proof_of_possession: str = Field(
+        max_length=128, description="base64 of the device key's 64-byte Ed25519 signature over the statement"
+    )
+
+
+class EnrolmentAnswer(BaseModel):
+    device_id: str
+    asset_id: str
+    asset_kind: Literal["charger", "solar"]
+    key_id: str = Field(description="the device key's id, 16 hex digits")
+    log_index: int | None = Field(
+        description="the enrolment's log index; null while it waits for the sequencer"
+    )
+    status: Literal["logged", "pending"]
+
+
+class RevocationRequest(Strict):
+    reason: str = Field(min_length=1, max_length=1000, description="why; at most 1000 bytes of UTF-8")
+    last_valid_seq: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MS,
+        description="readings above this sequence number are disowned; default: the highest the gateway accepted",
+    )
+
+
+class RevocationAnswer(BaseModel):
+    device_id: str
+    last_valid_seq: int
+    log_index: int | None
+    status: Literal["logged", "pending"]
+
+
+class RotationRequest(Strict):
+    statement: str = Field(max_length=4096, description="base64 of the exact key-rotation statement bytes")
+    old_signature: str = Field(max_length=128, description="base64 of the old key's 64-byte authorization")
+    new_signature: str = Field(max_length=128, description="base64 of the new key's 64-byte acceptance")
+
+
+class RotationAnswer(BaseModel):
+    device_id: str
+    key_id: str = Field(description="the new key's id, 16 hex digits")
+    effective_seq: int
+    log_index: int | None
+    status: Literal["logged", "pending"]
+
+
+class LocationOut(BaseModel):
+    lat: str = Field(description="latitude in degrees, exact decimal")
+    lon: str = Field(description="longitude in degrees, exact decimal")
+    lat_e6: int
+    lon_e6: int
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    from_seq: int = Field(description="the first sequence number this key signs")
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    asset_id: str
+    asset_kind: Literal["charger", "solar"]
+    rated_power_w: int
+    location: LocationOut | None
+    installer: str
+    status: Literal["pending", "active", "revoked"] = Field(
+        description="pending: the enrolment is not logged yet; revoked: no reading above last_valid_seq counts"
+    )
+    enrolled_at: str | None
+    enrolment_log_index: int | None
+    keys: list[KeyOut]
+    revoked_at: str | None
+    last_valid_seq: int | None
+    revocation_log_index: int | None
+    last_accepted_seq: int | None = Field(description="the highest sequence number the gateway accepted")
+    last_logged_seq: int = Field(description="the highest sequence number logged (0: none yet)")
+    statement: str = Field(description="base64 of the enrolment statement")
+
+
+class DevicePage(Page):
+    items: list[DeviceOut]
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+_DEVICE_SELECT = (
+    "SELECT d.device_id, d.asset_id, d.asset_kind, d.rated_power_w, d.lat_e6, d.lon_e6, d.statement, "
+    "d.installer, d.enrolled_at, d.revoked_at, d.last_valid_seq, d.logged_seq, "
+    "(SELECT max(r.seq) FROM readings r WHERE r.device_id = d.device_id) AS accepted_seq, "
+    "(SELECT min(e.idx) FROM entries e WHERE e.device_id = d.device_id AND e.kind = 1) AS enrolment_index, "
+    "(SELECT min(e.idx) FROM entries e WHERE e.device_id = d.device_id AND e.kind = 4) AS revocation_index "
+    "FROM devices d "
+)
+
+
+def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
+    location = None
+    if row["lat_e6"] is not None and row["lon_e6"] is not None:
+        location = LocationOut(
+            lat=degrees(row["lat_e6"]), lon=degrees(row["lon_e6"]), lat_e6=row["lat_e6"], lon_e6=row["lon_e6"]
+        )
+    if row["revoked_at"] is not None:
+        status: Literal["pending", "active", "revoked"] = "revoked"
+    elif row["enrolment_index"] is None:
+        status = "pending"
+    else:
+        status = "active"
+    return DeviceOut(
+        device_id=row["device_id"],
+        asset_id=row["asset_id"],
+        asset_kind=AssetKind(row["asset_kind"]).label,  # type: ignore[arg-type]
+        rated_power_w=row["rated_power_w"],
+        location=location,
+        installer=row["installer"],
+        status=status,
+        enrolled_at=iso_dt(row["enrolled_at"]),
+        enrolment_log_index=row["enrolment_index"],
+        keys=[KeyOut(key_id=bytes(k["key_id"]).hex(), from_seq=k["from_seq"]) for k in keys],
+        revoked_at=iso_dt(row["revoked_at"]),
+        last_valid_seq=row["last_valid_seq"] if row["revoked_at"] is not None else None,
+        revocation_log_index=row["revocation_index"],
+        last_accepted_seq=row["accepted_seq"],
+        last_logged_seq=row["logged_seq"],
+        statement=b64(bytes(row["statement"])),
+    )
+
+
+async def fetch_devices(conn: asyncpg.Connection, where: str, *args: object) -> list[DeviceOut]:
+    rows = await conn.fetch(_DEVICE_SELECT + where, *args)
+    ids = [r["device_id"] for r in rows]
+    keys: dict[str, list[asyncpg.Record]] = {}
+    for k in await conn.fetch(
+        "SELECT device_id, key_id, from_seq FROM device_keys WHERE device_id = ANY($1) ORDER BY device_id, from_seq",
+        ids,
+    ):
+        keys.setdefault(k["device_id"], []).append(k)
+    return [device_out(r, keys.get(r["device_id"], [])) for r in rows]
+
+
+async def get_device(conn: asyncpg.Connection, device_id: str) -> DeviceOut:
+    found = await fetch_devices(conn, "WHERE d.device_id = $1", device_id)
+    if not found:
+        raise ApiError(404, "unknown_device", f"device {device_id} is not enrolled")
+    return found[0]
+
+
+async def _entry_index(state: ApiState, query: str, *args: object) -> int | None:
+    async def fetch() -> int | None:
+        async with state.pool.acquire() as conn:
+            value: int | None = await conn.fetchval(query, *args)
+            return value
+
+    return await poll(fetch, state.log_wait)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/devices",
+    status_code=201,
+    response_model=EnrolmentAnswer,
+    responses={
+        200: {"model": EnrolmentAnswer, "description": "The same enrolment again: already enrolled with it"},
+        **responses(401, 403, 409),
+    },
+)
+async def enrol(
+    body: EnrolmentRequest,
+    response: Response,
+    principal: Annotated[Principal, Depends(install)],
+    state: Annotated[ApiState, Depends(get_state)],
+) -> EnrolmentAnswer:
+    """Enrol a device (installer): its signed enrolment statement and proof of possession.
+
+    The statement names the device, its public key, the asset (kind, rated power,
+    location) and the time; the proof of possession is the device key's signature
+    over it, which the gateway checks.  Sending exactly the same enrolment again is
+    answered 200 with the same result; another enrolment of an enrolled device is
+    409 ``already_enrolled``.
+    """
+    statement = b64decode_field(body.statement, "statement")
+    pop = b64decode_field(body.proof_of_possession, "proof_of_possession", SIGNATURE_SIZE)
+    try:
+        st = decode_enrolment_statement(statement)
+    except AttestError as exc:
+        raise ApiError(400, exc.code, f"statement: {exc}") from exc
+    async with state.pool.acquire() as conn:
+        existing = await conn.fetchval("SELECT statement FROM devices WHERE device_id = $1", st.device_id)
+        if existing is not None and bytes(existing) == statement:
+            try:
+                verify_enrolment(statement, pop)
+            except AttestError as exc:
+                raise ApiError(400, exc.code, str(exc)) from exc
+            response.status_code = 200
+        else:
+            try:
+                await device_ops.enrol(conn, statement, pop, principal.name)
+            except device_ops.DeviceError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from exc
+    log_index = await _entry_index(
+        state, "SELECT min(idx) FROM entries WHERE device_id = $1 AND kind = $2", st.device_id, 1
+    )
+    response.headers["Location"] = f"/v1/devices/{st.device_id}"
+    return EnrolmentAnswer(
+        device_id=st.device_id,
+        asset_id=st.asset_id,
+        asset_kind=st.asset_kind.label,  # type: ignore[arg-type]
+        key_id=device_key_id(st.public_key).hex(),
+        log_index=log_index,
+        status="pending" if log_index is None else "logged",
+    )
+
+
+@router.get("/v1/devices", response_model=DevicePage, responses=responses(401, 403))
+async def list_devices(
+    _: Annotated[Principal, Depends(read_devices)],
+    state: Annotated[ApiState, Depends(get_state)],
+    asset: Annotated[
+        str | None, Query(pattern=ID_PATTERN, max_length=64, description="only the devices of this asset")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> DevicePage:
+    """Enrolled devices, ordered by device id (installer, issuer, auditor)."""
+    after = decode_cursor(cursor, "devices", str)[0] if cursor else ""
+    async with state.pool.acquire() as conn:
+        if asset is None:
+            items = await fetch_devices(
+                conn, "WHERE d.device_id > $1 ORDER BY d.device_id LIMIT $2", after, limit + 1
+            )
+        else:
+            items = await fetch_devices(
+                conn,
+                "WHERE d.asset_id = $3 AND d.device_id > $1 ORDER BY d.device_id LIMIT $2",
+                after,
+                limit + 1,
+                asset,
+            )
+    more = len(items) > limit
+    items = items[:limit]
+    return DevicePage(
+        items=items, next_cursor=encode_cursor("devices", items[-1].device_id) if more else None
+    )
+
+
+@router.get("/v1/devices/{device_id}", response_model=DeviceOut, responses=responses(401, 403, 404))
+async def show_device(
+    device_id: DeviceId,
+    _: Annotated[Principal, Depends(read_devices)],
+    state: Annotated[ApiState, Depends(get_state)],
+) -> DeviceOut:
+    """One device: asset, keys, status and log indices (installer, issuer, auditor)."""
+    async with state.pool.acquire() as conn:
+        return await get_device(conn, device_id)
+
+
+@router.post(
+    "/v1/devices/{device_id}/revoke", response_model=RevocationAnswer, responses=responses(401, 403, 404, 409)
+)
+async def revoke(
+    device_id: DeviceId,
+    body: RevocationRequest,
+    principal: Annotated[Principal, Depends(install)],
+    state: Annotated[ApiState, Depends(get_state)],
+) -> RevocationAnswer:
+    """Revoke a device (installer): readings above ``last_valid_seq`` are disowned and no longer accepted."""
+    if len(check_text(body.reason, "reason").encode("utf-8")) > 1000:
+        raise ApiError(400, "too_large", "reason: at most 1000 bytes of UTF-8")
+    async with state.pool.acquire() as conn:
+        try:
+            last_valid = await device_ops.revoke(
+                conn, device_id, body.reason, principal.name, body.last_valid_seq
+            )
+        except device_ops.DeviceError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+    state.invalidate(device_id)
+    log_index = await _entry_index(
+        state, "SELECT min(idx) FROM entries WHERE device_id = $1 AND kind = $2", device_id, 4
+    )
+    return RevocationAnswer(
+        device_id=device_id,
+        last_valid_seq=last_valid,
+        log_index=log_index,
+        status="pending" if log_index is None else "logged",
+    )
+
+
+@router.post(
+    "/v1/devices/{device_id}/rotate", response_model=RotationAnswer, responses=responses(401, 403, 404, 409)
+)
+async def rotate(
+    device_id: DeviceId,
+    body: RotationRequest,
+    principal: Annotated[Principal, Depends(install)],
+    state: Annotated[ApiState, Depends(get_state)],
+) -> RotationAnswer:
+    """Rotate a device's key (installer): a rotation statement signed by the old key and by the new key."""
+    statement = b64decode_field(body.statement, "statement")
+    old_signature = b64decode_field(body.old_signature, "old_signature", SIGNATURE_SIZE)
+    new_signature = b64decode_field(body.new_signature, "new_signature", SIGNATURE_SIZE)
+    try:
+        st = decode_rotation_statement(statement)
+    except AttestError as exc:
+        raise ApiError(400, exc.code, f"statement: {exc}") from exc
+    if st.device_id != device_id:
+        raise ApiError(
+            400, "device_mismatch", f"the rotation statement is for device {st.device_id}, not {device_id}"
+        )
+    async with state.pool.acquire() as conn:
+        try:
+            _, key_id = await device_ops.rotate(conn, statement, old_signature, new_signature, principal.name)
+        except device_ops.DeviceError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+    state.invalidate(device_id)
+
+    async def fetch() -> int | None:
+        async with state.pool.acquire() as conn:
+            for row in await conn.fetch(
+                "SELECT idx, data FROM entries WHERE device_id = $1 AND kind = $2 ORDER BY idx",
+                device_id,
+                int(EntryType.KEY_ROTATION),
+            ):
+                entry = decode_entry(bytes(row["data"]))
+                if isinstance(entry, RotationEntry) and entry.statement_bytes == statement:
+                    index: int = row["idx"]
+                    return index
+        return None
+
+    log_index = await poll(fetch, state.log_wait)
+    return RotationAnswer(
+        device_id=device_id,
+        key_id=key_id.hex(),
+        effective_seq=st.effective_seq,
+        log_index=log_index,
+        status="pending" if log_index is None else "logged",
+    )

@@ -1,0 +1,94 @@
+"""Quarantine (issuer, auditor): every message the gateway refused, with why, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from gateway.auth import AUDITOR, ISSUER, require
+from gateway.routes.common import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Page,
+    b64,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    iso_dt,
+    responses,
+)
+from gateway.routes.state import ApiState, get_state
+from gateway.tokens import Principal
+
+router = APIRouter(tags=["quarantine"])
+read = require(ISSUER, AUDITOR, purpose="read the quarantine")
+
+
+class QuarantineItem(BaseModel):
+    id: int
+    first_seen: str | None
+    last_seen: str | None
+    count: int = Field(description="how often this exact message was refused for this reason")
+    topic: str
+    reason: str = Field(description="machine code, e.g. bad_signature, equivocation, chain_break")
+    detail: str
+    device: str | None
+    seq: int | None
+    payload: str = Field(description="base64 of the message exactly as received")
+
+
+class QuarantinePage(Page):
+    items: list[QuarantineItem]
+
+
+@router.get("/v1/quarantine", response_model=QuarantinePage, responses=responses(401, 403))
+async def list_quarantine(
+    _: Annotated[Principal, Depends(read)],
+    state: Annotated[ApiState, Depends(get_state)],
+    reason: Annotated[str | None, Query(max_length=64, description="only this reason")] = None,
+    device: Annotated[str | None, Query(max_length=64, description="only this device")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> QuarantinePage:
+    """What the gateway refused and why, newest first."""
+    args: list[object] = []
+    where = ["true"]
+    if reason is not None:
+        args.append(check_text(reason, "reason"))
+        where.append(f"reason = ${len(args)}")
+    if device is not None:
+        args.append(check_text(device, "device"))
+        where.append(f"device_id = ${len(args)}")
+    if cursor:
+        args.append(decode_cursor(cursor, "quarantine", int)[0])
+        where.append(f"id < ${len(args)}")
+    args.append(limit + 1)
+    async with state.pool.acquire() as conn:
+        query = f"SELECT id, first_seen, last_seen, count, topic, payload, reason, detail, device_id, seq FROM quarantine WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(args)}"  # noqa: S608
+        rows = await conn.fetch(
+            query,
+            *args,
+        )
+    more = len(rows) > limit
+    items = [
+        QuarantineItem(
+            id=r["id"],
+            first_seen=iso_dt(r["first_seen"]),
+            last_seen=iso_dt(r["last_seen"]),
+            count=r["count"],
+            topic=r["topic"],
+            reason=r["reason"],
+            detail=r["detail"],
+            device=r["device_id"],
+            seq=r["seq"],
+            payload=b64(bytes(r["payload"])),
+        )
+        for r in rows[:limit]
+    ]
+    return QuarantinePage(
+        items=items, next_cursor=encode_cursor("quarantine", items[-1].id) if more else None
+    )

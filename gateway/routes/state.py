@@ -1,0 +1,42 @@
+"""What the routes share at run time: the pool, keys, tokens, witnesses and ingest's device cache."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from fastapi import Request
+
+from attest_core.checkpoint import WitnessKey
+from attest_core.note import VerifierKey
+from gateway.ingest import DeviceCache
+from gateway.metrics import Metrics
+from gateway.tokens import TokenTable
+
+
+@dataclass
+class ApiState:
+    pool: asyncpg.Pool
+    log_key: VerifierKey
+    metrics: Metrics
+    ready: bool = False
+    tokens: TokenTable = field(default_factory=TokenTable)
+    witnesses: list[WitnessKey] = field(default_factory=list)
+    cache: DeviceCache | None = None
+    """Ingest's device cache in this process, invalidated at once after a revocation or rotation."""
+    log_wait: float = 5.0
+    """Seconds a write waits for the sequencer to give its entry a log index."""
+    verdicts: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    """Claim id -> (evidence fingerprint, verdict): the last server-side verdict of each claim."""
+    verdict_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    def invalidate(self, device_id: str) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(device_id)
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.gateway
+    return state

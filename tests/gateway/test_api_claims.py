@@ -1,0 +1,335 @@
+"""Claims through the REST API: filing, the server's verdict, and streamed bundles that verify offline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attest_core.bundle import VerifiedBundle, parse_bundle, verify_bundle
+from attest_core.device import AssetKind, RotationStatement, sign_rotation
+from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, decode_entry
+from attest_core.money import format_kwh
+from gateway import claims as claim_store
+from tests.gateway.apiworld import Api, api_gateway, b64
+from tests.services import Broker, Postgres
+from tests.support import BERLIN, DAY, HOUR, T0, TestDevice, seeded_signer
+
+MINUTE = 60_000
+START, END = "2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z"
+
+E1 = TestDevice("ev1-dev", "ev-1")  # steady 12 kW, every 10 minutes
+E2A = TestDevice("ev2-dev-a", "ev-2")  # revoked: readings after 08:00 disowned
+E2B = TestDevice("ev2-dev-b", "ev-2", rated_power_w=11_000)  # its replacement from 12:00
+PV = TestDevice("pv1-dev", "pv-1", kind=AssetKind.SOLAR, rated_power_w=10_000, location=BERLIN)
+K = TestDevice("ev3-dev", "ev-3")  # key rotation at seq 10
+LATE = TestDevice("late-dev", "ev-late")  # some readings arrive after the claim
+HELD_BACK: list[bytes] = []
+
+
+def every(
+    device: TestDevice, start: int, end: int, step: int, kwh_per_step: float, first: int = 0
+) -> list[bytes]:
+    out = []
+    for n, t in enumerate(range(start, end, step)):
+        out.append(device.reading(t, first + int(n * kwh_per_step * 1_000_000)).encode())
+    return out
+
+
+@pytest.fixture(scope="module")
+def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with api_gateway(postgres, broker, tmp_path_factory.mktemp("claims")) as api:
+        for d in (E1, E2A, E2B, PV, K, LATE):
+            api.enrol(d)
+        items = [(E1, e) for e in every(E1, T0 - HOUR, T0 + DAY + HOUR, 10 * MINUTE, 2)]
+        items += [(E2A, e) for e in every(E2A, T0 - HOUR, T0 + 10 * HOUR + 1, 10 * MINUTE, 1.5)]
+        items += [(E2B, e) for e in every(E2B, T0 + 12 * HOUR, T0 + DAY + HOUR, 10 * MINUTE, 1)]
+        pv = []
+        energy = 0
+        for h in range(-1, 26):
+            pv.append(PV.reading(T0 + h * HOUR, energy).encode())
+            if 7 <= h % 24 < 15:
+                energy += 6_000_000  # 6 kWh an hour by day, nothing by night
+        items += [(PV, e) for e in pv]
+        items += [(K, e) for e in every(K, T0 - HOUR, T0 + 30 * MINUTE, 10 * MINUTE, 3)]  # seq 1..9
+        late = every(LATE, T0, T0 + 6 * HOUR, 30 * MINUTE, 5)
+        items += [(LATE, e) for e in late[:6]]
+        HELD_BACK.extend(late[6:])
+        assert api.ingest(items).accepted == len(items)
+        # E2A is revoked: readings after 08:00 (seq 55) are disowned although logged
+        api.wait_logged()
+        api.ok(
+            api.post(
+                "/v1/devices/ev2-dev-a/revoke",
+                "installer-1",
+                json={"reason": "replaced", "last_valid_seq": 55},
+            )
+        )
+        # K rotates its key; readings from seq 10 on are signed by the new key
+        new = seeded_signer("ev3 new key")
+        data, old_sig, new_sig = sign_rotation(
+            RotationStatement(K.device_id, K.signer.public_key, new.public_key, 10, T0), K.signer, new
+        )
+        api.ok(api.post(f"/v1/devices/{K.device_id}/rotate", "installer-2",
+                        json={"statement": b64(data), "old_signature": b64(old_sig), "new_signature": b64(new_sig)}))  # fmt: skip
+        K.signer = new
+        tail = [K.reading(t, 24_000_000 + n * 3_000_000).encode() for n, t in
+                enumerate(range(T0 + 30 * MINUTE, T0 + DAY + HOUR, 10 * MINUTE))]  # fmt: skip
+        assert api.ingest([(K, e) for e in tail]).accepted == len(tail)
+        api.wait_checkpoint()
+        yield api
+
+
+def claim_body(assets: list[str], energy: str = "0", amount: str = "0", **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "October 1st, chargers and solar",
+        "assets": assets,
+        "period_start": START,
+        "period_end": END,
+        "tariff": {"currency": "USD", "price_per_kwh": "0.35"},
+        "claimed_energy_kwh": energy,
+        "claimed_amount": amount,
+    }
+    body.update(changes)
+    return body
+
+
+def file(api: Api, body: dict[str, Any], who: str = "issuer-1") -> dict[str, Any]:
+    answer: dict[str, Any] = api.ok(api.post("/v1/claims", who, json=body), 201)
+    return answer
+
+
+def checkpointed(api: Api, claim_id: int) -> dict[str, Any]:
+    api.wait_checkpoint()
+    claim: dict[str, Any] = api.ok(api.get(f"/v1/claims/{claim_id}"))
+    assert claim["status"] == "checkpointed"
+    assert claim["verdict"] is not None
+    return claim
+
+
+def bundle(api: Api, claim_id: int, mode: str, who: str = "auditor-1") -> tuple[bytes, VerifiedBundle]:
+    r = api.get(f"/v1/claims/{claim_id}/bundle", who, params={"mode": mode})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["content-disposition"] == f'attachment; filename="claim-{claim_id}-{mode}.json"'
+    return r.content, verify_bundle(r.content, api.log_key())
+
+
+def findings(verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    return verdict["findings"]  # type: ignore[no-any-return]
+
+
+def as_json(result: VerifiedBundle) -> list[dict[str, Any]]:
+    return [
+        {"asset_id": None, "device_id": None, "seq": None, "log_index": None, **f.to_json()}
+        for f in result.evaluation.findings
+    ]
+
+
+def assert_same_verdict(verdict: dict[str, Any], result: VerifiedBundle, *, exact: bool) -> None:
+    ev = result.evaluation
+    assert verdict["backed"] == ev.backed
+    assert verdict["energy_mwh"] == ev.energy_mwh
+    assert verdict["energy_kwh"] == format_kwh(ev.energy_mwh)
+    assert Decimal(verdict["revenue"]) == ev.revenue
+    if exact:
+        assert Decimal(verdict["revenue_exact"]) == ev.revenue_exact
+        assert findings(verdict) == as_json(result)
+        assert verdict["readings_evaluated"] == ev.readings_seen
+        assert [a["complete"] for a in verdict["assets"]] == [a.complete for a in ev.assets]
+
+
+ALL = ["ev-1", "ev-2", "ev-3", "pv-1"]
+
+
+def test_an_honest_claim_is_backed_and_its_bundles_verify(api: Api) -> None:
+    probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    assert probe["backed"] is True
+    honest = file(api, claim_body(ALL, probe["energy_kwh"], probe["revenue"]))
+    assert honest["issuer"] == "issuer-1"
+    assert honest["assets"] == ALL
+    assert (honest["period_start"], honest["period_end"]) == (START, END)
+    assert isinstance(honest["log_index"], int)
+    entry = decode_entry(api.http.get(f"/v1/log/entries/{honest['log_index']}").content)
+    assert isinstance(entry, ClaimEntry)
+    assert entry.claim.claimed_energy_mwh == probe["energy_mwh"]
+    claim = checkpointed(api, honest["id"])
+    verdict = claim["verdict"]
+    assert verdict["backed"] is True
+    assert not [f for f in findings(verdict) if f["severity"] == "fatal"]
+    assert {a["asset_id"]: a["complete"] for a in verdict["assets"]} == dict.fromkeys(ALL, True)
+    raw, full = bundle(api, honest["id"], "full")
+    assert full.claim_index == honest["log_index"]
+    assert_same_verdict(verdict, full, exact=True)
+    raw_b, boundary = bundle(api, honest["id"], "boundary", "issuer-1")
+    assert_same_verdict(verdict, boundary, exact=False)
+    assert len(raw_b) < len(raw) / 10
+    # the boundary bundle holds, per device, the first and the last counted reading of the period
+    readings = [decode_entry(e) for _, e in parse_bundle(raw_b).entries]
+    seqs: dict[str, list[int]] = {}
+    for e in readings:
+        if isinstance(e, ReadingEntry):
+            seqs.setdefault(e.reading.device_id, []).append(e.reading.seq)
+    assert seqs["ev2-dev-a"] == [7, 55]  # 00:00 and 08:00: not the disowned readings after it
+    assert len(seqs) == 5
+    assert all(len(s) == 2 for s in seqs.values())
+    enrolments = [e for e in readings if isinstance(e, EnrolmentEntry)]
+    assert sorted(e.statement.device_id for e in enrolments) == sorted(
+        ["ev1-dev", "ev2-dev-a", "ev2-dev-b", "ev3-dev", "pv1-dev"]
+    )
+
+
+def test_exact_figures_of_one_charger(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-1"], "286", "100.10"))["id"])
+    verdict = claim["verdict"]
+    assert (verdict["energy_kwh"], verdict["revenue"], verdict["backed"]) == ("286", "100.10", True)
+    assert verdict["assets"][0]["readings_counted"] == 144
+    assert verdict["assets"][0]["devices"][0] == {
+        "device_id": "ev1-dev", "readings_counted": 144, "first_seq": 7, "last_seq": 150,
+        "energy_mwh": 286_000_000, "energy_kwh": "286",
+    }  # fmt: skip
+    for mode in ("full", "boundary"):
+        _, result = bundle(api, claim["id"], mode)
+        assert (result.evaluation.energy_mwh, str(result.evaluation.revenue), result.backed) == (
+            286_000_000, "100.10", True,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(("energy_extra", "amount_extra", "code"), [
+    (Decimal("0.000001"), Decimal(0), "energy_overclaimed"),
+    (Decimal(0), Decimal("0.01"), "revenue_overclaimed"),
+])  # fmt: skip
+def test_an_overstated_claim_is_not_backed(
+    api: Api, energy_extra: Decimal, amount_extra: Decimal, code: str
+) -> None:
+    probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    body = claim_body(
+        ALL, str(Decimal(probe["energy_kwh"]) + energy_extra), str(Decimal(probe["revenue"]) + amount_extra)
+    )
+    claim = checkpointed(api, file(api, body, "issuer-2")["id"])
+    verdict = claim["verdict"]
+    assert verdict["backed"] is False
+    assert [f["code"] for f in findings(verdict) if f["severity"] == "fatal"] == [code]
+    for mode in ("full", "boundary"):
+        _, result = bundle(api, claim["id"], mode)
+        assert result.backed is False
+        assert_same_verdict(verdict, result, exact=mode == "full")
+
+
+def test_a_time_of_use_claim(api: Api) -> None:
+    tariff = {"currency": "EUR", "segments": [{"start": "00:00", "price_per_kwh": "0.20"},
+                                              {"start": "06:30", "price_per_kwh": "0.45"},
+                                              {"start": "22:00", "price_per_kwh": "0.25"}]}  # fmt: skip
+    claim = checkpointed(api, file(api, claim_body(["ev-1", "pv-1"], tariff=tariff))["id"])
+    assert claim["tariff"] == {"currency": "EUR", "price_per_kwh": None, "segments": tariff["segments"]}
+    verdict = claim["verdict"]
+    _, full = bundle(api, claim["id"], "full")
+    assert_same_verdict(verdict, full, exact=True)
+    _, boundary = bundle(api, claim["id"], "boundary")
+    assert boundary.evaluation.energy_mwh == verdict["energy_mwh"]
+    # boundary evidence prices the whole span between two readings at its lowest price
+    assert boundary.evaluation.revenue <= Decimal(verdict["revenue"])
+
+
+def test_a_large_bundle_streams_in_chunks(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    claim = checkpointed(api, file(api, claim_body(ALL))["id"])
+    whole = api.get(f"/v1/claims/{claim['id']}/bundle").content
+    monkeypatch.setattr(claim_store, "CHUNK", 7)
+    monkeypatch.setattr(claim_store, "NODE_CHUNK", 3)
+    monkeypatch.setattr(claim_store, "FLUSH_BYTES", 1000)
+    with api.http.stream("GET", f"/v1/claims/{claim['id']}/bundle", headers=api.auth("auditor-1")) as r:
+        assert r.headers.get("content-length") is None  # chunked: streamed, not built
+        pieces = list(r.iter_raw())
+    assert len(pieces) > 10
+    assert b"".join(pieces) == whole
+    doc = json.loads(whole)
+    assert len(doc["entries"]) == int(r.headers["x-bundle-entries"])
+    assert verify_bundle(whole, api.log_key()).backed
+
+
+def test_the_verdict_follows_late_readings(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-late"], "55", "19.25"))["id"])
+    assert claim["verdict"]["backed"] is False
+    assert claim["verdict"]["energy_kwh"] == "25"  # 6 readings so far, 5 intervals of 5 kWh
+    assert claim["verdict"]["revenue"] == "8.75"
+    assert api.ok(api.get(f"/v1/claims/{claim['id']}"))["verdict"] == claim["verdict"]  # unchanged
+    assert api.ingest([(LATE, e) for e in HELD_BACK]).accepted == len(HELD_BACK)  # delivered late
+    claim = checkpointed(api, claim["id"])
+    assert (claim["verdict"]["energy_kwh"], claim["verdict"]["revenue"]) == ("55", "19.25")
+    assert claim["verdict"]["backed"] is True
+    _, result = bundle(api, claim["id"], "full")
+    assert_same_verdict(claim["verdict"], result, exact=True)
+
+
+def test_claims_are_listed_newest_first(api: Api) -> None:
+    mine = [file(api, claim_body(["ev-1"]), "issuer-2")["id"] for _ in range(3)]
+    pages = api.walk("/v1/claims", "issuer-1", issuer="issuer-2", limit=2)
+    ids = [c["id"] for p in pages for c in p]
+    assert ids == sorted(ids, reverse=True)
+    assert ids[:3] == mine[::-1]
+    assert all(c["issuer"] == "issuer-2" and c["verdict"] is None for p in pages for c in p)
+    everything = [c["id"] for p in api.walk("/v1/claims", limit=3) for c in p]
+    assert everything == sorted(set(everything), reverse=True)
+    assert set(ids) < set(everything)
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"claimed_energy_kwh": "1.0000001"}, "bad_decimal"),
+    ({"claimed_energy_kwh": "-1"}, "bad_decimal"),
+    ({"claimed_amount": "1e3"}, "bad_decimal"),
+    ({"claimed_amount": "01"}, "bad_decimal"),
+    ({"tariff": {"currency": "usd", "price_per_kwh": "0.35"}}, "bad_currency"),
+    ({"tariff": {"currency": "USD", "price_per_kwh": ".35"}}, "bad_decimal"),
+    ({"tariff": {"currency": "USD"}}, "bad_tariff"),
+    ({"tariff": {"currency": "USD", "price_per_kwh": "1", "segments": [{"start": "00:00", "price_per_kwh": "1"}]}},
+     "bad_tariff"),
+    ({"tariff": {"currency": "USD", "segments": [{"start": "01:00", "price_per_kwh": "1"}]}}, "bad_tariff"),
+    ({"tariff": {"currency": "USD", "segments": [{"start": "00:00", "price_per_kwh": "1"},
+                                                 {"start": "24:00", "price_per_kwh": "1"}]}}, "bad_tariff"),
+    ({"tariff": {"currency": "USD", "segments": [{"start": "00:00", "price_per_kwh": "1"},
+                                                 {"start": "00:00", "price_per_kwh": "2"}]}}, "bad_tariff"),
+    ({"tariff": {"currency": "USD", "segments": []}}, "bad_request"),
+    ({"period_end": START}, "bad_period"),
+    ({"period_start": "2026-10-01"}, "bad_time"),
+    ({"period_start": "1790812800000"}, "bad_time"),
+    ({"period_start": "2019-12-31T00:00:00Z"}, "bad_time"),
+    ({"assets": []}, "bad_request"),
+    ({"assets": ["ev-1", "ev-1"]}, "bad_assets"),
+    ({"assets": ["ev 1"]}, "bad_identifier"),
+    ({"assets": ["ev-1", "no-such-asset"]}, "unknown_asset"),
+    ({"title": "line\nbreak"}, "bad_title"),
+    ({"title": "\ud800"}, "bad_request"),
+    ({"title": "x" * 513}, "bad_request"),
+    ({"title": "é" * 300}, "bad_title"),
+    ({"issuer": "someone-else"}, "bad_request"),
+])  # fmt: skip
+def test_bad_claims_are_refused_precisely(api: Api, change: dict[str, Any], code: str) -> None:
+    body = claim_body(["ev-1"])
+    body.update(change)
+    r = api.post(
+        "/v1/claims", "issuer-1", content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == code, r.text
+
+
+def test_a_claim_not_yet_in_a_checkpoint(postgres: Postgres, broker: Broker, tmp_path: Path) -> None:
+    with api_gateway(postgres, broker, tmp_path, checkpoint_interval=3600.0) as api:
+        api.wait_checkpoint()  # the first, empty checkpoint
+        d = TestDevice("slow-dev", "slow-1")
+        api.enrol(d)
+        api.ingest([(d, d.reading(T0 + i * HOUR, i * 1_000_000).encode()) for i in range(3)])
+        claim = file(api, claim_body(["slow-1"]))
+        assert isinstance(claim["log_index"], int)
+        assert (claim["status"], claim["verdict"]) == ("logged", None)
+        shown = api.ok(api.get(f"/v1/claims/{claim['id']}"))
+        assert (shown["status"], shown["verdict"]) == ("logged", None)
+        for mode in ("full", "boundary"):
+            r = api.get(f"/v1/claims/{claim['id']}/bundle", params={"mode": mode})
+            assert r.status_code == 409
+            assert r.json()["error"]["code"] == "not_checkpointed"
+            assert "retry" in r.json()["error"]["message"]
