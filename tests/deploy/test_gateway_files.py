@@ -1,0 +1,206 @@
+"""deploy/gateway/ and the systemd units: they parse, and they agree with the code
+and with each other."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from edge_agent.cli import build_parser as agent_parser
+from gateway.__main__ import build_parser as gateway_parser
+from gateway.config import Settings, load_settings
+from gateway.errors import ConfigError
+from tests.deploy.deployfiles import REPO
+
+GATEWAY_DIR = REPO / "deploy" / "gateway"
+GATEWAY_UNIT = GATEWAY_DIR / "iot-attest-gateway.service"
+AGENT_UNIT = REPO / "deploy" / "pi" / "iot-attest-agent.service"
+EXAMPLE = GATEWAY_DIR / "gateway.example.toml"
+INSTALL = GATEWAY_DIR / "INSTALL.md"
+DSN = "postgresql://iot_attest:secret@127.0.0.1:5432/iot_attest"
+
+# ---------------------------------------------------------------------------- systemd
+
+
+def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Sections of a unit file as (key, value) lists (keys may repeat), continuation lines joined."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    pending = ""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        if not pending and (not stripped or stripped[0] in "#;"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        stripped, pending = pending + stripped, ""
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = sections.setdefault(stripped[1:-1], [])
+            continue
+        assert current is not None, f"{path.name}:{number}: a setting outside any section"
+        key, eq, value = stripped.partition("=")
+        assert eq, f"{path.name}:{number}: not KEY=VALUE: {stripped!r}"
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key.strip()), f"{path.name}:{number}: bad key {key!r}"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> list[str]:
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+def one(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> str:
+    found = values(unit, section, key)
+    assert len(found) == 1, f"[{section}] {key} should be set once, found {found}"
+    return found[0]
+
+
+@pytest.mark.parametrize("path", [GATEWAY_UNIT, AGENT_UNIT], ids=lambda p: p.name)
+def test_unit_structure(path: Path) -> None:
+    unit = parse_unit(path)
+    assert set(unit) == {"Unit", "Service", "Install"}
+    assert one(unit, "Unit", "Description")
+    assert one(unit, "Service", "Type") == "simple"
+    assert one(unit, "Service", "User") not in ("root", "0")
+    assert one(unit, "Service", "Restart") == "always"
+    assert one(unit, "Service", "NoNewPrivileges") == "yes"
+    assert one(unit, "Service", "ProtectSystem") == "strict"
+    assert one(unit, "Service", "StateDirectory")
+    assert one(unit, "Install", "WantedBy") == "multi-user.target"
+    exec_start = shlex.split(one(unit, "Service", "ExecStart"))
+    assert PurePosixPath(exec_start[0]).is_absolute()
+
+
+@pytest.mark.parametrize("path", [GATEWAY_UNIT, AGENT_UNIT], ids=lambda p: p.name)
+def test_unit_verifies(path: Path, tmp_path: Path) -> None:
+    """systemd-analyze verify, on a copy whose Exec* programs exist on this machine
+    (it refuses programs that are missing, and the venv is only on the target)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed: test_unit_structure is the check here")
+    stand_in = shutil.which("true") or "/bin/true"
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"(Exec[A-Za-z]+=[-@:+!]*)(\S+)(.*)", line)
+        lines.append(f"{match[1]}{stand_in}{match[3]}" if match else line)
+    copy = tmp_path / path.name
+    copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0, output
+    assert output == "", f"systemd-analyze complains:\n{output}"
+
+
+def test_gateway_unit_runs_the_gateway_with_its_files() -> None:
+    unit = parse_unit(GATEWAY_UNIT)
+    exec_start = shlex.split(one(unit, "Service", "ExecStart"))
+    assert exec_start[0].endswith("/bin/python")
+    assert exec_start[1:3] == ["-m", "gateway"]
+    args = gateway_parser().parse_args(exec_start[3:])
+    assert args.command == "run"
+    assert args.config == "/etc/iot-attest-gateway/gateway.toml"
+    assert one(unit, "Service", "EnvironmentFile").lstrip("-") == "/etc/iot-attest-gateway/gateway.env"
+    user = one(unit, "Service", "User")
+    assert one(unit, "Service", "Group") == user
+    # the example config's key file is in the unit's state directory (writable despite ProtectSystem)
+    state = "/var/lib/" + one(unit, "Service", "StateDirectory")
+    with open(EXAMPLE, "rb") as fh:
+        key_file = PurePosixPath(tomllib.load(fh)["gateway"]["key_file"])
+    assert str(key_file.parent) == state
+    assert one(unit, "Service", "WorkingDirectory") == state
+    # the install procedure creates exactly these
+    install = INSTALL.read_text(encoding="utf-8")
+    for text in (user, args.config, "/etc/iot-attest-gateway/gateway.env", str(key_file), exec_start[0]):
+        assert text in install, f"INSTALL.md does not mention {text}"
+    assert f"deploy/gateway/{GATEWAY_UNIT.name}" in install
+
+
+def test_agent_unit_runs_the_agent() -> None:
+    unit = parse_unit(AGENT_UNIT)
+    exec_start = shlex.split(one(unit, "Service", "ExecStart"))
+    assert exec_start[1:3] == ["-m", "edge_agent"]
+    assert agent_parser().parse_args(exec_start[3:]).command == "run"
+
+
+# ---------------------------------------------------------------------------- the example config
+
+
+def test_example_config_has_every_setting() -> None:
+    with open(EXAMPLE, "rb") as fh:
+        table = tomllib.load(fh)["gateway"]
+    names = {f.name for f in dataclasses.fields(Settings)}
+    assert set(table) == names, (
+        f"missing: {sorted(names - set(table))}, unknown: {sorted(set(table) - names)}"
+    )
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for name in names:
+        # every setting is explained: a comment right above it
+        before = text[: re.search(rf"^(\[gateway\.)?{name}\b", text, re.MULTILINE).start()]  # type: ignore[union-attr]
+        assert before.rstrip("\n").splitlines()[-1].startswith("#") or name == "api_port", (
+            f"{name} has no comment above it"
+        )
+
+
+def test_example_config_loads() -> None:
+    settings = load_settings(EXAMPLE, env={"DATABASE_URL": DSN})
+    assert settings.database_url == DSN
+    defaults = Settings()
+    for field in dataclasses.fields(Settings):
+        assert type(getattr(settings, field.name)) is type(getattr(defaults, field.name)), field.name
+    # without a database it says so, instead of starting with none
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings(EXAMPLE, env={})
+
+
+def test_example_token_tables_load_when_uncommented(tmp_path: Path) -> None:
+    """The commented [gateway.tokens.<name>] examples are valid once uncommented."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    uncommented = []
+    for line in text.splitlines():
+        match = re.match(r"#\s?(\[gateway\.tokens\.[^\]]+\]|role = .*|sha256 = .*)$", line)
+        uncommented.append(match[1] if match else line)
+    tokens = tomllib.loads("\n".join(uncommented))["gateway"]["tokens"]
+    assert tokens, "the example shows no token"
+    roles = set()
+    for name, spec in tokens.items():
+        assert set(spec) == {"role", "sha256"}, name
+        roles.add(spec["role"])
+    assert roles == {"installer", "issuer", "auditor"}
+    # with real hashes in place of the placeholders, the gateway accepts them
+    filled = tmp_path / "gateway.toml"
+    lines = [
+        f'sha256 = "{hashlib.sha256(str(n).encode()).hexdigest()}"' if line.startswith("sha256 =") else line
+        for n, line in enumerate(uncommented)
+    ]
+    filled.write_text("\n".join(lines), encoding="utf-8")
+    assert set(load_settings(filled, env={"DATABASE_URL": DSN}).tokens) == set(tokens)
+
+
+def test_compose_config_loads() -> None:
+    settings = load_settings(GATEWAY_DIR / "compose.toml", env={"DATABASE_URL": DSN})
+    assert settings.tokens
+
+
+def test_install_procedure_names_existing_files() -> None:
+    for doc in (INSTALL, REPO / "README.md"):
+        for path in set(re.findall(r"\b(deploy/[\w./-]*\w)", doc.read_text(encoding="utf-8"))):
+            assert (REPO / path).exists(), f"{doc.name} names {path}, which does not exist"
+
+
+def test_python_runs_the_modules_the_units_name() -> None:
+    """`python -m gateway --help` and `python -m edge_agent --help` work (what ExecStart runs)."""
+    for module in ("gateway", "edge_agent"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60, cwd=REPO
+        )
+        assert result.returncode == 0, result.stderr

@@ -1,0 +1,428 @@
+"""deploy/mosquitto/: the ACL, the user scripts, and a real Mosquitto running the
+production mosquitto.conf.
+
+The live tests start the machine's mosquitto binary with a copy of
+deploy/mosquitto/mosquitto.conf in which only the listener (a free port on
+127.0.0.1) and the file paths (a temporary password file and persistence
+directory, the repository's acl and conf.d) are rewritten; the users are made by
+the repository's own scripts (compose-users.sh, add-device.sh).  A denied publish
+is silent in MQTT 3.1.1 (the PUBACK still comes), so "cannot publish" is checked
+from the receiving side: the forbidden message is published and acknowledged
+first, an allowed one after it; Mosquitto routes a message before it acknowledges
+it, so once the allowed message has arrived the forbidden one would have arrived
+too.  Each forbidden publish uses a connection of its own: with conf.d's
+``max_queued_messages 0``, Mosquitto 2.0.11 closes the connection of a client right
+after acknowledging a publish it denied.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from attest_core.topics import READINGS_FILTER, readings_topic, receipts_topic, status_topic
+from tests.deploy.deployfiles import MOSQUITTO_DIR, conf_directives, parse_acl
+from tests.services import free_port, port_open, wait_for
+
+ACL = MOSQUITTO_DIR / "acl"
+CONF = MOSQUITTO_DIR / "mosquitto.conf"
+ADD_DEVICE = MOSQUITTO_DIR / "add-device.sh"
+COMPOSE_USERS = MOSQUITTO_DIR / "compose-users.sh"
+WAIT = 10.0
+
+
+def mosquitto_tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        pytest.fail(f"{name} is not installed (apt install mosquitto mosquitto-clients)")
+    return path
+
+
+# ---------------------------------------------------------------------------- the ACL file
+
+
+def test_acl_confines_devices_by_pattern() -> None:
+    acl = parse_acl(ACL.read_text(encoding="utf-8"))
+    assert acl.anonymous == [], "no rules for anonymous clients"
+    assert sorted(acl.patterns) == sorted(
+        [
+            ("write", readings_topic("%u")),
+            ("write", status_topic("%u")),
+            ("read", receipts_topic("%u")),
+        ]
+    )
+    gateway = set(acl.users["gateway"])
+    assert ("read", READINGS_FILTER) in gateway
+    assert ("read", f"$share/+/{READINGS_FILTER}") in gateway
+    assert ("write", receipts_topic("+")) in gateway
+    assert ("read", status_topic("+")) in gateway
+    assert not any(access in ("write", "readwrite") and "readings" in topic for access, topic in gateway)
+    assert set(acl.users) == {"gateway", "simulator"}
+
+
+def test_conf_has_auth_acl_persistence_and_the_queue_settings() -> None:
+    directives = dict(conf_directives(CONF.read_text(encoding="utf-8")))
+    assert directives["allow_anonymous"] == "false"
+    assert directives["persistence"] == "true"
+    for name in ("password_file", "acl_file", "persistence_location", "include_dir", "listener"):
+        assert directives.get(name), f"mosquitto.conf sets no {name}"
+    queues = dict(conf_directives((MOSQUITTO_DIR / "conf.d" / "queues.conf").read_text(encoding="utf-8")))
+    assert queues["max_queued_messages"] == "0", "QoS 1 readings must never be dropped"
+
+
+# ---------------------------------------------------------------------------- the scripts
+
+
+def run_script(script: Path, *args: str, password_file: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "MOSQUITTO_PASSWORD_FILE": str(password_file), **env},
+    )
+
+
+def add_device(device_id: str, password_file: Path, *options: str) -> str:
+    result = run_script(ADD_DEVICE, *options, device_id, password_file=password_file)
+    assert result.returncode == 0, result.stderr
+    passwords = re.findall(r"^password: (\S+)$", result.stdout, re.MULTILINE)
+    assert len(passwords) == 1, result.stdout
+    assert result.stdout.count(passwords[0]) == 2, "printed as the password line and in the config snippet"
+    return passwords[0]
+
+
+def users_in(password_file: Path) -> list[str]:
+    return [line.split(":", 1)[0] for line in password_file.read_text().splitlines() if line]
+
+
+def test_add_device(tmp_path: Path) -> None:
+    mosquitto_tool("mosquitto_passwd")
+    pwfile = tmp_path / "auth" / "passwd"
+    first = add_device("dev-one", pwfile)
+    assert re.fullmatch(r"[0-9a-f]{48}", first)
+    assert pwfile.stat().st_mode & 0o077 == 0, "the password file must not be readable by others"
+    assert add_device("dev-two", pwfile) != first
+    assert users_in(pwfile) == ["dev-one", "dev-two"]
+    assert first not in pwfile.read_text(), "only the hash is stored"
+    # an existing device is refused unless --replace
+    again = run_script(ADD_DEVICE, "dev-one", password_file=pwfile)
+    assert again.returncode != 0
+    assert "already" in again.stderr
+    before = pwfile.read_text()
+    add_device("dev-one", pwfile, "--replace")
+    assert pwfile.read_text() != before
+    assert sorted(users_in(pwfile)) == ["dev-one", "dev-two"]
+    # not a device id, or a reserved user: refused, nothing written
+    for bad in ("", "-x", "dev/one", "dev+", "#", "a" * 65, "dév", "gateway", "simulator"):
+        result = run_script(ADD_DEVICE, bad, password_file=pwfile)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+    assert sorted(users_in(pwfile)) == ["dev-one", "dev-two"]
+    # the instructions it prints: the agent config and the reload
+    out = run_script(ADD_DEVICE, "dev-three", password_file=pwfile).stdout
+    assert "[mqtt]" in out
+    assert "SIGHUP" in out
+
+
+def test_compose_users(tmp_path: Path) -> None:
+    mosquitto_tool("mosquitto_passwd")
+    pwfile = tmp_path / "auth" / "passwd"
+    result = run_script(
+        COMPOSE_USERS,
+        "sh",
+        "-c",
+        "echo started",
+        password_file=pwfile,
+        MQTT_GATEWAY_PASSWORD="gw",
+        MQTT_SIMULATOR_PASSWORD="sim",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started", "it must exec its arguments"
+    assert sorted(users_in(pwfile)) == ["gateway", "simulator"]
+    add_device("dev-kept", pwfile)
+    # production: no simulator password, no simulator user; devices are kept
+    result = run_script(
+        COMPOSE_USERS, "true", password_file=pwfile, MQTT_GATEWAY_PASSWORD="gw2", MQTT_SIMULATOR_PASSWORD=""
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(users_in(pwfile)) == ["dev-kept", "gateway"]
+    # the gateway's password is required
+    env_without = {k: v for k, v in os.environ.items() if k != "MQTT_GATEWAY_PASSWORD"}
+    missing = subprocess.run(
+        ["sh", str(COMPOSE_USERS), "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env_without, "MOSQUITTO_PASSWORD_FILE": str(pwfile)},
+    )
+    assert missing.returncode != 0
+
+
+# ---------------------------------------------------------------------------- a live broker
+
+
+def adapted_conf(text: str, port: int, workdir: Path) -> str:
+    """mosquitto.conf with the listener and the paths replaced, everything else kept."""
+    replace = {
+        "listener": f"{port} 127.0.0.1",
+        "password_file": str(workdir / "passwd"),
+        "acl_file": str(ACL),
+        "persistence_location": f"{workdir / 'data'}/",
+        "include_dir": str(MOSQUITTO_DIR / "conf.d"),
+    }
+    seen: dict[str, int] = {}
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        name = stripped.split(" ", 1)[0] if stripped and not stripped.startswith("#") else ""
+        if name in replace:
+            seen[name] = seen.get(name, 0) + 1
+            out.append(f"{name} {replace[name]}")
+        else:
+            out.append(line)
+    assert seen == dict.fromkeys(replace, 1), f"expected each of {sorted(replace)} once, got {seen}"
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto switches to the user `mosquitto`, who cannot
+        # read the test's private temporary directory: stay this user instead.
+        out.append(f"user {getpass.getuser()}")
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class Broker:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    password_file: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    binary = mosquitto_tool("mosquitto")
+    mosquitto_tool("mosquitto_passwd")
+    workdir = tmp_path_factory.mktemp("mosquitto")
+    (workdir / "data").mkdir()
+    pwfile = workdir / "passwd"
+    passwords = {"gateway": "gw-secret-1", "simulator": "sim-secret-1"}
+    made = run_script(
+        COMPOSE_USERS,
+        "true",
+        password_file=pwfile,
+        MQTT_GATEWAY_PASSWORD=passwords["gateway"],
+        MQTT_SIMULATOR_PASSWORD=passwords["simulator"],
+    )
+    assert made.returncode == 0, made.stderr
+    for device in ("dev-a", "dev-b"):
+        passwords[device] = add_device(device, pwfile)
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(adapted_conf(CONF.read_text(encoding="utf-8"), port, workdir), encoding="utf-8")
+    log = workdir / "mosquitto.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=fh, stderr=subprocess.STDOUT)
+    running = Broker(port, proc, log, pwfile, passwords)
+    try:
+        if not wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 15):
+            pytest.fail(f"mosquitto did not start:\n{running.log_text()}")
+        assert proc.poll() is None, f"mosquitto refused the configuration:\n{running.log_text()}"
+        yield running
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+class Client:
+    """A paho client (MQTT 3.1.1) that records what it receives."""
+
+    def __init__(self, broker: Broker, user: str | None, password: str | None = None) -> None:
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.received: list[tuple[str, bytes]] = []
+        self.connack: object = None
+        self.connected = threading.Event()
+        self.subacks: dict[int, list[object]] = {}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-{user}-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+        )
+        if user is not None:
+            self.client.username_pw_set(user, broker.passwords.get(user) if password is None else password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect("127.0.0.1", broker.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, client: object, userdata: object, flags: object, rc: object, props: object) -> None:
+        self.connack = rc
+        self.connected.set()
+
+    def _on_subscribe(
+        self, client: object, userdata: object, mid: int, codes: list[object], props: object
+    ) -> None:
+        self.subacks[mid] = codes
+
+    def accepted(self) -> bool:
+        assert self.connected.wait(WAIT), "no CONNACK"
+        return not getattr(self.connack, "is_failure", True)
+
+    def subscribe(self, *topics: str) -> None:
+        assert self.accepted(), f"connection refused: {self.connack}"
+        for topic in topics:
+            _, mid = self.client.subscribe(topic, qos=1)
+            assert wait_for(lambda mid=mid: mid in self.subacks, WAIT), f"no SUBACK for {topic}"
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        assert self.accepted(), f"connection refused: {self.connack}"
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+
+    def wait_for_message(self, topic: str, payload: bytes) -> None:
+        """Until (topic, payload) arrived; everything received meanwhile is kept in ``received``."""
+        while True:
+            try:
+                message = self.messages.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"{payload!r} on {topic} never arrived; got {self.received}") from None
+            self.received.append(message)
+            if message == (topic, payload):
+                return
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def clients(broker: Broker) -> Iterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        client.close()
+
+
+def connect(clients: list[Client], broker: Broker, user: str | None, password: str | None = None) -> Client:
+    client = Client(broker, user, password)
+    clients.append(client)
+    return client
+
+
+def publish_denied(
+    broker: Broker, user: str, topic: str, payload: bytes, password: str | None = None
+) -> None:
+    """Publish (QoS 1) on a connection of its own and wait for the PUBACK; the broker
+    may close the connection afterwards."""
+    client = Client(broker, user, password)
+    try:
+        client.publish(topic, payload)
+    finally:
+        client.close()
+
+
+def test_only_known_users_may_connect(broker: Broker, clients: list[Client]) -> None:
+    assert not connect(clients, broker, None).accepted(), "anonymous clients must be refused"
+    assert not connect(clients, broker, "dev-a", "wrong-password").accepted()
+    assert not connect(clients, broker, "dev-a", broker.passwords["dev-b"]).accepted()
+    assert connect(clients, broker, "dev-a").accepted()
+    assert connect(clients, broker, "gateway").accepted()
+
+
+def test_a_device_publishes_only_its_own_readings_and_status(broker: Broker, clients: list[Client]) -> None:
+    gateway = connect(clients, broker, "gateway")
+    gateway.subscribe(READINGS_FILTER, status_topic("+"))
+    shared = connect(clients, broker, "gateway")  # a second gateway process sharing the readings
+    shared.subscribe(f"$share/ingest/{READINGS_FILTER}")
+    publish_denied(broker, "dev-a", readings_topic("dev-b"), b"forged reading")
+    publish_denied(broker, "dev-a", status_topic("dev-b"), b"forged status")
+    publish_denied(broker, "dev-a", readings_topic("gateway"), b"reading as the gateway")
+    device = connect(clients, broker, "dev-a")
+    device.publish(status_topic("dev-a"), b"online")
+    device.publish(readings_topic("dev-a"), b"own reading")
+    gateway.wait_for_message(readings_topic("dev-a"), b"own reading")
+    shared.wait_for_message(readings_topic("dev-a"), b"own reading")
+    assert gateway.received == [(status_topic("dev-a"), b"online"), (readings_topic("dev-a"), b"own reading")]
+    assert shared.received == [(readings_topic("dev-a"), b"own reading")]
+    # the gateway itself cannot put readings in a device's name
+    publish_denied(broker, "gateway", readings_topic("dev-a"), b"reading forged by the gateway")
+    publish_denied(broker, "gateway", status_topic("dev-a"), b"status forged by the gateway")
+    device.publish(readings_topic("dev-a"), b"second reading")
+    gateway.wait_for_message(readings_topic("dev-a"), b"second reading")
+    assert gateway.received[2:] == [(readings_topic("dev-a"), b"second reading")]
+
+
+def test_a_device_reads_only_its_own_receipts(broker: Broker, clients: list[Client]) -> None:
+    device_a = connect(clients, broker, "dev-a")
+    # Mosquitto 2.0 grants these subscriptions but delivers only what the ACL lets dev-a read
+    device_a.subscribe(receipts_topic("dev-a"), receipts_topic("dev-b"), receipts_topic("+"), "#")
+    device_b = connect(clients, broker, "dev-b")
+    device_b.subscribe(receipts_topic("dev-b"))
+    gateway = connect(clients, broker, "gateway")
+    gateway.publish(receipts_topic("dev-b"), b"receipt for b")
+    gateway.publish(receipts_topic("dev-a"), b"receipt for a")
+    device_b.wait_for_message(receipts_topic("dev-b"), b"receipt for b")
+    device_a.wait_for_message(receipts_topic("dev-a"), b"receipt for a")
+    assert all(message == (receipts_topic("dev-a"), b"receipt for a") for message in device_a.received)
+    # nor anyone's readings
+    other = connect(clients, broker, "dev-b")
+    other.publish(readings_topic("dev-b"), b"b's reading")
+    gateway.publish(receipts_topic("dev-a"), b"marker")
+    device_a.wait_for_message(receipts_topic("dev-a"), b"marker")
+    assert not any(topic.endswith("/readings") for topic, _ in device_a.received)
+
+
+def test_the_demo_simulator_may_act_for_any_device(broker: Broker, clients: list[Client]) -> None:
+    gateway = connect(clients, broker, "gateway")
+    gateway.subscribe(READINGS_FILTER)
+    simulator = connect(clients, broker, "simulator")
+    simulator.subscribe(receipts_topic("+"))
+    simulator.publish(readings_topic("dev-sim-1"), b"simulated reading")
+    gateway.wait_for_message(readings_topic("dev-sim-1"), b"simulated reading")
+    gateway.publish(receipts_topic("dev-sim-1"), b"simulated receipt")
+    simulator.wait_for_message(receipts_topic("dev-sim-1"), b"simulated receipt")
+
+
+def test_a_new_device_after_add_device_and_sighup(broker: Broker, clients: list[Client]) -> None:
+    """The documented procedure: add-device.sh, then SIGHUP; no ACL edit, no restart."""
+    gateway = connect(clients, broker, "gateway")
+    gateway.subscribe(READINGS_FILTER)
+    assert not connect(clients, broker, "dev-new", "not-yet").accepted()
+    password = add_device("dev-new", broker.password_file)
+    broker.proc.send_signal(signal.SIGHUP)
+
+    def logs_in() -> bool:
+        probe = Client(broker, "dev-new", password)
+        try:
+            return probe.accepted()
+        finally:
+            probe.close()
+
+    assert wait_for(logs_in, WAIT), f"dev-new cannot log in after SIGHUP:\n{broker.log_text()}"
+    publish_denied(broker, "dev-new", readings_topic("dev-a"), b"forged by the new device", password)
+    device = connect(clients, broker, "dev-new", password)
+    device.publish(readings_topic("dev-new"), b"first reading")
+    gateway.wait_for_message(readings_topic("dev-new"), b"first reading")
+    assert gateway.received == [(readings_topic("dev-new"), b"first reading")]
+    assert broker.proc.poll() is None
