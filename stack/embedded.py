@@ -8,6 +8,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,15 @@ class EmbeddedPostgres:
     url: str = ""
 
     def start(self) -> EmbeddedPostgres:
-        import pgserver
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" outside a login session
+            warnings.simplefilter("ignore")
+            import pgserver
 
         # pgserver logs from an exit handler, after test runners have closed their streams
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-        self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")  # type: ignore[attr-defined]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.server = pgserver.get_server(self.datadir, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.url = self.server.get_uri()
         return self
 

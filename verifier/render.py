@@ -140,6 +140,27 @@ def _assets_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def _group_info(findings: list[dict[str, Any]], limit: int = 3) -> list[dict[str, Any]]:
+    """Every fatal finding and warning; info findings of one code grouped once there are more than ``limit``."""
+    counts: dict[str, int] = {}
+    for f in findings:
+        if f["severity"] == "info":
+            counts[f["code"]] = counts.get(f["code"], 0) + 1
+    out: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for f in findings:
+        code = f["code"]
+        if f["severity"] != "info" or counts[code] <= limit:
+            out.append(f)
+        elif code not in shown:
+            shown.add(code)
+            out.append(
+                {"severity": "info", "code": code, "asset_id": f"{counts[code]} times",
+                 "message": f"for example: {f['message']} (--json lists each)"}
+            )  # fmt: skip
+    return out
+
+
 def _findings_table(doc: dict[str, Any]) -> Table | Text:
     findings = doc["findings"]
     if not findings:
@@ -148,7 +169,7 @@ def _findings_table(doc: dict[str, Any]) -> Table | Text:
     for name in ("severity", "code", "asset", "device", "seq", "log index"):
         table.add_column(name, no_wrap=name in ("severity", "seq", "log index"))
     table.add_column("message", overflow="fold", ratio=1)
-    for f in findings:
+    for f in _group_info(findings):
         table.add_row(
             _t(f["severity"], _SEVERITY_STYLE.get(f["severity"], "")),
             _t(f["code"]),

@@ -1,0 +1,175 @@
+"""The whole system on this machine: database, broker, gateway process, tokens.
+
+Uses ``DATABASE_URL`` / ``MQTT_URL`` when they are set, the embedded defaults
+(pgserver, amqtt) otherwise, and starts the gateway as a real process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+Say = Callable[[str], None]
+
+
+@dataclass
+class Tokens:
+    installer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    issuer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    auditor: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def config(self) -> str:
+        """GATEWAY_TOKENS: names, roles and SHA-256 hashes (never the tokens)."""
+        table = {
+            "installer-demo": {
+                "role": "installer",
+                "sha256": hashlib.sha256(self.installer.encode()).hexdigest(),
+            },
+            "issuer-demo": {"role": "issuer", "sha256": hashlib.sha256(self.issuer.encode()).hexdigest()},
+            "auditor-demo": {"role": "auditor", "sha256": hashlib.sha256(self.auditor.encode()).hexdigest()},
+        }
+        return json.dumps(table)
+
+
+async def _create_database(admin_url: str, name: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(admin_url, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise RuntimeError(f"PostgreSQL at DATABASE_URL does not answer: {exc}") from exc
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+    return urlsplit(admin_url)._replace(path="/" + name).geturl()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class System:
+    say: Say
+    api_port: int = 0
+    origin: str = "demo.iot-attest.local/log"
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="iot-attest-")))
+    tokens: Tokens = field(default_factory=Tokens)
+    database_url: str = ""
+    mqtt_url: str = ""
+    _pg: EmbeddedPostgres | None = None
+    _broker: EmbeddedBroker | None = None
+    _own_database: tuple[str, str] | None = None
+    _gateway: subprocess.Popen[bytes] | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.workdir / "gateway.log"
+
+    def start(self) -> System:
+        self._start_database()
+        self._start_broker()
+        self._start_gateway()
+        return self
+
+    def _start_database(self) -> None:
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            name = f"iot_attest_demo_{uuid.uuid4().hex[:8]}"
+            own = asyncio.run(_create_database(url, name))
+            if own is not None:
+                self._own_database = (url, name)
+                self.database_url = own
+                self.say(f"PostgreSQL: DATABASE_URL, in a new database {name} (dropped at the end)")
+            else:
+                self.database_url = url
+                self.say("PostgreSQL: DATABASE_URL (no right to create a database: using it as it is)")
+            return
+        self.say("PostgreSQL: starting an embedded server (pgserver) ...")
+        self._pg = EmbeddedPostgres().start()
+        self.database_url = self._pg.url
+
+    def _start_broker(self) -> None:
+        url = os.environ.get("MQTT_URL")
+        if url:
+            self.mqtt_url = url
+            self.say(f"MQTT: MQTT_URL ({urlsplit(url).hostname}:{urlsplit(url).port or 1883})")
+            return
+        self._broker = EmbeddedBroker().start()
+        self.mqtt_url = self._broker.url
+        self.say(f"MQTT: an embedded broker (amqtt, MQTT 3.1.1) on port {self._broker.port}")
+
+    def _start_gateway(self) -> None:
+        self.api_port = self.api_port or free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "MQTT_URL": self.mqtt_url,
+            "GATEWAY_ORIGIN": self.origin,
+            "GATEWAY_KEY_FILE": str(self.workdir / "gateway-log.key"),
+            "GATEWAY_API_PORT": str(self.api_port),
+            "GATEWAY_MQTT_CLIENT_ID": f"iot-attest-demo-{uuid.uuid4().hex[:6]}",
+            "GATEWAY_TOKENS": self.tokens.config(),
+        }
+        self.say(f"gateway: starting (API on {self.gateway_url}, log in {self.gateway_log})")
+        with open(self.gateway_log, "ab") as log:
+            self._gateway = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--log-format", "text", "run"],
+                env=env, cwd=REPO, stdout=log, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self._gateway.poll() is not None:
+                raise RuntimeError(f"the gateway exited at start; see {self.gateway_log}")
+            try:
+                if httpx.get(self.gateway_url + "/readyz", timeout=2).status_code == 200:
+                    self.say("gateway: ready")
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the gateway did not become ready in 90 s; see {self.gateway_log}")
+
+    def stop(self) -> None:
+        if self._gateway is not None and self._gateway.poll() is None:
+            self._gateway.terminate()
+            try:
+                self._gateway.wait(20)
+            except subprocess.TimeoutExpired:
+                self._gateway.kill()
+        if self._broker is not None:
+            self._broker.stop()
+        if self._own_database is not None:
+            try:
+                asyncio.run(_drop_database(*self._own_database))
+            except (OSError, asyncpg.PostgresError) as exc:
+                self.say(f"could not drop the demo database {self._own_database[1]}: {exc}")
+        if self._pg is not None:
+            self._pg.remove()
