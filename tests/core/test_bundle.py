@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from attest_core.bundle import (
     BUNDLE_FORMAT,
@@ -377,3 +379,47 @@ def test_changing_any_single_value_fails_verification(fleet: Fleet, honest_bundl
             verify_bundle(tampered, fleet.log.key)
         tried += 1
     assert tried >= 250  # every value of a 10-entry bundle, several ways each
+
+
+# --- fuzzing: nothing but the project's own errors -------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_raise_only_attest_errors(data: bytes) -> None:
+    key = MemoryLog().key
+    with pytest.raises(AttestError):
+        verify_bundle(data, key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_random_json_raises_only_attest_errors(doc: Any) -> None:
+    with pytest.raises(AttestError):
+        verify_bundle(json.dumps(doc), MemoryLog().key)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_replacements_in_a_real_bundle_raise_only_attest_errors(
+    fleet: Fleet, honest_bundle: bytes, data: st.DataObject
+) -> None:
+    doc = json.loads(honest_bundle)
+    paths = [path for path, _ in _mutations(doc)]
+    path = data.draw(st.sampled_from(paths))
+    tampered = _apply(doc, path, data.draw(json_values))
+    try:
+        result = verify_bundle(json.dumps(tampered), fleet.log.key)
+    except AttestError:
+        return
+    # a replacement equal to the original value is the only way through
+    assert tampered == doc
+    assert result.backed
