@@ -16,28 +16,13 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from attest_core.broker import BrokerUrl, parse_broker_url
+from attest_core.errors import DecodeError
 from gateway.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class MqttUrl:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> MqttUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ConfigError(f"MQTT_URL must start with mqtt:// or mqtts://, got {url!r}")
-        if not parts.hostname:
-            raise ConfigError(f"MQTT_URL {url!r} names no host")
-        tls = parts.scheme == "mqtts"
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls, parts.username, parts.password)
+MqttUrl = BrokerUrl
+"""The broker address (the contract's MQTT URL, parsed by attest_core.broker)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +62,10 @@ class Settings:
 
     @property
     def mqtt(self) -> MqttUrl:
-        return MqttUrl.parse(self.mqtt_url)
+        try:
+            return parse_broker_url(self.mqtt_url)
+        except DecodeError as exc:
+            raise ConfigError(f"MQTT_URL: {exc}") from exc
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
