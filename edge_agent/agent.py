@@ -28,7 +28,7 @@ from attest_core.reading import Trigger
 from edge_agent.clock import Clock, SyncCheck
 from edge_agent.config import Config
 from edge_agent.device import DeviceRuntime
-from edge_agent.enrol import load_enrolment
+from edge_agent.enrol import load_enrolment, request_path
 from edge_agent.errors import AgentError, Exit
 from edge_agent.meters import Meter, MeterUnavailable, open_meter
 from edge_agent.mqtt import MqttLink, parse_mqtt_url
@@ -270,6 +270,7 @@ def collect_status(config: Config) -> dict[str, Any]:
         "device_id": config.device_id,
         "config": str(config.path),
         "enrolled": statement is not None,
+        "enrolment_unconfirmed": statement is None and request_path(config.state_dir).exists(),
         "log_key": f"{key.name}+{key.key_id.hex()}" if key else None,
         "meter": config.meter.type,
     }
@@ -336,6 +337,11 @@ def format_status(info: dict[str, Any]) -> str:
     asset = info.get("asset")
     if asset:
         lines.append(f"asset         {asset['asset_id']} ({asset['kind']}, {asset['rated_power_w']} W)")
+    elif info.get("enrolment_unconfirmed"):
+        lines.append(
+            "asset         NOT ENROLLED YET: an enrolment was sent but the gateway's answer never came; "
+            "run the same `enrol` command again"
+        )
     else:
         lines.append("asset         NOT ENROLLED: run `enrol`")
     lines.append(f"log key       {info['log_key'] or 'NONE: run `enrol` to fetch it'}")

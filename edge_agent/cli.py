@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lat", help="latitude in degrees (solar: needed for night checks)")
     p.add_argument("--lon", help="longitude in degrees")
     p.add_argument("--timeout", type=_positive_float, default=15.0, help="HTTP timeout in seconds (15)")
+    p.add_argument(
+        "--new",
+        action="store_true",
+        help="discard an enrolment request that was sent earlier but never confirmed by the gateway, "
+        "and make a new one from these arguments (by default enrol resends the stored request "
+        "byte for byte, so that a lost answer cannot leave the device half enrolled)",
+    )
 
     p = sub.add_parser("run", help="the service: take, sign, store and publish readings", epilog=EPILOG)
     p.add_argument("--config", type=Path, help=config_help)
@@ -240,11 +247,15 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     from edge_agent.enrol import (
         build_statement,
         check_gateway_url,
-        enrol_device,
+        choose_request,
+        discarded_path,
         fetch_log_key,
         http_client,
         load_enrolment,
+        request_path,
         save_enrolment,
+        save_request,
+        send_request,
     )
     from edge_agent.signer import ensure_private_dir, load_signer
     from edge_agent.store import Store
@@ -261,7 +272,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         raise AgentError(f"no installer token: give --token (or set {TOKEN_ENV})", Exit.USAGE)
     signer = load_signer(config)
     ensure_private_dir(config.state_dir)
-    statement = build_statement(
+    wanted = build_statement(
         signer,
         device_id=config.device_id,
         asset_id=args.asset,
@@ -272,26 +283,31 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     )
     if gateway.startswith("http://") and not gateway.startswith(("http://127.", "http://localhost")):
         print(f"warning: {gateway} is plain HTTP: the installer token travels unencrypted", file=sys.stderr)
-    existing = load_enrolment(config.state_dir)
-    malformed = False
+    confirmed = load_enrolment(config.state_dir)
+    request, stored = choose_request(config.state_dir, wanted, signer, confirmed=confirmed, new=args.new)
+    statement = request.statement
+    if not stored:
+        # Kept before it is sent: if the answer is lost, the next run resends exactly these bytes.
+        save_request(config.state_dir, request, gateway)
+    elif confirmed is None:
+        print(
+            f"resending the enrolment request stored in {request_path(config.state_dir)} "
+            "(an earlier enrol sent it but got no answer)"
+        )
     with http_client(config.gateway.ca_file, args.timeout) as client:
-        if existing is not None:
-            if existing.public_key != signer.public_key or existing.device_id != config.device_id:
+        try:
+            result = send_request(client, gateway, token, request)
+        except AgentError as exc:
+            if exc.code == Exit.ALREADY_ENROLLED and args.new and discarded_path(config.state_dir).exists():
                 raise AgentError(
-                    f"{config.enrolment_path} belongs to another key or device: refusing to continue",
-                    Exit.USAGE,
-                )
-            if existing.asset_id != statement.asset_id or existing.asset_kind != statement.asset_kind:
-                raise AgentError(
-                    f"this device is already enrolled for asset {existing.asset_id} "
-                    f"({existing.asset_kind.label}); it cannot be enrolled again for {statement.asset_id}. "
-                    "A device serves one asset: for another asset, `init` a new device",
-                    Exit.ALREADY_ENROLLED,
-                )
-            print(f"already enrolled: device {existing.device_id} for asset {existing.asset_id}")
-            statement = existing
-        else:
-            result = enrol_device(client, gateway, token, statement, signer)
+                    f"{exc.message}. The request set aside by --new probably reached the gateway after all: "
+                    f"it is kept as {discarded_path(config.state_dir)}; to finish it, move it back to "
+                    f"{request_path(config.state_dir)} and run enrol with its arguments",
+                    exc.code,
+                ) from None
+            raise
+        where = f" at log index {result.log_index}" if result.log_index is not None else ""
+        if confirmed is None:
             summary = {
                 "device_id": statement.device_id,
                 "asset_id": statement.asset_id,
@@ -308,10 +324,13 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 store.init_chain(statement.device_id, statement.chain_anchor())
             finally:
                 store.close()
-            malformed = result.answer is None
-            where = f" at log index {result.log_index}" if result.log_index is not None else ""
             print(f"enrolled: device {statement.device_id} for asset {statement.asset_id}{where}")
             print(f"key fingerprint:  {fp(signer.public_key)}")
+        else:
+            print(
+                f"already enrolled: device {statement.device_id} for asset {statement.asset_id}{where} "
+                "(confirmed by the gateway again)"
+            )
         key = fetch_log_key(client, gateway)
     key_string = key.to_string()
     if config.gateway.log_key and config.gateway.log_key.strip() != key_string:
@@ -325,9 +344,9 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     print(f"log key:          {key.name}")
     print(f"log key id:       {key.key_id.hex()}   <- compare with the key id the operator published")
     print(f"                  ({key_string})")
-    if malformed:
+    if result.answer is None:
         raise AgentError(
-            "the gateway answered 201 Created, but its answer was not the expected JSON object; the "
+            "the gateway answered 200/201, but its answer was not the expected JSON object; the "
             "enrolment was kept and the log key stored. Tell the operator (the gateway may be misconfigured)",
             Exit.FAILED,
         )

@@ -1,8 +1,9 @@
 """Test stand-ins for the gateway: its enrolment REST routes and its receipts.
 
 :class:`FakeGateway` is a real HTTP server (``http.server`` in a thread) that
-implements ``POST /v1/devices`` and ``GET /v1/log/key`` with the documented
-answers, so ``enrol`` and ``simulate`` talk HTTP for real.  :class:`ReceiptIssuer`
+implements ``POST /v1/devices`` (201, 200 for exactly the same statement again,
+409 for another statement of an enrolled device) and ``GET /v1/log/key`` with the
+documented answers, so ``enrol`` and ``simulate`` talk HTTP for real.  :class:`ReceiptIssuer`
 subscribes to ``attest/v1/+/readings`` on a real broker, verifies every envelope
 with the enrolled device key and publishes cumulative receipts signed by the test
 log key.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -42,10 +44,12 @@ class FakeGateway:
         self.log_key = self.note_signer.verifier_key().to_string()
         self.devices: dict[str, EnrolmentStatement] = {}
         self.pops: dict[str, bytes] = {}
+        self.indices: dict[str, int] = {}
         self.log_index = 0
         self.lock = threading.Lock()
-        self.mode = "normal"  # or: garbage-201, html-500, no-key, bad-key, slow
+        self.mode = "normal"  # or: garbage-201, html-500, no-key, bad-key, slow, lose-answer
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []  # of the POSTs to /v1/devices
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +84,7 @@ class FakeGateway:
                 if self.path != "/v1/devices":
                     self._error(404, "not_found", "no such route")
                     return
+                gateway.bodies.append(raw)
                 if gateway.mode == "slow":
                     time.sleep(1.5)
                 auth = self.headers.get("Authorization", "")
@@ -102,14 +107,23 @@ class FakeGateway:
                 except AttestError as exc:
                     self._error(422, exc.code, str(exc))
                     return
+                status = 201
                 with gateway.lock:
-                    if statement.device_id in gateway.devices:
+                    known = gateway.devices.get(statement.device_id)
+                    if known is not None and known.encode() != statement.encode():
                         self._error(409, "already_enrolled", f"device {statement.device_id} is enrolled")
                         return
-                    gateway.devices[statement.device_id] = statement
-                    gateway.pops[statement.device_id] = pop
-                    index = gateway.log_index
-                    gateway.log_index += 1
+                    if known is not None:  # exactly the same statement again: 200, the same answer
+                        status, index = 200, gateway.indices[statement.device_id]
+                    else:
+                        gateway.devices[statement.device_id] = statement
+                        gateway.pops[statement.device_id] = pop
+                        index = gateway.indices[statement.device_id] = gateway.log_index
+                        gateway.log_index += 1
+                if gateway.mode == "lose-answer":  # enrolled, but the answer never reaches the device
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if gateway.mode == "garbage-201":
                     self._send(201, b"OK!", "text/plain")
                     return
@@ -118,7 +132,7 @@ class FakeGateway:
                     "asset_id": statement.asset_id,
                     "log_index": index,
                 }
-                self._send(201, json.dumps(answer).encode())
+                self._send(status, json.dumps(answer).encode())
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request: Any, client_address: Any) -> None:

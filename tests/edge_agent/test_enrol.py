@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import stat
 import subprocess
 import sys
 import tomllib
@@ -17,7 +19,7 @@ from edge_agent.signer import load_signer
 from edge_agent.store import Store
 from tests.edge_agent.conftest import Cli
 from tests.edge_agent.fakes import INSTALLER_TOKEN, VIEWER_TOKEN, FakeGateway
-from tests.services import free_port
+from tests.services import free_port, wait_for
 
 
 def init(cli: Cli, tmp_path: Path, kind: str = "simulated-solar") -> Path:
@@ -73,11 +75,15 @@ def test_enrol_success_stores_statement_anchor_and_log_key(
     assert f"log key id:       {key.key_id.hex()}" in result.out
     assert "at log index 0" in result.out
 
-    # running it again is harmless: already enrolled, the key is fetched again
+    # running it again is harmless: the same statement is sent again (the gateway confirms it: 200)
     again = enrol(cli, config_path, gateway.url)
     assert again.code == 0, again.err
-    assert "already enrolled" in again.out
-    assert len([r for r in gateway.requests if r[0] == "POST"]) == 1
+    assert "already enrolled: device" in again.out
+    assert "at log index 0 (confirmed by the gateway again)" in again.out
+    posts = [r for r in gateway.requests if r[0] == "POST"]
+    assert len(posts) == 2
+    assert gateway.log_index == 1
+    assert (config.state_dir / "enrolment.bin").read_bytes() == stored
     other_asset = cli(
         "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
         "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800",
@@ -107,12 +113,117 @@ def test_enrol_token_refused(
 def test_enrol_already_enrolled_elsewhere(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
     config_path = init(cli, tmp_path)
     assert enrol(cli, config_path, gateway.url).code == 0
-    # the state directory is lost: the gateway still knows the key
-    (tmp_path / "dev" / "state" / "enrolment.bin").unlink()
+    # the state directory is lost: the gateway still knows the key, with another statement
+    for name in ("enrolment.bin", "enrolment.json", "enrolment-request.json"):
+        (tmp_path / "dev" / "state" / name).unlink()
     result = enrol(cli, config_path, gateway.url)
     assert result.code == 5
     assert "already enrolled (409 already_enrolled" in result.err
     assert "revoke" in result.err
+
+
+def test_a_lost_answer_is_finished_by_running_enrol_again(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway
+) -> None:
+    config_path = init(cli, tmp_path)
+    state = tmp_path / "dev" / "state"
+    gateway.mode = "lose-answer"  # the gateway enrols the device, the answer never arrives
+    lost = enrol(cli, config_path, gateway.url)
+    assert lost.code == 3, lost.err
+    assert "run the same enrol command again" in lost.err
+    assert len(gateway.devices) == 1
+    assert not (state / "enrolment.bin").exists()
+    request = json.loads((state / "enrolment-request.json").read_text())
+    assert stat.S_IMODE((state / "enrolment-request.json").stat().st_mode) == 0o600
+    shown = cli("status", "--config", config_path)
+    assert "NOT ENROLLED YET: an enrolment was sent but the gateway's answer never came" in shown.out
+    # later (a new statement would have a new time: the gateway would answer 409 and the device be stuck)
+    gateway.mode = "normal"
+    again = enrol(cli, config_path, gateway.url)
+    assert again.code == 0, again.err
+    assert "resending the enrolment request stored in" in again.out
+    assert "enrolled: device" in again.out
+    sent = [json.loads(b) for b in gateway.bodies]
+    assert [b["statement"] for b in sent] == [request["statement"]] * 2
+    assert [b["proof_of_possession"] for b in sent] == [request["proof_of_possession"]] * 2
+    assert gateway.log_index == 1
+    stored = (state / "enrolment.bin").read_bytes()
+    assert base64.b64encode(stored).decode() == request["statement"]
+    assert load_config(config_path, environ={}).gateway.log_key == gateway.log_key
+
+
+def test_a_different_enrolment_after_a_lost_answer_needs_new(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway
+) -> None:
+    config_path = init(cli, tmp_path)
+    state = tmp_path / "dev" / "state"
+    gateway.mode = "slow"  # the answer takes longer than the installer waits: it may have been enrolled
+    assert enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--timeout", "0.3").code == 3
+    first = json.loads((state / "enrolment-request.json").read_text())
+    assert wait_for(lambda: bool(gateway.devices), 10)  # the gateway did get it, after the installer gave up
+    gateway.mode = "normal"
+    other = cli(
+        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
+        "--asset", "solar-roof-3", "--kind", "solar", "--rated-power", "9900", "--lat", "52.52", "--lon", "13.405",
+    )  # fmt: skip
+    assert other.code == 2
+    assert "a different enrolment request is stored in" in other.err
+    assert "--asset solar-roof-3 --kind solar --rated-power 9800 --lat 52.52 --lon 13.405" in other.err
+    assert "--new" in other.err
+    # --new: the stored request is set aside and a new one made; the gateway holds the first: 409
+    renewed = cli(
+        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
+        "--asset", "solar-roof-3", "--kind", "solar", "--rated-power", "9900", "--new",
+    )  # fmt: skip
+    assert renewed.code == 5, renewed.err
+    assert "set aside by --new probably reached the gateway" in renewed.err
+    assert json.loads((state / "enrolment-request.discarded.json").read_text()) == first
+    # putting it back and running enrol with its arguments finishes the first enrolment
+    (state / "enrolment-request.discarded.json").replace(state / "enrolment-request.json")
+    done = enrol(cli, config_path, gateway.url)
+    assert done.code == 0, done.err
+    assert decode_enrolment_statement((state / "enrolment.bin").read_bytes()).rated_power_w == 9800
+
+
+def test_new_on_a_request_the_gateway_never_got(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+    config_path = init(cli, tmp_path)
+    state = tmp_path / "dev" / "state"
+    gateway.mode = "html-500"  # refused: nothing enrolled
+    assert enrol(cli, config_path, gateway.url).code == 1
+    assert (state / "enrolment-request.json").exists()
+    gateway.mode = "normal"
+    fixed = cli(
+        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
+        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800", "--new",
+    )  # fmt: skip
+    assert fixed.code == 0, fixed.err
+    assert gateway.devices[load_config(config_path, environ={}).device_id].asset_id == "solar-roof-4"
+    # once confirmed, --new changes nothing
+    again = cli(
+        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
+        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800", "--new",
+    )  # fmt: skip
+    assert again.code == 5
+    assert "already enrolled for asset solar-roof-4 (confirmed by the gateway" in again.err
+
+
+def test_a_state_directory_without_a_stored_request_is_confirmed_again(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway
+) -> None:
+    """State made before requests were kept: the request is rebuilt from enrolment.bin (same bytes)."""
+    config_path = init(cli, tmp_path)
+    state = tmp_path / "dev" / "state"
+    assert enrol(cli, config_path, gateway.url).code == 0
+    first = json.loads((state / "enrolment-request.json").read_text())
+    (state / "enrolment-request.json").unlink()
+    again = enrol(cli, config_path, gateway.url)
+    assert again.code == 0, again.err
+    rebuilt = json.loads((state / "enrolment-request.json").read_text())
+    assert (rebuilt["statement"], rebuilt["proof_of_possession"]) == (
+        first["statement"],
+        first["proof_of_possession"],
+    )
+    assert gateway.log_index == 1
 
 
 def test_enrol_gateway_unreachable(tmp_path: Path, cli: Cli) -> None:
@@ -139,6 +250,7 @@ def test_enrol_malformed_answers(tmp_path: Path, cli: Cli, gateway: FakeGateway)
     assert "HTTP 500 (<html><body>Internal Server Error</body></html>)" in result.err
 
     # 201 with a body that is not JSON: the enrolment happened, so it is kept; the installer is told
+    # (the failed attempt before left its request stored: it is resent, the 500 enrolled nothing)
     gateway.mode = "garbage-201"
     result = enrol(cli, config_path, gateway.url)
     assert result.code == 1
