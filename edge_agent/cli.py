@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="at the end, wait up to this many seconds for publishing and receipts (30)",
     )
+    p.add_argument(
+        "--resend-after",
+        type=_positive_float,
+        default=None,
+        help="publish a device's unreceipted readings again after this many seconds without a receipt "
+        "(default: 600, or 10 x --drain if longer)",
+    )
     p.add_argument("--progress", type=_positive_float, default=5.0, help="seconds between progress lines (5)")
     p.add_argument(
         "--max-inflight", type=_positive_int, default=1000, help="unacknowledged publishes per device"

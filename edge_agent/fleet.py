@@ -238,7 +238,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
             max_inflight=args.max_inflight,
             reconnect_min_s=0.5,
             reconnect_max_s=30.0,
-            resend_after_s=max(600.0, 10 * (args.drain or 0)),
+            resend_after_s=args.resend_after or max(600.0, 10 * (args.drain or 0)),
         )
         start = max(requested, MIN_TIME_MS, int(store.get_meta("sim_until") or 0))
         for device in devices:
@@ -290,12 +290,13 @@ async def run_fleet(args: argparse.Namespace) -> int:
             + f", a reading every {args.interval:g} s of simulated time, speed x{args.speed:g}",
             flush=True,
         )
+        drained = False
         try:
             reached = await _simulate(
                 devices, store, Clock(args.speed, start), interval_ms, end, stop, args.progress
             )
             store.set_meta("sim_until", str(reached))
-            await _drain(devices, store, args.drain, stop)
+            drained = await _drain(devices, store, args.drain, stop)
         finally:
             for device in devices:
                 if device.link is not None:
@@ -310,6 +311,9 @@ async def run_fleet(args: argparse.Namespace) -> int:
                     loop.remove_signal_handler(sig)
     finally:
         store.close()
+    if not drained and args.drain > 0:
+        log.error("readings still wait for receipts after the drain: not everything is confirmed logged")
+        return int(Exit.FAILED)
     return 0
 
 
@@ -425,8 +429,8 @@ def _build(runtime: DeviceRuntime, model: PowerModel, time_ms: int, trigger: Tri
     return runtime.build(time_ms, sample, trigger)
 
 
-async def _drain(devices: list[SimDevice], store: Store, seconds: float, stop: asyncio.Event) -> None:
-    """Wait until everything is published and receipted (or ``seconds`` pass)."""
+async def _drain(devices: list[SimDevice], store: Store, seconds: float, stop: asyncio.Event) -> bool:
+    """Wait until everything is published and receipted (or ``seconds`` pass); True if it was."""
     wall0 = time.monotonic()
     deadline = wall0 + max(0.0, seconds)
     while not stop.is_set() and time.monotonic() < deadline:
@@ -440,3 +444,4 @@ async def _drain(devices: list[SimDevice], store: Store, seconds: float, stop: a
         f"{totals.published}, receipted {totals.receipted}, waiting in the outbox {totals.depth}",
         flush=True,
     )
+    return totals.depth == 0

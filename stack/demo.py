@@ -154,12 +154,15 @@ def run(args: argparse.Namespace) -> int:
                 "--interval", str(args.interval), "--speed", f"{speed:.3f}", "--duration", str(args.seconds),
                 "--start", iso(start), "--gateway", system.gateway_url, "--token", system.tokens.installer,
                 "--mqtt", system.mqtt_url, "--state", str(system.workdir / "fleet"), "--drain", "120",
+                "--resend-after", "10",
                 "--progress", "10",
             ],
             cwd=REPO, check=False,
         )  # fmt: skip
         if sim.returncode != 0:
-            raise RuntimeError(f"the simulated fleet failed (exit {sim.returncode})")
+            raise RuntimeError(
+                f"the simulated fleet failed (exit {sim.returncode}): not every reading was confirmed logged"
+            )
 
         step("3. The issuer files a claim for what the readings show")
         issuer = Issuer(system.gateway_url, system.tokens.issuer)
