@@ -2,7 +2,8 @@
 
 1. PostgreSQL and MQTT (DATABASE_URL / MQTT_URL, or embedded), the gateway.
 2. A simulated fleet (chargers and solar panels) enrols itself and sends last
-   month's readings, compressed into about a minute.
+   month's readings (every 30 simulated minutes: about 60,000), compressed into
+   about a minute.
 3. An issuer totals the readings over the REST API, files a claim for exactly
    what they show, and fetches its evidence bundle.
 4. An auditor verifies the bundle with ``python -m verifier`` and the log key:
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 "--interval", str(args.interval), "--speed", f"{speed:.3f}", "--duration", str(args.seconds),
                 "--start", iso(start), "--gateway", system.gateway_url, "--token", system.tokens.installer,
                 "--mqtt", system.mqtt_url, "--state", str(system.workdir / "fleet"), "--drain", "120",
-                "--resend-after", "10",
+                "--resend-after", "60",
                 "--progress", "10",
             ],
             cwd=REPO, check=False,
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--devices", type=int, default=40, help="simulated devices, half chargers, half solar (40)"
     )
-    parser.add_argument("--interval", type=int, default=900, help="simulated seconds between readings (900)")
+    parser.add_argument("--interval", type=int, default=1800, help="simulated seconds between readings (1800)")
     parser.add_argument("--seconds", type=int, default=60, help="wall seconds for the simulated month (60)")
     parser.add_argument("--out", default="demo-output")
     args = parser.parse_args(argv)
