@@ -58,9 +58,13 @@ def require(*roles: str, purpose: str) -> Callable[..., Awaitable[Principal]]:
             raise ApiError(
                 403,
                 "forbidden",
-                f"{principal.name} holds a {principal.role} token, which may not {purpose}; "
-                f"this needs a {allowed} token",
+                f"{principal.name} holds {_article(principal.role)} {principal.role} token, which may not "
+                f"{purpose}; this needs {_article(allowed)} {allowed} token",
             )
         return principal
 
     return dependency
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
