@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--devices", type=int, default=40, help="simulated devices, half chargers, half solar (40)"
     )
-    parser.add_argument("--interval", type=int, default=1800, help="simulated seconds between readings (1800)")
+    parser.add_argument(
+        "--interval", type=int, default=1800, help="simulated seconds between readings (1800)"
+    )
     parser.add_argument("--seconds", type=int, default=60, help="wall seconds for the simulated month (60)")
     parser.add_argument("--out", default="demo-output")
     args = parser.parse_args(argv)

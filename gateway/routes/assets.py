@@ -26,10 +26,11 @@ from gateway.auth import AUDITOR, ISSUER, require
 from gateway.routes.common import (
     DEFAULT_LIMIT,
     ID_PATTERN,
-    MAX_LIMIT,
     MAX_MS,
     TIME_DESCRIPTION,
     ApiError,
+    Cursor,
+    Limit,
     Page,
     b64,
     decode_cursor,
@@ -137,10 +138,8 @@ def asset_out(row: asyncpg.Record) -> AssetOut:
 async def list_assets(
     _: Annotated[Principal, Depends(read)],
     state: Annotated[ApiState, Depends(get_state)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> AssetPage:
     """Assets with enrolled devices, ordered by asset id."""
     after = decode_cursor(cursor, "assets", str)[0] if cursor else ""
@@ -209,8 +208,6 @@ To = Annotated[
 Order = Annotated[
     Literal["desc", "asc"], Query(description="desc: newest first (default); asc: oldest first")
 ]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
 
 
 async def readings_page(

@@ -21,9 +21,10 @@ from gateway.auth import AUDITOR, ISSUER, require
 from gateway.routes.common import (
     DEFAULT_LIMIT,
     ID_PATTERN,
-    MAX_LIMIT,
     MAX_MS,
     ApiError,
+    Cursor,
+    Limit,
     Page,
     b64,
     check_text,
@@ -391,10 +392,8 @@ async def list_claims(
     issuer: Annotated[
         str | None, Query(pattern=ID_PATTERN, max_length=64, description="only this issuer's")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> ClaimPage:
     """Filed claims, newest first (without verdicts: GET one claim for its verdict)."""
     before = decode_cursor(cursor, "claims", int)[0] if cursor else None

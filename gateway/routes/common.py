@@ -10,8 +10,9 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
+from fastapi import Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -202,3 +203,7 @@ def check_text(value: str, what: str) -> str:
     except UnicodeEncodeError:
         raise ApiError(400, "bad_text", f"{what} is not valid Unicode (it holds a lone surrogate)") from None
     return value
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page (default 100)")]
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]

@@ -30,9 +30,10 @@ from gateway.auth import AUDITOR, INSTALLER, ISSUER, require
 from gateway.routes.common import (
     DEFAULT_LIMIT,
     ID_PATTERN,
-    MAX_LIMIT,
     MAX_MS,
     ApiError,
+    Cursor,
+    Limit,
     Page,
     b64,
     b64decode_field,
@@ -290,10 +291,8 @@ async def list_devices(
     asset: Annotated[
         str | None, Query(pattern=ID_PATTERN, max_length=64, description="only the devices of this asset")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> DevicePage:
     """Enrolled devices, ordered by device id (installer, issuer, auditor)."""
     after = decode_cursor(cursor, "devices", str)[0] if cursor else ""

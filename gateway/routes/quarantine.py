@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from gateway.auth import AUDITOR, ISSUER, require
 from gateway.routes.common import (
     DEFAULT_LIMIT,
-    MAX_LIMIT,
+    Cursor,
+    Limit,
     Page,
     b64,
     check_text,
@@ -49,10 +50,8 @@ async def list_quarantine(
     state: Annotated[ApiState, Depends(get_state)],
     reason: Annotated[str | None, Query(max_length=64, description="only this reason")] = None,
     device: Annotated[str | None, Query(max_length=64, description="only this device")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> QuarantinePage:
     """What the gateway refused and why, newest first."""
     args: list[object] = []
