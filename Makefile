@@ -32,8 +32,9 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m stack demo
 
+## bench: the benchmarks (issue 8), about 5 minutes; sizes: make bench BENCH_ARGS="--help".
 bench: $(STAMP)
-	@echo "make bench: not built yet (issue 8: benchmarks)." >&2; exit 2
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## up: the stack in the foreground (API on 127.0.0.1:8000, a live simulated fleet) until Ctrl-C.
 up: $(STAMP)
