@@ -87,7 +87,15 @@ def test_unit_verifies(path: Path, tmp_path: Path) -> None:
     (it refuses programs that are missing, and the venv is only on the target)."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed: test_unit_structure is the check here")
+        # No systemd here (e.g. a laptop): check what a parser can, rather than nothing.
+        import configparser
+
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(path.read_text(encoding="utf-8"))
+        assert {"Unit", "Service", "Install"} <= set(parser.sections())
+        assert parser.get("Service", "ExecStart").strip()
+        return
     stand_in = shutil.which("true") or "/bin/true"
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
