@@ -14,7 +14,6 @@ import asyncpg
 
 from attest_core.device import decode_enrolment_statement, verify_rotation
 from attest_core.entries import (
-    NO_SEQ_DISOWNED,
     EnrolmentEntry,
     EntryType,
     RevocationEntry,
@@ -173,4 +172,4 @@ async def revoke(
             encode_entry(entry),
             device_id,
         )
-    return int(last_valid_seq if last_valid_seq is not None else NO_SEQ_DISOWNED)
+    return int(last_valid_seq)

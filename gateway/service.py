@@ -68,7 +68,7 @@ class Gateway:
             log.info("applied migrations: %s", ", ".join(applied))
         loop = asyncio.get_running_loop()
         url = s.mqtt
-        protocol = await self._probe(url)
+        protocol = await self._probe()
         wants_readings = "ingest" in self.runs
         self.link = MqttLink(
             url,
@@ -122,7 +122,7 @@ class Gateway:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    async def _probe(self, url: object) -> int:
+    async def _probe(self) -> int:
         delay = 0.5
         while True:
             try:
