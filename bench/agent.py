@@ -21,7 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.env import REPO, GatewayProcess, Mosquitto, Tokens, cpu_seconds, memory_mb, say
+from bench.env import REPO, GatewayProcess, Mosquitto, cpu_seconds, memory_mb, say
+from stack.system import Tokens
 
 WARMUP_S = 3.0
 

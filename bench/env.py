@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import shutil
 import socket
@@ -22,7 +20,9 @@ import httpx
 
 from attest_core.note import encode_private_key
 from bench.fleet import seed_for
+from stack.databases import create_database, database_url, drop_database
 from stack.embedded import EmbeddedPostgres, free_port
+from stack.system import Tokens
 
 REPO = Path(__file__).resolve().parent.parent
 PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -88,33 +88,17 @@ class Postgres:
         return self
 
     def dsn_for(self, name: str) -> str:
-        return urlsplit(self.admin_dsn)._replace(path="/" + name).geturl()
+        return database_url(self.admin_dsn, name)
 
     def create(self, label: str) -> str:
         name = f"iat_bench_{label}_{uuid.uuid4().hex[:8]}"
-
-        async def go() -> None:
-            conn = await asyncpg.connect(self.admin_dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
+        url = asyncio.run(create_database(self.admin_dsn, name))
         self.created.append(name)
-        return self.dsn_for(name)
+        return url
 
     def drop(self, dsn: str) -> None:
         name = urlsplit(dsn).path.lstrip("/")
-
-        async def go() -> None:
-            conn = await asyncpg.connect(self.admin_dsn)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
+        asyncio.run(drop_database(self.admin_dsn, name))
         if name in self.created:
             self.created.remove(name)
 
@@ -189,21 +173,9 @@ class Mosquitto:
 # --- the gateway -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Tokens:
-    issuer: str = field(default_factory=lambda: uuid.uuid4().hex)
-    installer: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def config(self) -> str:
-        def h(token: str) -> str:
-            return hashlib.sha256(token.encode()).hexdigest()
-
-        return json.dumps(
-            {
-                "bench-issuer": {"role": "issuer", "sha256": h(self.issuer)},
-                "bench-installer": {"role": "installer", "sha256": h(self.installer)},
-            }
-        )
+def bench_tokens() -> Tokens:
+    """The benchmark's tokens, named installer-bench, issuer-bench, auditor-bench."""
+    return Tokens(prefix="bench")
 
 
 def write_log_key(path: Path) -> None:

@@ -33,10 +33,11 @@ import asyncpg
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes
 from attest_core.topics import readings_topic
 from bench import profile
-from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, Tokens, cpu_seconds, say
+from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, cpu_seconds, say
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.publisher import write_frames
 from gateway.sequencer import reading_entry
+from stack.system import Tokens
 
 TABLES = (
     "readings",

@@ -42,12 +42,13 @@ from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import open_checkpoint
 from attest_core.merkle import inclusion_plan, leaf_hash, verify_consistency, verify_inclusion
 from attest_core.money import format_kwh
-from bench.env import ORIGIN, GatewayProcess, Mosquitto, Postgres, Tokens, say, write_log_key
+from bench.env import ORIGIN, GatewayProcess, Mosquitto, Postgres, say, write_log_key
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.ingest import percentile, table_bytes
 from gateway import logkey, logstore
 from gateway.config import Settings
 from gateway.sequencer import Sequencer, hold_lock
+from stack.system import Tokens
 
 PRICE = "0.35"
 

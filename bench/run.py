@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import profile
 from bench.agent import run_agent
-from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, Tokens, git_commit, machine_info, say
+from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, bench_tokens, git_commit, machine_info, say
 from bench.fleet import FleetSpec, sign_fleet
 from bench.ingest import IngestRun, run_ingest
 from bench.prooflog import LogSizes, run_log
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pg = Postgres().start()
     results["postgres"] = {"how": pg.how, "version": pg.server_version()}
     say(f"PostgreSQL: {pg.how} ({results['postgres']['version']}); work directory {workdir}")
-    tokens = Tokens()
+    tokens = bench_tokens()
     settings = {"checkpoint_interval": str(args.checkpoint_interval)}
     try:
         # --- 1. ingest ------------------------------------------------------------------------

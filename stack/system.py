@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from stack.databases import create_database, drop_database
 from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,43 +33,23 @@ Say = Callable[[str], None]
 
 @dataclass
 class Tokens:
+    """One token per role, made fresh; the gateway is given only their names, roles and hashes."""
+
+    prefix: str = "demo"
+    """Token names are <role>-<prefix>: what the log records as installer and issuer."""
     installer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     issuer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     auditor: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def config(self) -> str:
         """GATEWAY_TOKENS: names, roles and SHA-256 hashes (never the tokens)."""
-        table = {
-            "installer-demo": {
-                "role": "installer",
-                "sha256": hashlib.sha256(self.installer.encode()).hexdigest(),
-            },
-            "issuer-demo": {"role": "issuer", "sha256": hashlib.sha256(self.issuer.encode()).hexdigest()},
-            "auditor-demo": {"role": "auditor", "sha256": hashlib.sha256(self.auditor.encode()).hexdigest()},
-        }
-        return json.dumps(table)
-
-
-async def _create_database(admin_url: str, name: str) -> str | None:
-    try:
-        conn = await asyncpg.connect(admin_url, timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise RuntimeError(f"PostgreSQL at DATABASE_URL does not answer: {exc}") from exc
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.PostgresError:
-        return None
-    finally:
-        await conn.close()
-    return urlsplit(admin_url)._replace(path="/" + name).geturl()
-
-
-async def _drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+        tokens = {"installer": self.installer, "issuer": self.issuer, "auditor": self.auditor}
+        return json.dumps(
+            {
+                f"{role}-{self.prefix}": {"role": role, "sha256": hashlib.sha256(token.encode()).hexdigest()}
+                for role, token in tokens.items()
+            }
+        )
 
 
 @dataclass
@@ -103,7 +84,12 @@ class System:
         url = os.environ.get("DATABASE_URL")
         if url:
             name = f"iot_attest_demo_{uuid.uuid4().hex[:8]}"
-            own = asyncio.run(_create_database(url, name))
+            try:
+                own: str | None = asyncio.run(create_database(url, name))
+            except asyncpg.InsufficientPrivilegeError:
+                own = None
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise RuntimeError(f"PostgreSQL at DATABASE_URL does not answer: {exc}") from exc
             if own is not None:
                 self._own_database = (url, name)
                 self.database_url = own
@@ -168,7 +154,7 @@ class System:
             self._broker.stop()
         if self._own_database is not None:
             try:
-                asyncio.run(_drop_database(*self._own_database))
+                asyncio.run(drop_database(*self._own_database))
             except (OSError, asyncpg.PostgresError) as exc:
                 self.say(f"could not drop the demo database {self._own_database[1]}: {exc}")
         if self._pg is not None:

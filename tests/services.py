@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from stack.databases import create_database, database_url, drop_database
 from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 
 PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -69,35 +70,18 @@ class Postgres:
     _databases: list[str] = field(default_factory=list)
 
     def dsn_for(self, database: str) -> str:
-        parts = urlsplit(self.admin_dsn)
-        return parts._replace(path="/" + database).geturl()
+        return database_url(self.admin_dsn, database)
 
     def create_database(self) -> str:
         """A fresh, empty database for one test module; dropped at the end of the run."""
         name = f"iat_test_{uuid.uuid4().hex[:12]}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(self.admin_dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        url = asyncio.run(create_database(self.admin_dsn, name))
         self._databases.append(name)
-        return self.dsn_for(name)
+        return url
 
     def close(self) -> None:
-        async def drop() -> None:
-            conn = await asyncpg.connect(self.admin_dsn)
-            try:
-                for name in self._databases:
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
         try:
-            asyncio.run(drop())
+            asyncio.run(drop_database(self.admin_dsn, *self._databases))
         finally:
             if self._stop is not None:
                 self._stop()
