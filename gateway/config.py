@@ -47,6 +47,9 @@ class Settings:
     mqtt_client_id: str = "iot-attest-gateway"
     mqtt_session_expiry: int = 7 * 24 * 3600
     """MQTT 5: how long the broker keeps the gateway's session (and queued readings) while it is away."""
+    mqtt_receive_maximum: int = 5_000
+    """MQTT 5: readings the broker may send before the gateway acknowledges any; enough to overlap
+    receiving the next batch with storing this one (the broker's max_inflight_messages caps it too)."""
     mqtt_share_group: str = ""
     """If set, subscribe as $share/<group>/... so several gateway processes share the load."""
     api_host: str = "127.0.0.1"

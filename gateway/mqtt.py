@@ -1,68 +1,159 @@
-"""The gateway's MQTT link: paho-mqtt 2.x in its own thread, bridged to asyncio.
+"""The gateway's MQTT link: a small asyncio client over :mod:`gateway.mqttwire`.
 
 * MQTT 5 where the broker has it, MQTT 3.1.1 otherwise (probed at start).
-* A persistent session (clean_session false / session expiry) and QoS 1, so
+* A persistent session (clean session off / a session expiry) and QoS 1, so
   readings published while the gateway is away are delivered when it returns.
 * Manual acknowledgements: a reading is acknowledged only once it is stored
-  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered.
-* Reconnects by itself with backoff, logging each attempt.
+  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered.  The
+  PUBACKs of a stored batch leave in one write.
+* Reconnects by itself with backoff, logging each attempt; a silent broker is
+  detected by the keep-alive ping.
+* Receipts (QoS 1) not yet acknowledged by the broker are sent again, marked
+  DUP, after a reconnection.
+
+The client runs in the event loop's thread: each chunk the socket delivers is
+parsed at once and its readings handed to ``on_message`` without a thread hop.
+(paho-mqtt, used before, spent about 0.05 ms of CPU per reading in its own
+thread and in waking the event loop, a third of the gateway's time.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-import threading
 import time
-from collections.abc import Callable
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from collections.abc import Callable, Iterable
 
 from attest_core.topics import READINGS_FILTER
+from gateway import mqttwire as wire
 from gateway.config import MqttUrl
 from gateway.ingest import Message
 
 log = logging.getLogger("gateway.mqtt")
 
+MQTTv311 = wire.MQTT311
+MQTTv5 = wire.MQTT5
 
-def probe_protocol(url: MqttUrl, timeout: float = 5.0) -> int:
+_CONNECT_TIMEOUT = 10.0
+_MAX_UNACKED_RECEIPTS = 50_000
+"""Receipts kept for re-sending until the broker acknowledges them; beyond, the oldest are
+forgotten (a device that misses its receipt re-sends its reading and is answered again)."""
+
+
+def _ssl_context(url: MqttUrl) -> ssl.SSLContext | None:
+    return ssl.create_default_context() if url.tls else None
+
+
+async def probe_protocol(url: MqttUrl, timeout: float = 5.0) -> int:
     """MQTTv5 if the broker accepts an MQTT 5 connection, else MQTTv311.
 
     Raises OSError if no broker answers at all.
     """
-    done = threading.Event()
-    outcome: list[bool] = []
-
-    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
-        outcome.append(not getattr(rc, "is_failure", True))
-        done.set()
-
-    def on_disconnect(client: mqtt.Client, *args: object) -> None:
-        done.set()
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="")
-    _configure(client, url)
-    client.on_connect = on_connect
-    client.on_disconnect = on_disconnect
-    client.connect(url.host, url.port, keepalive=10)
-    client.loop_start()
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(url.host, url.port, ssl=_ssl_context(url)), timeout
+    )
     try:
-        done.wait(timeout)
+        writer.write(
+            wire.connect(
+                "",
+                version=MQTTv5,
+                keepalive=10,
+                clean_start=True,
+                username=url.username,
+                password=url.password,
+            )
+        )
+        await writer.drain()
+        packets = wire.PacketReader(MQTTv5)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    chunk = await reader.read(4096)
+                    if not chunk:
+                        return MQTTv311  # an MQTT 3.1.1 broker may just close the connection
+                    for packet in packets.feed(chunk):
+                        if isinstance(packet, wire.Control) and packet.type == wire.CONNACK:
+                            # A 3.1.1 broker answers "unacceptable protocol version" in a
+                            # 3.1.1 CONNACK, which reads as a failure here too.
+                            _, code = wire.connack_result(packet.body, MQTTv5)
+                            return MQTTv5 if code == 0 else MQTTv311
+                        return MQTTv311
+        except (TimeoutError, wire.MqttProtocolError):
+            return MQTTv311
     finally:
-        client.disconnect()
-        client.loop_stop()
-    return mqtt.MQTTv5 if outcome and outcome[0] else mqtt.MQTTv311
+        try:
+            writer.write(wire.DISCONNECT_PACKET)
+            writer.close()
+            await writer.wait_closed()
+        except (OSError, ssl.SSLError):
+            pass
 
 
-def _configure(client: mqtt.Client, url: MqttUrl) -> None:
-    if url.username:
-        client.username_pw_set(url.username, url.password)
-    if url.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection to the broker; the link owns at most one at a time."""
+
+    def __init__(self, link: MqttLink) -> None:
+        self.link = link
+        self.reader = wire.PacketReader(link.protocol)
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self.suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.last_heard = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(str(exc) if exc else "closed by the broker")
+        for fut in (self.connack, self.suback):
+            if not fut.done():
+                fut.set_exception(ConnectionError(str(exc) if exc else "closed by the broker"))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            packets = self.reader.feed(data)
+        except wire.MqttProtocolError as exc:
+            self.abort(str(exc))
+            return
+        link = self.link
+        deliver = link.on_message
+        now = time.time()
+        for packet in packets:
+            if isinstance(packet, wire.Publish):
+                if deliver is not None:
+                    deliver(Message(packet.topic, packet.payload, packet.packet_id, now))
+                elif packet.packet_id:
+                    self.write(wire.pubacks([packet.packet_id]))
+            elif packet.type == wire.PUBACK:
+                if len(packet.body) >= 2:
+                    link.unacked.pop((packet.body[0] << 8) | packet.body[1], None)
+            elif packet.type == wire.CONNACK:
+                if not self.connack.done():
+                    self.connack.set_result(wire.connack_result(packet.body, link.protocol))
+            elif packet.type == wire.SUBACK:
+                if not self.suback.done():
+                    self.suback.set_result(wire.suback_codes(packet.body, link.protocol)[1])
+            elif packet.type == wire.DISCONNECT:
+                reason = f"reason code 0x{packet.body[0]:02x}" if packet.body else "no reason given"
+                self.abort(f"the broker disconnected us ({reason})")
+                return
+            # PINGRESP only updates last_heard; nothing else is expected
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def abort(self, reason: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result(reason)
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class MqttLink:
@@ -73,90 +164,164 @@ class MqttLink:
         url: MqttUrl,
         client_id: str,
         *,
-        loop: asyncio.AbstractEventLoop,
         on_message: Callable[[Message], None] | None = None,
         share_group: str = "",
-        protocol: int | None = None,
+        protocol: int = MQTTv5,
         session_expiry: int = 7 * 24 * 3600,
+        receive_maximum: int = 1000,
+        keepalive: int = 30,
     ) -> None:
-        self.session_expiry = session_expiry
         self.url = url
-        self.loop = loop
+        self.client_id = client_id
         self.on_message = on_message
-        self.connected = threading.Event()
-        self.protocol = protocol if protocol is not None else probe_protocol(url)
+        self.protocol = protocol
+        self.session_expiry = session_expiry
+        self.receive_maximum = receive_maximum
+        self.keepalive = keepalive
         self.filter = f"$share/{share_group}/{READINGS_FILTER}" if share_group else READINGS_FILTER
-        if self.protocol == mqtt.MQTTv5:
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
-            )
-        else:
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-                manual_ack=True,
-            )
-        _configure(self.client, url)
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.connected = asyncio.Event()
+        self.unacked: dict[int, bytes] = {}
+        """Receipts sent at QoS 1 and not yet acknowledged, by packet id (insertion order = age)."""
+        self._next_id = 0
+        self._conn: _Connection | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def version(self) -> str:
-        return "5" if self.protocol == mqtt.MQTTv5 else "3.1.1"
+        return "5" if self.protocol == MQTTv5 else "3.1.1"
 
     def start(self) -> None:
-        if self.protocol == mqtt.MQTTv5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self.session_expiry
-            props.ReceiveMaximum = 1000
-            self.client.connect_async(
-                self.url.host, self.url.port, keepalive=30, clean_start=False, properties=props
-            )
-        else:
-            self.client.connect_async(self.url.host, self.url.port, keepalive=30)
-        self.client.loop_start()
+        """Connect in the background (call from the event loop); reconnects until :meth:`stop`."""
+        self._task = asyncio.create_task(self._run(), name="mqtt")
 
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    async def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.write(wire.DISCONNECT_PACKET)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._conn = None
+        self.connected.clear()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def ack(self, mid: int) -> None:
-        if mid:  # QoS 0 messages carry no packet id and need no acknowledgement
-            self.client.ack(mid, 1)
+        self.ack_many((mid,))
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """Acknowledge stored readings (QoS 0 ones, id 0, need none), in one write.
+
+        Without a connection the acknowledgements are dropped: the broker delivers
+        the readings again and ingest counts them as duplicates.
+        """
+        ids = [m for m in mids if m]
+        if ids and self._conn is not None:
+            self._conn.write(wire.pubacks(ids))
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1)
+        """Publish at QoS 1; kept for re-sending until the broker acknowledges it."""
+        packet_id = self._packet_id()
+        packet = wire.publish(topic, payload, qos=1, packet_id=packet_id, version=self.protocol)
+        self.unacked[packet_id] = packet
+        while len(self.unacked) > _MAX_UNACKED_RECEIPTS:
+            del self.unacked[next(iter(self.unacked))]
+        if self._conn is not None and self.connected.is_set():
+            self._conn.write(packet)
 
-    # --- paho callbacks (paho's thread) ---------------------------------------
+    def _packet_id(self) -> int:
+        for _ in range(0xFFFF):
+            self._next_id = self._next_id % 0xFFFF + 1
+            if self._next_id not in self.unacked:
+                return self._next_id
+        oldest = next(iter(self.unacked))  # every id in flight: forget the oldest receipt
+        del self.unacked[oldest]
+        return oldest
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
-    ) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("MQTT broker %s:%d refused the connection: %s", self.url.host, self.url.port, rc)
-            return
-        log.info("MQTT %s connected to %s:%d", self.version, self.url.host, self.url.port)
-        self.connected.set()
-        if self.on_message is not None:
-            client.subscribe(self.filter, qos=1)
+    # --- the connection ---------------------------------------------------------------
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
-    ) -> None:
-        self.connected.clear()
-        log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.url.host, self.url.port, rc)
+    async def _run(self) -> None:
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                reason = await self._session()
+                log.warning("MQTT connection to %s lost (%s); reconnecting", self.url.display(), reason)
+            except (OSError, TimeoutError, ConnectionError, ssl.SSLError, wire.MqttProtocolError) as exc:
+                log.warning(
+                    "MQTT broker %s: %s; retrying in %.0f s",
+                    self.url.display(),
+                    exc or type(exc).__name__,
+                    delay,
+                )
+            finally:
+                self.connected.clear()
+                self._conn = None
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if self.on_message is None:
-            return
-        message = Message(msg.topic, bytes(msg.payload), msg.mid, time.time())
-        self.loop.call_soon_threadsafe(self.on_message, message)
+    async def _session(self) -> str:
+        """Connect, subscribe and serve until the connection ends; return why it ended."""
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: _Connection(self), self.url.host, self.url.port, ssl=_ssl_context(self.url)
+            ),
+            _CONNECT_TIMEOUT,
+        )
+        try:
+            conn.write(
+                wire.connect(
+                    self.client_id,
+                    version=self.protocol,
+                    keepalive=self.keepalive,
+                    clean_start=False,
+                    username=self.url.username,
+                    password=self.url.password,
+                    session_expiry=self.session_expiry if self.protocol == MQTTv5 else 0,
+                    receive_maximum=self.receive_maximum if self.protocol == MQTTv5 else 0,
+                )
+            )
+            _, code = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
+            if code != 0:
+                raise wire.MqttProtocolError(
+                    f"the broker refused the connection: {wire.connack_reason(code)}"
+                )
+            self._conn = conn
+            for packet in list(self.unacked.values()):
+                conn.write(bytes((packet[0] | 0x08,)) + packet[1:])  # sent again: the DUP flag
+            if self.on_message is not None:
+                conn.write(wire.subscribe(self._packet_id(), self.filter, 1, self.protocol))
+                codes = await asyncio.wait_for(conn.suback, _CONNECT_TIMEOUT)
+                if not codes or codes[0] >= 0x80:
+                    raise wire.MqttProtocolError(
+                        f"the broker refused the subscription to {self.filter} "
+                        f"(code 0x{codes[0] if codes else 0:02x}: check the broker's ACL for this user)"
+                    )
+            log.info("MQTT %s connected to %s", self.version, self.url.display())
+            self.connected.set()
+            return await self._keep_alive(conn)
+        finally:
+            if conn.transport is not None:
+                conn.transport.close()  # sends what is buffered (a DISCONNECT on stop), then closes
+
+    async def _keep_alive(self, conn: _Connection) -> str:
+        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on."""
+        period = max(1.0, self.keepalive / 2)
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(conn.closed), period)
+            except TimeoutError:
+                pass
+            if time.monotonic() - conn.last_heard > 1.5 * self.keepalive:
+                conn.abort(f"no answer from the broker for {1.5 * self.keepalive:.0f} s")
+                continue
+            conn.write(wire.PINGREQ_PACKET)

@@ -66,18 +66,17 @@ class Gateway:
             applied = await migrate(conn)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        loop = asyncio.get_running_loop()
         url = s.mqtt
         protocol = await self._probe()
         wants_readings = "ingest" in self.runs
         self.link = MqttLink(
             url,
             s.mqtt_client_id,
-            loop=loop,
             on_message=self.queue.put_nowait if wants_readings else None,
             share_group=s.mqtt_share_group,
             protocol=protocol,
             session_expiry=s.mqtt_session_expiry,
+            receive_maximum=s.mqtt_receive_maximum,
         )
         self.link.start()
         if wants_readings:
@@ -126,8 +125,8 @@ class Gateway:
         delay = 0.5
         while True:
             try:
-                return await asyncio.to_thread(probe_protocol, self.settings.mqtt)
-            except OSError as exc:
+                return await probe_protocol(self.settings.mqtt)
+            except (OSError, TimeoutError) as exc:
                 log.warning("MQTT broker not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -164,7 +163,7 @@ class Gateway:
                 task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.link is not None:
-            self.link.stop()
+            await self.link.stop()
         if self.pool is not None:
             await self.pool.close()
 
@@ -199,8 +198,7 @@ class Gateway:
                     log.exception("storing %d messages failed; retrying in %.1f s", len(batch), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10)
-            for message in batch:
-                self.link.ack(message.mid)
+            self.link.ack_many([message.mid for message in batch])
             now = time.time()
             for message in batch:
                 self.metrics.ingest_lag.observe(max(0.0, now - message.received_at))

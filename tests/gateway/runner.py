@@ -39,7 +39,8 @@ class GatewayThread:
         if self.error is not None:
             raise self.error
         assert self.gateway.link is not None
-        if not self.gateway.link.wait_connected(30):
+        connected = asyncio.run_coroutine_threadsafe(self.gateway.link.wait_connected(30), self.loop)
+        if not connected.result(35):
             raise TimeoutError("the gateway did not connect to MQTT")
         return self
 

@@ -1,0 +1,270 @@
+"""MQTT 3.1.1 and 5 packets: the few the gateway sends and reads, built and parsed without I/O.
+
+The gateway's MQTT client (:mod:`gateway.mqtt`) is a small asyncio protocol
+over these functions.  It speaks only what the gateway needs: CONNECT with a
+persistent session, SUBSCRIBE at QoS 1, PUBLISH in both directions at QoS 0/1,
+PUBACK, PINGREQ and DISCONNECT.  Reading is built for throughput: one call
+parses every complete packet in a chunk of bytes from the socket, and the
+PUBACKs for a batch of readings go out in a single write.
+
+References: MQTT 3.1.1 (OASIS, 2014) and MQTT 5.0 (OASIS, 2019), sections 2
+(packet format) and 3 (the packets).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError
+
+MQTT311 = 4
+"""Protocol level of MQTT 3.1.1 in CONNECT."""
+MQTT5 = 5
+
+CONNECT = 1
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBSCRIBE = 8
+SUBACK = 9
+PINGREQ = 12
+PINGRESP = 13
+DISCONNECT = 14
+
+PINGREQ_PACKET = b"\xc0\x00"
+DISCONNECT_PACKET = b"\xe0\x00"
+"""DISCONNECT with no reason code: a normal disconnection in both versions."""
+
+# MQTT 5 property identifiers the gateway sends
+_SESSION_EXPIRY = 0x11
+_RECEIVE_MAXIMUM = 0x21
+
+_U16 = struct.Struct(">H")
+
+
+class MqttProtocolError(GatewayError):
+    """The broker sent bytes that are not a valid MQTT packet, or refused us."""
+
+    code = "mqtt_protocol"
+
+
+def varint(n: int) -> bytes:
+    """MQTT's Variable Byte Integer (remaining length, property lengths)."""
+    if not 0 <= n <= 268_435_455:
+        raise ValueError(f"{n} does not fit in an MQTT variable byte integer")
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _varint_at(buf: bytes, i: int, end: int) -> tuple[int, int] | None:
+    """(value, index after it) of the variable byte integer at ``buf[i]``; None if it runs past ``end``."""
+    value = 0
+    for shift in (0, 7, 14, 21):
+        if i >= end:
+            return None
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        if not byte & 0x80:
+            return value, i
+    raise MqttProtocolError("malformed variable byte integer from the broker")
+
+
+def _string(data: bytes) -> bytes:
+    if len(data) > 0xFFFF:
+        raise ValueError("an MQTT string is at most 65,535 bytes")
+    return _U16.pack(len(data)) + data
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes((first,)) + varint(len(body)) + body
+
+
+def connect(
+    client_id: str,
+    *,
+    version: int,
+    keepalive: int,
+    clean_start: bool,
+    username: str | None = None,
+    password: str | None = None,
+    session_expiry: int = 0,
+    receive_maximum: int = 0,
+) -> bytes:
+    """CONNECT: no will; in MQTT 5 the session expiry and receive maximum properties (0: omitted)."""
+    flags = 0x02 if clean_start else 0
+    tail = b""
+    if username is not None:
+        flags |= 0x80
+        tail += _string(username.encode())
+        if password is not None:
+            flags |= 0x40
+            tail += _string(password.encode())
+    body = _string(b"MQTT") + bytes((version, flags)) + _U16.pack(keepalive)
+    if version == MQTT5:
+        props = b""
+        if session_expiry:
+            props += bytes((_SESSION_EXPIRY,)) + struct.pack(">I", session_expiry)
+        if receive_maximum:
+            props += bytes((_RECEIVE_MAXIMUM,)) + _U16.pack(receive_maximum)
+        body += varint(len(props)) + props
+    return _packet(CONNECT << 4, body + _string(client_id.encode()) + tail)
+
+
+def subscribe(packet_id: int, topic_filter: str, qos: int, version: int) -> bytes:
+    """SUBSCRIBE to one filter."""
+    body = _U16.pack(packet_id)
+    if version == MQTT5:
+        body += b"\x00"  # no properties
+    return _packet(0x82, body + _string(topic_filter.encode()) + bytes((qos,)))
+
+
+def publish(
+    topic: str, payload: bytes, *, qos: int, packet_id: int, version: int, dup: bool = False
+) -> bytes:
+    """PUBLISH (not retained)."""
+    body = _string(topic.encode())
+    if qos:
+        body += _U16.pack(packet_id)
+    if version == MQTT5:
+        body += b"\x00"  # no properties
+    return _packet((PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1), body + payload)
+
+
+def pubacks(packet_ids: list[int]) -> bytes:
+    """The PUBACKs of these packet ids, in this order, as one buffer.
+
+    The same bytes in both versions: MQTT 5 lets a PUBACK omit its reason code
+    (success) when there are no properties.
+    """
+    return b"".join([b"\x40\x02" + _U16.pack(i) for i in packet_ids])
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A PUBLISH received from the broker."""
+
+    topic: str
+    payload: bytes
+    packet_id: int
+    """0 for QoS 0 (nothing to acknowledge)."""
+    qos: int
+    dup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Any other packet: its type, the flags of its first byte and its body."""
+
+    type: int
+    flags: int
+    body: bytes
+
+
+class PacketReader:
+    """Splits the byte stream from the broker into packets.
+
+    ``feed`` takes whatever the socket delivered and returns every packet that
+    is now complete, in order; a partial packet waits for the next chunk.
+    """
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[Publish | Control]:
+        buf = self._rest + data if self._rest else data
+        end = len(buf)
+        pos = 0
+        out: list[Publish | Control] = []
+        v5 = self.version == MQTT5
+        while pos + 2 <= end:
+            first = buf[pos]
+            header = _varint_at(buf, pos + 1, end)
+            if header is None:
+                break
+            length, i = header
+            stop = i + length
+            if stop > end:
+                break
+            kind = first >> 4
+            if kind == PUBLISH:
+                out.append(self._publish(first, buf, i, stop, v5))
+            else:
+                out.append(Control(kind, first & 0x0F, buf[i:stop]))
+            pos = stop
+        self._rest = buf[pos:] if pos < end else b""
+        return out
+
+    @staticmethod
+    def _publish(first: int, buf: bytes, i: int, stop: int, v5: bool) -> Publish:
+        qos = (first >> 1) & 0x03
+        if qos == 3 or i + 2 > stop:
+            raise MqttProtocolError("malformed PUBLISH from the broker")
+        n = (buf[i] << 8) | buf[i + 1]
+        i += 2
+        if i + n + (2 if qos else 0) > stop:
+            raise MqttProtocolError("malformed PUBLISH from the broker")
+        topic = buf[i : i + n].decode("utf-8", "replace")
+        i += n
+        packet_id = 0
+        if qos:
+            packet_id = (buf[i] << 8) | buf[i + 1]
+            i += 2
+        if v5:
+            props = _varint_at(buf, i, stop)
+            if props is None:
+                raise MqttProtocolError("malformed PUBLISH properties from the broker")
+            i = props[1] + props[0]
+        if i > stop:
+            raise MqttProtocolError("malformed PUBLISH from the broker")
+        return Publish(topic, buf[i:stop], packet_id, qos, bool(first & 0x08))
+
+
+def connack_result(body: bytes, version: int) -> tuple[bool, int]:
+    """(session present, reason code) of a CONNACK body; reason 0 is success."""
+    if len(body) < 2:
+        raise MqttProtocolError("malformed CONNACK from the broker")
+    return bool(body[0] & 0x01), body[1]
+
+
+def suback_codes(body: bytes, version: int) -> tuple[int, list[int]]:
+    """(packet id, reason codes) of a SUBACK body; a code of 0x80 or above is a refusal."""
+    if len(body) < 3:
+        raise MqttProtocolError("malformed SUBACK from the broker")
+    packet_id = _U16.unpack_from(body)[0]
+    i = 2
+    if version == MQTT5:
+        props = _varint_at(body, i, len(body))
+        if props is None:
+            raise MqttProtocolError("malformed SUBACK from the broker")
+        i = props[1] + props[0]
+    return packet_id, list(body[i:])
+
+
+CONNACK_REASONS = {
+    # MQTT 3.1.1 return codes
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorised",
+    # MQTT 5 reason codes
+    0x80: "unspecified error",
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorised",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8A: "banned",
+}
+
+
+def connack_reason(code: int) -> str:
+    return CONNACK_REASONS.get(code, f"reason code 0x{code:02x}")

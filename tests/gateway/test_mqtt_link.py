@@ -1,0 +1,159 @@
+"""The gateway's MQTT link against a real broker (and a broker that falls silent)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from attest_core.broker import parse_broker_url
+from gateway import mqttwire as wire
+from gateway.ingest import Message
+from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
+from tests.services import Broker
+
+
+def test_the_probe_finds_mqtt_5_on_mosquitto(broker: Broker) -> None:
+    if broker.how == "embedded":  # amqtt: 3.1.1 only (the end-to-end test covers that fallback)
+        assert asyncio.run(probe_protocol(parse_broker_url(broker.url))) == wire.MQTT311
+    else:
+        assert asyncio.run(probe_protocol(parse_broker_url(broker.url))) == MQTTv5
+
+
+def _subscriber(broker: Broker, topic: str) -> tuple[mqtt.Client, list[bytes]]:
+    got: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    client.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    return client, got
+
+
+async def _until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(condition())
+
+
+def test_receipts_published_before_the_connection_are_sent_once_connected(broker: Broker) -> None:
+    topic = f"attest/v1/link-{uuid.uuid4().hex[:8]}/receipts"
+    client, got = _subscriber(broker, topic)
+
+    async def go() -> None:
+        url = parse_broker_url(broker.url)
+        link = MqttLink(
+            url, f"gw-{uuid.uuid4().hex[:8]}", protocol=await probe_protocol(url), session_expiry=0
+        )
+        link.publish(topic, b"receipt 1")  # not connected yet: kept
+        link.publish(topic, b"receipt 2")
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            assert await _until(lambda: got == [b"receipt 1", b"receipt 2"])
+            assert await _until(lambda: not link.unacked)  # the broker acknowledged both
+        finally:
+            await link.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker) -> None:
+    """Readings not acknowledged before a reconnection are delivered again (the persistent session)."""
+    device = f"link-{uuid.uuid4().hex[:8]}"
+    topic = f"attest/v1/{device}/readings"
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+    if broker.username:
+        publisher.username_pw_set(broker.username, broker.password)
+    publisher.connect(broker.host, broker.port)
+    publisher.loop_start()
+
+    async def go() -> None:
+        url = parse_broker_url(broker.url)
+        protocol = await probe_protocol(url)
+        seen: list[Message] = []
+        link = MqttLink(url, client_id, on_message=seen.append, protocol=protocol, session_expiry=60)
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            for n in range(3):
+                publisher.publish(topic, f"r{n}".encode(), qos=1).wait_for_publish(5)
+            assert await _until(lambda: len([m for m in seen if m.topic == topic]) == 3)
+            mine = [m for m in seen if m.topic == topic]
+            assert [m.payload for m in mine] == [b"r0", b"r1", b"r2"]
+            assert all(m.mid for m in mine)
+            link.ack_many([mine[0].mid])  # only the first is "stored"
+        finally:
+            await link.stop()
+        seen.clear()
+        again = MqttLink(url, client_id, on_message=seen.append, protocol=protocol, session_expiry=0)
+        again.start()
+        try:
+            assert await again.wait_connected(10)
+            assert await _until(lambda: len([m for m in seen if m.topic == topic]) >= 2)
+            await asyncio.sleep(0.3)
+            assert [m.payload for m in seen if m.topic == topic] == [b"r1", b"r2"]
+            again.ack_many(m.mid for m in seen)
+        finally:
+            await again.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+
+
+def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
+    """A peer that answers CONNACK and SUBACK, then nothing: the keep-alive notices and reconnects."""
+
+    async def go() -> None:
+        connections: list[float] = []
+
+        async def silent_broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(asyncio.get_running_loop().time())
+            packets = wire.PacketReader(wire.MQTT311)
+            try:
+                while chunk := await reader.read(4096):
+                    for p in packets.feed(chunk):
+                        if isinstance(p, wire.Control) and p.type == wire.CONNECT:
+                            writer.write(b"\x20\x02\x00\x00")
+                        elif isinstance(p, wire.Control) and p.type == wire.SUBSCRIBE:
+                            writer.write(b"\x90\x03" + p.body[:2] + b"\x01")
+                        # PINGREQ: no answer
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(silent_broker, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        link = MqttLink(
+            parse_broker_url(f"mqtt://127.0.0.1:{port}"),
+            "gw-silent",
+            on_message=lambda m: None,
+            protocol=wire.MQTT311,
+            keepalive=2,
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            # silent for 1.5 keep-alives (3 s), then a reconnection after a 1 s pause
+            assert await _until(lambda: len(connections) >= 2, 8)
+            assert connections[1] - connections[0] >= 3.0
+        finally:
+            await link.stop()
+            server.close()
+
+    asyncio.run(go())

@@ -1,0 +1,159 @@
+"""The gateway's MQTT packets: built to the specification's bytes, parsed from any split of the stream."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway import mqttwire as wire
+
+
+def test_varint_matches_the_specifications_examples() -> None:
+    # MQTT 3.1.1 table 2.4 / MQTT 5 section 1.5.5: the boundaries of 1, 2, 3 and 4 bytes
+    assert wire.varint(0) == b"\x00"
+    assert wire.varint(127) == b"\x7f"
+    assert wire.varint(128) == b"\x80\x01"
+    assert wire.varint(16_383) == b"\xff\x7f"
+    assert wire.varint(16_384) == b"\x80\x80\x01"
+    assert wire.varint(2_097_151) == b"\xff\xff\x7f"
+    assert wire.varint(2_097_152) == b"\x80\x80\x80\x01"
+    assert wire.varint(268_435_455) == b"\xff\xff\xff\x7f"
+    with pytest.raises(ValueError):
+        wire.varint(268_435_456)
+
+
+def test_connect_311_persistent_session_with_credentials() -> None:
+    packet = wire.connect(
+        "gw-1", version=wire.MQTT311, keepalive=30, clean_start=False, username="u", password="p"
+    )
+    body = b"\x00\x04MQTT\x04\xc0\x00\x1e" + b"\x00\x04gw-1" + b"\x00\x01u" + b"\x00\x01p"
+    assert packet == b"\x10" + bytes([len(body)]) + body
+
+
+def test_connect_5_carries_session_expiry_and_receive_maximum() -> None:
+    packet = wire.connect(
+        "gw",
+        version=wire.MQTT5,
+        keepalive=30,
+        clean_start=False,
+        session_expiry=604_800,
+        receive_maximum=5000,
+    )
+    props = b"\x11\x00\x09\x3a\x80" + b"\x21\x13\x88"
+    body = b"\x00\x04MQTT\x05\x00\x00\x1e" + bytes([len(props)]) + props + b"\x00\x02gw"
+    assert packet == b"\x10" + bytes([len(body)]) + body
+
+
+def test_connect_clean_start_without_credentials() -> None:
+    packet = wire.connect("", version=wire.MQTT5, keepalive=10, clean_start=True)
+    assert packet == b"\x10\x0d\x00\x04MQTT\x05\x02\x00\x0a\x00\x00\x00"
+
+
+def test_subscribe_311_and_5() -> None:
+    assert wire.subscribe(7, "a/+", 1, wire.MQTT311) == b"\x82\x08\x00\x07\x00\x03a/+\x01"
+    assert wire.subscribe(7, "a/+", 1, wire.MQTT5) == b"\x82\x09\x00\x07\x00\x00\x03a/+\x01"
+
+
+def test_publish_qos1_and_dup_flag() -> None:
+    assert (
+        wire.publish("t", b"xy", qos=1, packet_id=258, version=wire.MQTT311) == b"\x32\x07\x00\x01t\x01\x02xy"
+    )
+    assert wire.publish("t", b"xy", qos=1, packet_id=258, version=wire.MQTT5, dup=True) == (
+        b"\x3a\x08\x00\x01t\x01\x02\x00xy"
+    )
+    assert wire.publish("t", b"", qos=0, packet_id=0, version=wire.MQTT311) == b"\x30\x03\x00\x01t"
+
+
+def test_pubacks_are_one_buffer_in_order() -> None:
+    assert wire.pubacks([1, 65535, 2]) == b"\x40\x02\x00\x01" + b"\x40\x02\xff\xff" + b"\x40\x02\x00\x02"
+    assert wire.pubacks([]) == b""
+
+
+def _broker_publish(
+    topic: str, payload: bytes, qos: int, packet_id: int, version: int, props: bytes
+) -> bytes:
+    """A PUBLISH as a broker may send it: in MQTT 5 with properties (here: arbitrary bytes)."""
+    body = len(topic.encode()).to_bytes(2, "big") + topic.encode()
+    if qos:
+        body += packet_id.to_bytes(2, "big")
+    if version == wire.MQTT5:
+        body += wire.varint(len(props)) + props
+    body += payload
+    return bytes([0x30 | (qos << 1)]) + wire.varint(len(body)) + body
+
+
+publishes = st.lists(
+    st.tuples(
+        st.text(min_size=1, max_size=40),
+        st.binary(max_size=1500),
+        st.integers(0, 1),
+        st.integers(1, 65535),
+        st.binary(max_size=200),
+    ),
+    max_size=12,
+)
+
+
+@given(publishes, st.sampled_from([wire.MQTT311, wire.MQTT5]), st.lists(st.integers(1, 400), max_size=20))
+def test_any_split_of_the_stream_gives_the_same_packets(
+    messages: list[tuple[str, bytes, int, int, bytes]], version: int, cuts: list[int]
+) -> None:
+    stream = b"".join(_broker_publish(t, p, q, i, version, pr) for t, p, q, i, pr in messages)
+    stream += b"\xd0\x00"  # a PINGRESP at the end
+    reader = wire.PacketReader(version)
+    got: list[wire.Publish | wire.Control] = []
+    pos = 0
+    for cut in cuts:
+        got += reader.feed(stream[pos : pos + cut])
+        pos += cut
+    got += reader.feed(stream[pos:])
+    assert [(p.topic, p.payload, p.packet_id, p.qos) for p in got if isinstance(p, wire.Publish)] == [
+        (t, p, i if q else 0, q) for t, p, q, i, _ in messages
+    ]
+    assert isinstance(got[-1], wire.Control)
+    assert got[-1].type == wire.PINGRESP
+
+
+def test_a_partial_packet_waits_for_the_rest() -> None:
+    packet = _broker_publish("attest/v1/d/readings", b"x" * 300, 1, 9, wire.MQTT311, b"")
+    reader = wire.PacketReader(wire.MQTT311)
+    assert reader.feed(packet[:1]) == []
+    assert reader.feed(packet[1:2]) == []  # half of a two-byte remaining length
+    assert reader.feed(packet[2:-1]) == []
+    [p] = reader.feed(packet[-1:])
+    assert isinstance(p, wire.Publish)
+    assert (p.packet_id, p.payload) == (9, b"x" * 300)
+
+
+@given(st.binary(max_size=300), st.sampled_from([wire.MQTT311, wire.MQTT5]))
+def test_garbage_raises_only_the_protocol_error(data: bytes, version: int) -> None:
+    reader = wire.PacketReader(version)
+    with contextlib.suppress(wire.MqttProtocolError):
+        reader.feed(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x30\xff\xff\xff\xff\x01", "variable byte integer"),
+        (b"\x36\x03\x00\x01t", "malformed PUBLISH"),  # QoS 3
+        (b"\x32\x01\x00", "malformed PUBLISH"),  # no room for the topic length
+        (b"\x32\x04\x00\x05ab", "malformed PUBLISH"),  # topic longer than the packet
+    ],
+)
+def test_malformed_packets_are_named(data: bytes, message: str) -> None:
+    with pytest.raises(wire.MqttProtocolError, match=message):
+        wire.PacketReader(wire.MQTT311).feed(data)
+
+
+def test_connack_and_suback() -> None:
+    assert wire.connack_result(b"\x01\x00", wire.MQTT311) == (True, 0)
+    assert wire.connack_result(b"\x00\x87\x00", wire.MQTT5) == (False, 0x87)
+    assert wire.connack_reason(0x87) == "not authorised"
+    assert wire.suback_codes(b"\x00\x05\x01", wire.MQTT311) == (5, [1])
+    assert wire.suback_codes(b"\x00\x05\x02\x1f\x00\x87", wire.MQTT5) == (5, [0x87])  # a reason string
+    with pytest.raises(wire.MqttProtocolError):
+        wire.connack_result(b"\x00", wire.MQTT311)
