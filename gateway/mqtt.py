@@ -25,6 +25,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from attest_core.topics import READINGS_FILTER
 from gateway import mqttwire as wire
@@ -104,8 +105,7 @@ class _Connection(asyncio.Protocol):
         self.last_heard = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -257,7 +257,7 @@ class MqttLink:
                 log.warning(
                     "MQTT broker %s: %s; retrying in %.0f s",
                     self.url.display(),
-                    exc or type(exc).__name__,
+                    str(exc) or type(exc).__name__,
                     delay,
                 )
             finally:
