@@ -31,6 +31,9 @@ class ApiState:
     verdicts: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     """Claim id -> (evidence fingerprint, verdict): the last server-side verdict of each claim."""
     verdict_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    log_size_seen: int = 0
+    """The largest log size this process has read: the log never shrinks, so a proof for a
+    tree no larger than this needs no query to know the tree exists."""
 
     def invalidate(self, device_id: str) -> None:
         if self.cache is not None:
