@@ -183,6 +183,7 @@ class MqttLink:
         self.unacked: dict[int, bytes] = {}
         """Receipts sent at QoS 1 and not yet acknowledged, by packet id (insertion order = age)."""
         self._next_id = 0
+        self._outbox: list[bytes] = []
         self._conn: _Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -233,7 +234,16 @@ class MqttLink:
         while len(self.unacked) > _MAX_UNACKED_RECEIPTS:
             del self.unacked[next(iter(self.unacked))]
         if self._conn is not None and self.connected.is_set():
-            self._conn.write(packet)
+            # Receipts come in bursts (one per device at each checkpoint): one write per burst.
+            if not self._outbox:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._outbox.append(packet)
+
+    def _flush(self) -> None:
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        if self._conn is not None:
+            self._conn.write(data)
 
     def _packet_id(self) -> int:
         for _ in range(0xFFFF):
