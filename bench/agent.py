@@ -21,7 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.env import REPO, GatewayProcess, Mosquitto, cpu_seconds, memory_mb, say
+from bench.env import cpu_seconds, memory_mb, say
+from stack.processes import REPO, GatewayProcess, MosquittoProcess, stop_process
 from stack.system import Tokens
 
 WARMUP_S = 3.0
@@ -47,7 +48,7 @@ def _cli(args: list[str], env: dict[str, str], log: Path) -> None:
 
 def run_agent(
     gw: GatewayProcess,
-    broker: Mosquitto,
+    broker: MosquittoProcess,
     dsn: str,
     workdir: Path,
     tokens: Tokens,
@@ -86,12 +87,7 @@ def run_agent(
         cpu1, n1, t1 = cpu_seconds(proc.pid), asyncio.run(_count(dsn, asset)), time.monotonic()
         rss, hwm = memory_mb(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 20)
     readings = n1 - n0
     cpu = cpu1 - cpu0
     result = {

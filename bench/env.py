@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 
 from attest_core.note import encode_private_key
 from bench.fleet import seed_for
-from stack.databases import create_database, database_url, drop_database
-from stack.embedded import EmbeddedPostgres, free_port
+from stack.databases import PG_LOCAL, can_connect, create_database, database_url, drop_database
+from stack.embedded import EmbeddedPostgres
+from stack.processes import REPO, GatewayProcess
 from stack.system import Tokens
 
-REPO = Path(__file__).resolve().parent.parent
-PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ORIGIN = "bench.iot-attest.local/log"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _T0 = time.monotonic()
@@ -35,33 +30,7 @@ def say(message: str) -> None:
     print(f"[bench {time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def wait_for(check: Callable[[], bool], seconds: float, pause: float = 0.1) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(pause)
-    return check()
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 # --- PostgreSQL ----------------------------------------------------------------------------------
-
-
-async def _can_connect(dsn: str) -> bool:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
 
 
 @dataclass
@@ -76,10 +45,10 @@ class Postgres:
     def start(self) -> Postgres:
         url = os.environ.get("DATABASE_URL")
         if url:
-            if not asyncio.run(_can_connect(url)):
+            if not asyncio.run(can_connect(url)):
                 raise RuntimeError(f"DATABASE_URL is set but PostgreSQL does not answer at {url}")
             self.admin_dsn, self.how = url, "DATABASE_URL"
-        elif asyncio.run(_can_connect(PG_LOCAL)):
+        elif asyncio.run(can_connect(PG_LOCAL)):
             self.admin_dsn, self.how = PG_LOCAL, "the machine's server on 127.0.0.1:5432"
         else:
             say("no PostgreSQL server answers: starting an embedded one (pgserver)")
@@ -123,53 +92,6 @@ class Postgres:
             self.embedded.remove()
 
 
-# --- Mosquitto -------------------------------------------------------------------------------------
-
-
-class Mosquitto:
-    """A Mosquitto of the benchmark's own with the project's queue settings (deploy/mosquitto/conf.d)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        (workdir / "data").mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir / 'data'}/\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-            + f"include_dir {REPO / 'deploy' / 'mosquitto' / 'conf.d'}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    def start(self) -> Mosquitto:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
-        with open(self.workdir / "mosquitto.log", "ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)  # noqa: S603
-        if not wait_for(lambda: port_open(self.host, self.port), 15):
-            raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.workdir}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
-
-
 # --- the gateway -----------------------------------------------------------------------------------
 
 
@@ -185,76 +107,22 @@ def write_log_key(path: Path) -> None:
         path.chmod(0o600)
 
 
-class GatewayProcess:
-    """``python -m gateway run`` as a subprocess, configured through the environment."""
-
-    def __init__(
-        self, dsn: str, mqtt_url: str, workdir: Path, name: str, tokens: Tokens, **settings: str
-    ) -> None:
-        self.port = free_port()
-        self.name = name
-        key_file = workdir / "log.key"
-        write_log_key(key_file)
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": dsn,
-            "MQTT_URL": mqtt_url,
-            "GATEWAY_KEY_FILE": str(key_file),
-            "GATEWAY_ORIGIN": ORIGIN,
-            "GATEWAY_API_PORT": str(self.port),
-            "GATEWAY_MQTT_CLIENT_ID": f"bench-{name}-{uuid.uuid4().hex[:6]}",
-            "GATEWAY_TOKENS": tokens.config(),
-            **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
-        }
-        self.settings = settings
-        self.log_path = workdir / f"gateway-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> GatewayProcess:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--log-format", "text", "run"],
-                env=self.env,
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway {self.name} exited at start; see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the gateway {self.name} did not become ready; see {self.log_path}")
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=5).text
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-        return 0.0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+def bench_gateway(
+    dsn: str, mqtt_url: str, workdir: Path, name: str, tokens: Tokens, **settings: str
+) -> GatewayProcess:
+    """A gateway process of the benchmark (not started): its log in workdir/gateway-<name>.log."""
+    key_file = workdir / "log.key"
+    write_log_key(key_file)
+    return GatewayProcess(
+        database_url=dsn,
+        mqtt_url=mqtt_url,
+        log_file=workdir / f"gateway-{name}.log",
+        origin=ORIGIN,
+        key_file=key_file,
+        client_id=f"bench-{name}-{uuid.uuid4().hex[:6]}",
+        settings={"tokens": tokens.config(), **settings},
+        name=name,
+    )
 
 
 # --- process statistics ----------------------------------------------------------------------------

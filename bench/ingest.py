@@ -33,10 +33,11 @@ import asyncpg
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes
 from attest_core.topics import readings_topic
 from bench import profile
-from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, cpu_seconds, say
+from bench.env import Postgres, bench_gateway, cpu_seconds, say
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.publisher import write_frames
 from gateway.sequencer import reading_entry
+from stack.processes import REPO, GatewayProcess, MosquittoProcess
 from stack.system import Tokens
 
 TABLES = (
@@ -128,7 +129,7 @@ def run_ingest(
     order = message_order(spec, run.count)
     frames = wd / "messages.bin"
     write_frames(frames, [(readings_topic(spec.device_id(d)), fleet[d].envelopes[k]) for d, k in order])
-    broker = Mosquitto(wd / "mosquitto").start()
+    broker = MosquittoProcess(wd / "mosquitto").start()
     gateways: list[GatewayProcess] = []
     recording: profile.Recording | None = None
     publisher: subprocess.Popen[str] | None = None
@@ -136,7 +137,7 @@ def run_ingest(
         share = {"mqtt_share_group": "bench"} if run.gateways > 1 else {}
         for n in range(run.gateways):
             gateways.append(
-                GatewayProcess(dsn, broker.url, wd, f"{run.label}-{n}", tokens, **settings, **share).start()
+                bench_gateway(dsn, broker.url, wd, f"{run.label}-{n}", tokens, **settings, **share).start()
             )
         # the enrolments are logged and sealed before the clock starts
         if not _wait_sealed_size(dsn, spec.devices, 60):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stack.processes import stop_process
+
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 # Where a sample belongs, by the first matching frame (innermost last): label, function, file suffix.
@@ -21,9 +23,8 @@ PHASES: list[tuple[str, str, str]] = [
     ("ingest: database", "store_batch", "gateway/ingest.py"),
     ("sequencer: step", "step", "gateway/sequencer.py"),
     ("sequencer: checkpoint + receipts", "checkpoint", "gateway/sequencer.py"),
-    ("MQTT: paho thread -> asyncio (call_soon_threadsafe)", "_on_message", "gateway/mqtt.py"),
+    ("MQTT: read and parse packets, hand readings to ingest", "data_received", "gateway/mqtt.py"),
     ("ingest: batching loop, acks, metrics", "_ingest_loop", "gateway/service.py"),
-    ("MQTT: paho thread (read, decode, PUBACK)", "_thread_main", "paho/mqtt/client.py"),
     ("asyncio event loop (wake-ups, I/O)", "_run_once", "asyncio/base_events.py"),
     ("API (uvicorn)", "serve", "uvicorn/server.py"),
 ]
@@ -41,13 +42,7 @@ class Recording:
     log: Path
 
     def stop(self) -> Path | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 30, sig=signal.SIGINT)  # py-spy writes its output on SIGINT
         return self.out if self.out.exists() else None
 
 

@@ -42,12 +42,13 @@ from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import open_checkpoint
 from attest_core.merkle import inclusion_plan, leaf_hash, verify_consistency, verify_inclusion
 from attest_core.money import format_kwh
-from bench.env import ORIGIN, GatewayProcess, Mosquitto, Postgres, say, write_log_key
+from bench.env import ORIGIN, Postgres, bench_gateway, say, write_log_key
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.ingest import percentile, table_bytes
 from gateway import logkey, logstore
 from gateway.config import Settings
 from gateway.sequencer import Sequencer, hold_lock
+from stack.processes import GatewayProcess, MosquittoProcess
 from stack.system import Tokens
 
 PRICE = "0.35"
@@ -315,7 +316,7 @@ def run_log(
     tokens: Tokens,
     sizes: LogSizes,
     keep_db: bool = False,
-    after: Callable[[GatewayProcess, Mosquitto, str], dict[str, Any]] | None = None,
+    after: Callable[[GatewayProcess, MosquittoProcess, str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the log, measure proofs, claims, bundles and the verifier; ``after(gateway, broker, dsn)`` runs last."""
     wd = workdir / "log"
@@ -323,7 +324,7 @@ def run_log(
     key_file = wd / "log.key"
     write_log_key(key_file)
     dsn = pg.create("log")
-    broker: Mosquitto | None = None
+    broker: MosquittoProcess | None = None
     gw: GatewayProcess | None = None
     out: dict[str, Any] = {}
     try:
@@ -346,8 +347,8 @@ def run_log(
         say(f"log: {size:,} entries in {fill_s:.0f} s (sequencer {fill['sequencer_entries_per_s']:,.0f} entries/s); "
             f"10 million would take about {estimate / 60:.0f} min this way")  # fmt: skip
 
-        broker = Mosquitto(wd / "mosquitto").start()
-        gw = GatewayProcess(dsn, broker.url, wd, "api", tokens, checkpoint_interval="1.0").start()
+        broker = MosquittoProcess(wd / "mosquitto").start()
+        gw = bench_gateway(dsn, broker.url, wd, "api", tokens, checkpoint_interval="1.0").start()
         say(
             f"proofs: {sizes.proof_requests} inclusion and {sizes.proof_requests} consistency requests over HTTP"
         )

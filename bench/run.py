@@ -17,10 +17,11 @@ from typing import Any
 
 from bench import profile
 from bench.agent import run_agent
-from bench.env import REPO, GatewayProcess, Mosquitto, Postgres, bench_tokens, git_commit, machine_info, say
+from bench.env import Postgres, bench_tokens, git_commit, machine_info, say
 from bench.fleet import FleetSpec, sign_fleet
 from bench.ingest import IngestRun, run_ingest
 from bench.prooflog import LogSizes, run_log
+from stack.processes import REPO, GatewayProcess, MosquittoProcess
 
 REQUIRED = (
     "ingest_readings_per_s",
@@ -371,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verifier_readings=args.verifier_readings,
         )
 
-        def agent(gw: GatewayProcess, broker: Mosquitto, dsn: str) -> dict[str, Any]:
+        def agent(gw: GatewayProcess, broker: MosquittoProcess, dsn: str) -> dict[str, Any]:
             return run_agent(gw, broker, dsn, workdir, tokens, args.agent_seconds, args.agent_interval)
 
         results.update(run_log(pg, log_spec, log_fleet, sign_s, workdir, tokens, sizes, args.keep, agent))

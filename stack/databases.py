@@ -6,6 +6,19 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""The machine's own server, as installed by its packages (the tests and the benchmarks try it)."""
+
+
+async def can_connect(dsn: str) -> bool:
+    """Whether a PostgreSQL server answers at ``dsn`` (and lets us in) within a few seconds."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
 
 def database_url(admin_url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``admin_url``."""

@@ -33,7 +33,8 @@ from rich.console import Console
 
 from attest_core.entries import ReadingEntry, decode_entry, encode_entry
 from attest_core.money import energy_value, format_kwh, round_down
-from stack.system import REPO, System
+from stack.processes import REPO
+from stack.system import System
 
 PRICE = "0.35"
 CURRENCY = "USD"

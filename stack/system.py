@@ -11,10 +11,7 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +19,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 
 from stack.databases import create_database, drop_database
-from stack.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from stack.embedded import EmbeddedBroker, EmbeddedPostgres
+from stack.processes import GatewayProcess
 
-REPO = Path(__file__).resolve().parent.parent
 Say = Callable[[str], None]
 
 
@@ -64,7 +60,7 @@ class System:
     _pg: EmbeddedPostgres | None = None
     _broker: EmbeddedBroker | None = None
     _own_database: tuple[str, str] | None = None
-    _gateway: subprocess.Popen[bytes] | None = None
+    _gateway: GatewayProcess | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -113,43 +109,24 @@ class System:
         self.say(f"MQTT: an embedded broker (amqtt, MQTT 3.1.1) on port {self._broker.port}")
 
     def _start_gateway(self) -> None:
-        self.api_port = self.api_port or free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "MQTT_URL": self.mqtt_url,
-            "GATEWAY_ORIGIN": self.origin,
-            "GATEWAY_KEY_FILE": str(self.workdir / "gateway-log.key"),
-            "GATEWAY_API_PORT": str(self.api_port),
-            "GATEWAY_MQTT_CLIENT_ID": f"iot-attest-demo-{uuid.uuid4().hex[:6]}",
-            "GATEWAY_TOKENS": self.tokens.config(),
-        }
+        self._gateway = GatewayProcess(
+            database_url=self.database_url,
+            mqtt_url=self.mqtt_url,
+            log_file=self.gateway_log,
+            origin=self.origin,
+            key_file=self.workdir / "gateway-log.key",
+            client_id=f"iot-attest-demo-{uuid.uuid4().hex[:6]}",
+            port=self.api_port,
+            settings={"tokens": self.tokens.config()},
+        )
+        self.api_port = self._gateway.port
         self.say(f"gateway: starting (API on {self.gateway_url}, log in {self.gateway_log})")
-        with open(self.gateway_log, "ab") as log:
-            self._gateway = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--log-format", "text", "run"],
-                env=env, cwd=REPO, stdout=log, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self._gateway.poll() is not None:
-                raise RuntimeError(f"the gateway exited at start; see {self.gateway_log}")
-            try:
-                if httpx.get(self.gateway_url + "/readyz", timeout=2).status_code == 200:
-                    self.say("gateway: ready")
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the gateway did not become ready in 90 s; see {self.gateway_log}")
+        self._gateway.start(90, pause=0.2, request_timeout=2)
+        self.say("gateway: ready")
 
     def stop(self) -> None:
-        if self._gateway is not None and self._gateway.poll() is None:
-            self._gateway.terminate()
-            try:
-                self._gateway.wait(20)
-            except subprocess.TimeoutExpired:
-                self._gateway.kill()
+        if self._gateway is not None:
+            self._gateway.stop(20)
         if self._broker is not None:
             self._broker.stop()
         if self._own_database is not None:

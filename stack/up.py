@@ -14,7 +14,8 @@ import time
 
 from rich.console import Console
 
-from stack.system import REPO, System
+from stack.processes import REPO, stop_process
+from stack.system import System
 
 console = Console(highlight=False)
 
@@ -68,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]{exc}[/red]")
         return 1
     finally:
-        if fleet is not None and fleet.poll() is None:
-            fleet.send_signal(signal.SIGINT)
-            try:
-                fleet.wait(20)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
+        if fleet is not None:
+            stop_process(fleet, 20, sig=signal.SIGINT)
         system.stop()

@@ -15,51 +15,29 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
-
-from stack.databases import create_database, database_url, drop_database
+from stack.databases import PG_LOCAL, can_connect, create_database, database_url, drop_database
 from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 
-PG_LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# the tests import these from here too (the helpers themselves are in stack/, shared with bench/)
+from stack.embedded import free_port as free_port
+from stack.processes import REPO as REPO
+from stack.processes import MosquittoProcess as MosquittoProcess
+from stack.processes import port_open as port_open
+from stack.processes import wait_for as wait_for
+
 MQTT_LOCAL = ("127.0.0.1", 1883)
 
 
 def say(message: str) -> None:
     print(f"[test services] {message}", file=sys.stderr, flush=True)
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -87,23 +65,14 @@ class Postgres:
                 self._stop()
 
 
-async def _can_connect(dsn: str) -> bool:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError):
-        return False
-    await conn.close()
-    return True
-
-
 def start_postgres() -> Postgres:
     url = os.environ.get("DATABASE_URL")
     if url:
-        if not asyncio.run(_can_connect(url)):
+        if not asyncio.run(can_connect(url)):
             raise RuntimeError(f"DATABASE_URL is set but PostgreSQL does not answer at {url}")
         say(f"PostgreSQL: DATABASE_URL ({urlsplit(url).hostname})")
         return Postgres(url, "DATABASE_URL")
-    if asyncio.run(_can_connect(PG_LOCAL)):
+    if asyncio.run(can_connect(PG_LOCAL)):
         say("PostgreSQL: the machine's server on 127.0.0.1:5432")
         return Postgres(PG_LOCAL, "local")
     if shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
@@ -115,7 +84,7 @@ def start_postgres() -> Postgres:
                 check=False,
                 capture_output=True,
             )
-            if wait_for(lambda: asyncio.run(_can_connect(PG_LOCAL)), 30):
+            if wait_for(lambda: asyncio.run(can_connect(PG_LOCAL)), 30):
                 return Postgres(PG_LOCAL, "local (started)")
     say("PostgreSQL: no server on this machine")
     return start_embedded_postgres()
@@ -172,52 +141,3 @@ def start_embedded_broker() -> Broker:
     broker = EmbeddedBroker().start()
     say(f"MQTT: started an embedded broker (amqtt, MQTT 3.1.1) on port {broker.port}")
     return Broker(broker.host, broker.port, "embedded", _stop=broker.stop)
-
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-class MosquittoProcess:
-    """A Mosquitto of the test's own, with the project's queue settings (deploy/mosquitto/conf.d)."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        (workdir / "data").mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir / 'data'}/\n"
-            "user root\n"
-            f"include_dir {REPO / 'deploy' / 'mosquitto' / 'conf.d'}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    def start(self) -> MosquittoProcess:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        with open(self.workdir / "mosquitto.log", "ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)
-        if not wait_for(lambda: port_open(self.host, self.port), 15):
-            raise RuntimeError(f"mosquitto did not start on port {self.port}")
-        return self
-
-    def stop(self) -> None:
-        """A clean shutdown: Mosquitto saves its persistent state."""
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(15)
-            self.proc = None
-
-    def kill(self) -> None:
-        """kill -9: whatever Mosquitto had not saved is gone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(15)
-            self.proc = None

@@ -35,6 +35,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.topics import READINGS_FILTER, readings_topic, receipts_topic, status_topic
+from stack.processes import stop_process
 from tests.deploy.deployfiles import MOSQUITTO_DIR, conf_directives, parse_acl
 from tests.services import free_port, port_open, wait_for
 
@@ -245,12 +246,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         assert proc.poll() is None, f"mosquitto refused the configuration:\n{running.log_text()}"
         yield running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 10, kill_wait=10)
 
 
 class Client:

@@ -7,94 +7,55 @@ newest one.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from attest_core.checkpoint import open_checkpoint
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
+from attest_core.note import encode_private_key
 from gateway import logstore
 from gateway.devices import enrol
 from gateway.migrations import migrate
-from stack.embedded import EmbeddedPostgres
+from stack.embedded import EmbeddedPostgres, free_port
+from stack.processes import GatewayProcess, MosquittoProcess
 from tests.gateway.fleet import Fleet
 from tests.gateway.helpers import log_signer, run
-from tests.services import REPO, MosquittoProcess, free_port
 from tests.support import TestDevice, seeded_signer
 
 pytestmark = pytest.mark.slow
 
 
-class GatewayProcess:
-    def __init__(self, dsn: str, mqtt_url: str, workdir: Path, **settings: str) -> None:
-        self.port = free_port()
-        key_file = workdir / "log.key"
-        if not key_file.exists():
-            key_file.write_text(
-                __import__("attest_core.note", fromlist=["encode_private_key"]).encode_private_key(
-                    "test.example/log", seeded_signer("gateway log key").seed
-                )
-                + "\n"
-            )
-            key_file.chmod(0o600)
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": dsn,
-            "MQTT_URL": mqtt_url,
-            "GATEWAY_KEY_FILE": str(key_file),
-            "GATEWAY_ORIGIN": "test.example/log",
-            "GATEWAY_API_PORT": str(self.port),
-            "GATEWAY_MQTT_CLIENT_ID": f"crash-gw-{uuid.uuid4().hex[:6]}",
-            "GATEWAY_CHECKPOINT_INTERVAL": "0.3",
-            **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
-        }
-        self.log_path = workdir / f"gateway-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+ORIGIN = "test.example/log"
+ACCEPTED = "iot_attest_readings_accepted_total"
 
-    def start(self) -> GatewayProcess:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--log-format", "text", "run"],
-                env=self.env, cwd=REPO, stdout=log, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, "the gateway exited"
-            time.sleep(0.1)
-        raise TimeoutError("the gateway did not become ready")
 
-    def accepted(self) -> int:
-        metrics = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        line = next(x for x in metrics.splitlines() if x.startswith("iot_attest_readings_accepted_total "))
-        return int(float(line.split()[-1]))
+def crash_gateway(dsn: str, mqtt_url: str, workdir: Path, **settings: str) -> GatewayProcess:
+    """A gateway process (not started) signing checkpoints every 0.3 s; its log in workdir/gateway-<port>.log."""
+    key_file = workdir / "log.key"
+    if not key_file.exists():
+        key_file.write_text(encode_private_key(ORIGIN, seeded_signer("gateway log key").seed) + "\n")
+        key_file.chmod(0o600)
+    port = free_port()
+    return GatewayProcess(
+        database_url=dsn,
+        mqtt_url=mqtt_url,
+        log_file=workdir / f"gateway-{port}.log",
+        origin=ORIGIN,
+        key_file=key_file,
+        client_id=f"crash-gw-{uuid.uuid4().hex[:6]}",
+        port=port,
+        settings={"checkpoint_interval": "0.3", **settings},
+    )
 
-    def is_sequencer(self) -> bool:
-        metrics = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        return "iot_attest_sequencer_leader 1.0" in metrics
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
+def is_sequencer(gateway: GatewayProcess) -> bool:
+    return gateway.metric("iot_attest_sequencer_leader") == 1.0
 
 
 def enrol_all(dsn: str, devices: list[TestDevice]) -> None:
@@ -155,7 +116,7 @@ def test_gateway_killed_while_readings_flow(
 ) -> None:
     fleet_devices = devices(5)
     enrol_all(database, fleet_devices)
-    gateway = GatewayProcess(database, broker_process.url, tmp_path).start()
+    gateway = crash_gateway(database, broker_process.url, tmp_path).start()
     fleet = Fleet(
         broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 300
     ).start()
@@ -169,7 +130,7 @@ def test_gateway_killed_while_readings_flow(
         assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
     finally:
         fleet.close()
-        gateway.stop()
+        gateway.stop(strict=True)
     assert_log_complete(database, fleet)
 
 
@@ -178,13 +139,13 @@ def test_broker_restarts_while_readings_flow(
 ) -> None:
     fleet_devices = devices(4)
     enrol_all(database, fleet_devices)
-    gateway = GatewayProcess(database, broker_process.url, tmp_path).start()
+    gateway = crash_gateway(database, broker_process.url, tmp_path).start()
     fleet = Fleet(
         broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 250
     ).start()
     try:
         time.sleep(1.0)
-        broker_process.stop()  # a clean restart: queued messages survive on disk
+        broker_process.stop(strict=True)  # a clean restart: queued messages survive on disk
         time.sleep(1.0)
         broker_process.start()
         time.sleep(1.0)
@@ -193,7 +154,7 @@ def test_broker_restarts_while_readings_flow(
         assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
     finally:
         fleet.close()
-        gateway.stop()
+        gateway.stop(strict=True)
     assert_log_complete(database, fleet)
 
 
@@ -202,7 +163,7 @@ def test_postgres_restarts_while_readings_flow(broker_process: MosquittoProcess,
     try:
         fleet_devices = devices(4)
         enrol_all(pg.url, fleet_devices)
-        gateway = GatewayProcess(pg.url, broker_process.url, tmp_path).start()
+        gateway = crash_gateway(pg.url, broker_process.url, tmp_path).start()
         fleet = Fleet(
             broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 250
         ).start()
@@ -214,9 +175,9 @@ def test_postgres_restarts_while_readings_flow(broker_process: MosquittoProcess,
             assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
         finally:
             fleet.close()
-            gateway.stop()
+            gateway.stop(strict=True)
         assert_log_complete(pg.url, fleet)
-        log = gateway.log_path.read_text()
+        log = gateway.log_file.read_text()
         assert "retrying" in log  # the gateway said what happened
     finally:
         pg.remove()
@@ -227,32 +188,32 @@ def test_two_gateways_share_the_load_and_one_takes_over(
 ) -> None:
     fleet_devices = devices(6)
     enrol_all(database, fleet_devices)
-    a = GatewayProcess(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
-    b = GatewayProcess(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
+    a = crash_gateway(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
+    b = crash_gateway(database, broker_process.url, tmp_path, mqtt_share_group="gw").start()
     fleet = Fleet(
         broker_process.host, broker_process.port, fleet_devices, log_signer().public_key, 200
     ).start()
     try:
         deadline = time.monotonic() + 20
-        while not (a.is_sequencer() or b.is_sequencer()) and time.monotonic() < deadline:
+        while not (is_sequencer(a) or is_sequencer(b)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        leaders = [g for g in (a, b) if g.is_sequencer()]
+        leaders = [g for g in (a, b) if is_sequencer(g)]
         assert len(leaders) == 1, "exactly one process is the sequencer"
         time.sleep(1.5)
-        assert a.accepted() > 0, "the shared subscription gave the first process nothing"
-        assert b.accepted() > 0, "the shared subscription gave the second process nothing"
+        assert a.metric(ACCEPTED) > 0, "the shared subscription gave the first process nothing"
+        assert b.metric(ACCEPTED) > 0, "the shared subscription gave the second process nothing"
         leader = leaders[0]
         follower = b if leader is a else a
         leader.kill()
         deadline = time.monotonic() + 20
-        while not follower.is_sequencer() and time.monotonic() < deadline:
+        while not is_sequencer(follower) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert follower.is_sequencer(), "the other process did not take over the log"
+        assert is_sequencer(follower), "the other process did not take over the log"
         leader.start()
         assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
-        assert not leader.is_sequencer()
+        assert not is_sequencer(leader)
     finally:
         fleet.close()
-        a.stop()
-        b.stop()
+        a.stop(strict=True)
+        b.stop(strict=True)
     assert_log_complete(database, fleet)
