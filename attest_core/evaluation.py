@@ -73,6 +73,10 @@ NIGHT_SLACK_MWH = 2_000
 """A solar asset may register up to 2 Wh in a night interval (a pulse at dusk)."""
 
 
+_FATAL_BITS = int(FATAL_STATUS)
+_UNSYNCED_BIT = int(Status.TIME_UNSYNCED)
+
+
 class Severity(enum.Enum):
     FATAL = "fatal"
     """The claim cannot be backed while this stands."""
@@ -320,17 +324,19 @@ def _evaluate_device(
     counted: list[AttestedReading] = []
     disowned = 0
     unsynced = 0
+    start, end = claim.period_start_ms, claim.period_end_ms
     for item in ordered:
         r = item.reading
         if record.disowns(r.seq):
             disowned += 1
             continue
-        if in_period(claim, r.time_ms):
+        if start <= r.time_ms < end:  # in_period
             counted.append(item)
-            if r.status & FATAL_STATUS:
-                flags = Status(r.status & FATAL_STATUS)
+            bits = int(r.status)  # plain int operations: Status's own are ten times slower
+            if bits & _FATAL_BITS:
+                flags = Status(bits & _FATAL_BITS)
                 add(Severity.FATAL, "meter_fault", f"reading {r.seq}: the meter reports {flags!r}", item)
-            if r.status & Status.TIME_UNSYNCED:
+            if bits & _UNSYNCED_BIT:
                 unsynced += 1
     if disowned:
         add(

@@ -7,8 +7,10 @@ PKCS#11) can replace a file key without touching the code that signs.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -83,6 +85,26 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
         return False
     return True
+
+
+def failed_signatures(items: Sequence[tuple[bytes, bytes]]) -> list[int]:
+    """The positions of the ``(signature ‖ message, public key)`` pairs whose signature does not verify.
+
+    Each item holds the 64-byte signature followed by the exact message bytes, as
+    libsodium takes them: the check of :func:`verify_signature`, for many signatures at
+    once, here or in a worker process (the function is picklable by reference).
+    """
+    check = nacl.bindings.crypto_sign_open
+    failed: list[int] = []
+    for position, (signed, public_key) in enumerate(items):
+        if len(public_key) != PUBLIC_KEY_SIZE or len(signed) < SIGNATURE_SIZE:
+            failed.append(position)
+            continue
+        try:
+            check(signed, public_key)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
+            failed.append(position)
+    return failed
 
 
 def fingerprint(public_key: bytes) -> str:

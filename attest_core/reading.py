@@ -153,6 +153,33 @@ _POWER = struct.Struct(">q")
 _MAX_U63 = (1 << 63) - 1
 _TRIGGERS = {int(t): t for t in Trigger}
 _STATUSES = {bits: Status(bits) for bits in range(KNOWN_STATUS_BITS + 1)}
+# The slot descriptors of the frozen Reading: setting a field through them skips the frozen
+# __setattr__, twice as fast as object.__setattr__ (a bundle can hold millions of readings).
+_new_reading = Reading.__new__
+(
+    _set_device_id,
+    _set_asset_id,
+    _set_seq,
+    _set_time_ms,
+    _set_energy_mwh,
+    _set_power_mw,
+    _set_status,
+    _set_trigger,
+    _set_prev_hash,
+) = (
+    getattr(Reading, name).__set__
+    for name in (
+        "device_id",
+        "asset_id",
+        "seq",
+        "time_ms",
+        "energy_mwh",
+        "power_mw",
+        "status",
+        "trigger",
+        "prev_hash",
+    )
+)
 
 
 def decode_payload(payload: bytes) -> Reading:
@@ -197,19 +224,17 @@ def decode_payload(payload: bytes) -> Reading:
             or trigger not in _TRIGGERS
         ):
             raise IndexError
-        reading = Reading.__new__(Reading)
-        for name, value in (
-            ("device_id", device_id),
-            ("asset_id", asset_id),
-            ("seq", seq),
-            ("time_ms", time_ms),
-            ("energy_mwh", energy),
-            ("power_mw", power),
-            ("status", _STATUSES[status]),
-            ("trigger", _TRIGGERS[trigger]),
-            ("prev_hash", bytes(prev_hash)),
-        ):
-            object.__setattr__(reading, name, value)
+        # Every field is checked above: fill the slots directly, without __post_init__.
+        reading = _new_reading(Reading)
+        _set_device_id(reading, device_id)
+        _set_asset_id(reading, asset_id)
+        _set_seq(reading, seq)
+        _set_time_ms(reading, time_ms)
+        _set_energy_mwh(reading, energy)
+        _set_power_mw(reading, power)
+        _set_status(reading, _STATUSES[status])
+        _set_trigger(reading, _TRIGGERS[trigger])
+        _set_prev_hash(reading, bytes(prev_hash))
         return reading
     except (IndexError, struct.error, TypeError):
         pass

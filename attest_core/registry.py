@@ -168,15 +168,30 @@ class Registry:
         record = self.devices.get(reading.device_id)
         if record is None:
             raise RegistryError(f"device {reading.device_id} is not enrolled", code="unknown_device")
+        envelope.verify(self._key_for_reading(record, envelope.key_id, reading))
+        return record
+
+    def key_for_reading(self, key_id: bytes, reading: Reading) -> bytes:
+        """The public key that must have signed ``reading``, whose envelope names ``key_id``.
+
+        Every check of :meth:`check_reading` but the signature itself, with the same errors.
+        The key's id is ``key_id`` (that is how it was found), so the envelope's key id needs
+        no second look; the caller checks the signature.
+        """
+        record = self.devices.get(reading.device_id)
+        if record is None:
+            raise RegistryError(f"device {reading.device_id} is not enrolled", code="unknown_device")
+        return self._key_for_reading(record, key_id, reading)
+
+    @staticmethod
+    def _key_for_reading(record: DeviceRecord, key_id: bytes, reading: Reading) -> bytes:
         if reading.asset_id != record.asset_id:
             raise RegistryError(
                 f"reading {reading.seq} of device {record.device_id} names asset {reading.asset_id}, "
                 f"but the device is enrolled for asset {record.asset_id}",
                 code="wrong_asset",
             )
-        public_key = record.key_for(envelope.key_id, reading.seq)
-        envelope.verify(public_key)
-        return record
+        return record.key_for(key_id, reading.seq)
 
     def _known(self, device_id: str, index: int, what: str) -> DeviceRecord:
         record = self.devices.get(device_id)
