@@ -24,6 +24,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import cast
 
@@ -99,10 +100,15 @@ class _Connection(asyncio.Protocol):
         self.link = link
         self.reader = wire.PacketReader(link.protocol)
         self.transport: asyncio.Transport | None = None
-        self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
         self.suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_heard = time.monotonic()
+        self.ready = False
+        """CONNACK received: receipts may be sent."""
+        self.quota = 65_535
+        """The broker's Receive Maximum: receipts we may have unacknowledged on this connection."""
+        self.in_flight: set[int] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -132,10 +138,13 @@ class _Connection(asyncio.Protocol):
                     self.write(wire.pubacks([packet.packet_id]))
             elif packet.type == wire.PUBACK:
                 if len(packet.body) >= 2:
-                    link.unacked.pop((packet.body[0] << 8) | packet.body[1], None)
+                    link._acked(self, (packet.body[0] << 8) | packet.body[1])
             elif packet.type == wire.CONNACK:
                 if not self.connack.done():
-                    self.connack.set_result(wire.connack_result(packet.body, link.protocol))
+                    try:
+                        self.connack.set_result(wire.parse_connack(packet.body, link.protocol))
+                    except wire.MqttProtocolError as exc:
+                        self.connack.set_exception(exc)
             elif packet.type == wire.SUBACK:
                 if not self.suback.done():
                     self.suback.set_result(wire.suback_codes(packet.body, link.protocol)[1])
@@ -180,10 +189,12 @@ class MqttLink:
         self.keepalive = keepalive
         self.filter = f"$share/{share_group}/{READINGS_FILTER}" if share_group else READINGS_FILTER
         self.connected = asyncio.Event()
-        self.unacked: dict[int, bytes] = {}
-        """Receipts sent at QoS 1 and not yet acknowledged, by packet id (insertion order = age)."""
+        self.unacked: dict[int, tuple[bytes, bool]] = {}
+        """Receipts published at QoS 1 and not yet acknowledged: packet id -> (PUBLISH packet,
+        sent before), oldest first."""
+        self._to_send: deque[int] = deque()
+        self._flush_due = False
         self._next_id = 0
-        self._outbox: list[bytes] = []
         self._conn: _Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -227,23 +238,55 @@ class MqttLink:
             self._conn.write(wire.pubacks(ids))
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Publish at QoS 1; kept for re-sending until the broker acknowledges it."""
+        """Publish at QoS 1; kept for re-sending until the broker acknowledges it.
+
+        Receipts come in bursts (one per device at each checkpoint): they leave in one
+        write, and no more of them are unacknowledged at once than the broker's Receive
+        Maximum allows (MQTT 5); the rest follow as acknowledgements come back.
+        """
         packet_id = self._packet_id()
-        packet = wire.publish(topic, payload, qos=1, packet_id=packet_id, version=self.protocol)
-        self.unacked[packet_id] = packet
+        self.unacked[packet_id] = (
+            wire.publish(topic, payload, qos=1, packet_id=packet_id, version=self.protocol),
+            False,
+        )
         while len(self.unacked) > _MAX_UNACKED_RECEIPTS:
-            del self.unacked[next(iter(self.unacked))]
-        if self._conn is not None and self.connected.is_set():
-            # Receipts come in bursts (one per device at each checkpoint): one write per burst.
-            if not self._outbox:
-                asyncio.get_running_loop().call_soon(self._flush)
-            self._outbox.append(packet)
+            self._forget(next(iter(self.unacked)))
+        self._to_send.append(packet_id)
+        self._schedule_flush()
+
+    def _forget(self, packet_id: int) -> None:
+        del self.unacked[packet_id]
+        if self._conn is not None:
+            self._conn.in_flight.discard(packet_id)
+
+    def _acked(self, conn: _Connection, packet_id: int) -> None:
+        self.unacked.pop(packet_id, None)
+        conn.in_flight.discard(packet_id)
+        if self._to_send:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        data = b"".join(self._outbox)
-        self._outbox.clear()
-        if self._conn is not None:
-            self._conn.write(data)
+        self._flush_due = False
+        conn = self._conn
+        if conn is None or not conn.ready:
+            return  # sent on the next connection
+        out: list[bytes] = []
+        while self._to_send and len(conn.in_flight) < conn.quota:
+            packet_id = self._to_send.popleft()
+            entry = self.unacked.get(packet_id)
+            if entry is None or packet_id in conn.in_flight:
+                continue  # forgotten, or already sent on this connection
+            packet, sent = entry
+            out.append(bytes((packet[0] | 0x08,)) + packet[1:] if sent else packet)  # again: DUP
+            self.unacked[packet_id] = (packet, True)
+            conn.in_flight.add(packet_id)
+        if out:
+            conn.write(b"".join(out))
 
     def _packet_id(self) -> int:
         for _ in range(0xFFFF):
@@ -251,7 +294,7 @@ class MqttLink:
             if self._next_id not in self.unacked:
                 return self._next_id
         oldest = next(iter(self.unacked))  # every id in flight: forget the oldest receipt
-        del self.unacked[oldest]
+        self._forget(oldest)
         return oldest
 
     # --- the connection ---------------------------------------------------------------
@@ -300,14 +343,16 @@ class MqttLink:
                     receive_maximum=self.receive_maximum if self.protocol == MQTTv5 else 0,
                 )
             )
-            _, code = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
-            if code != 0:
+            connack = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
+            if connack.reason != 0:
                 raise wire.MqttProtocolError(
-                    f"the broker refused the connection: {wire.connack_reason(code)}"
+                    f"the broker refused the connection: {wire.connack_reason(connack.reason)}"
                 )
+            conn.quota = connack.receive_maximum
+            conn.ready = True
             self._conn = conn
-            for packet in list(self.unacked.values()):
-                conn.write(bytes((packet[0] | 0x08,)) + packet[1:])  # sent again: the DUP flag
+            self._to_send = deque(self.unacked)  # every receipt not acknowledged yet, oldest first
+            self._flush()
             if self.on_message is not None:
                 conn.write(wire.subscribe(self._packet_id(), self.filter, 1, self.protocol))
                 codes = await asyncio.wait_for(conn.suback, _CONNECT_TIMEOUT)
@@ -318,20 +363,21 @@ class MqttLink:
                     )
             log.info("MQTT %s connected to %s", self.version, self.url.display())
             self.connected.set()
-            return await self._keep_alive(conn)
+            keepalive = connack.server_keepalive if connack.server_keepalive is not None else self.keepalive
+            return await self._keep_alive(conn, keepalive)
         finally:
             if conn.transport is not None:
                 conn.transport.close()  # sends what is buffered (a DISCONNECT on stop), then closes
 
-    async def _keep_alive(self, conn: _Connection) -> str:
+    async def _keep_alive(self, conn: _Connection, keepalive: int) -> str:
         """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on."""
-        period = max(1.0, self.keepalive / 2)
+        period = max(1.0, keepalive / 2)
         while True:
             try:
                 return await asyncio.wait_for(asyncio.shield(conn.closed), period)
             except TimeoutError:
                 pass
-            if time.monotonic() - conn.last_heard > 1.5 * self.keepalive:
-                conn.abort(f"no answer from the broker for {1.5 * self.keepalive:.0f} s")
+            if time.monotonic() - conn.last_heard > 1.5 * keepalive:
+                conn.abort(f"no answer from the broker for {1.5 * keepalive:.0f} s")
                 continue
             conn.write(wire.PINGREQ_PACKET)

@@ -157,3 +157,100 @@ def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
             server.close()
 
     asyncio.run(go())
+
+
+class FakeBroker:
+    """An MQTT 5 peer of our own for what a real broker will not do on demand: a small Receive
+    Maximum, a Server Keep Alive, silence. It records every packet the link sends."""
+
+    def __init__(self, connack_props: bytes = b"", answer_pings: bool = True) -> None:
+        self.connack_props = connack_props
+        self.answer_pings = answer_pings
+        self.connections: list[float] = []
+        self.publishes: list[int] = []
+        self.writer: asyncio.StreamWriter | None = None
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"mqtt://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def puback(self, packet_id: int) -> None:
+        assert self.writer is not None
+        self.writer.write(wire.pubacks([packet_id]))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.append(asyncio.get_running_loop().time())
+        self.writer = writer
+        packets = wire.PacketReader(wire.MQTT5)
+        try:
+            while chunk := await reader.read(4096):
+                for p in packets.feed(chunk):
+                    if isinstance(p, wire.Publish):
+                        self.publishes.append(p.packet_id)
+                    elif p.type == wire.CONNECT:
+                        props = wire.varint(len(self.connack_props)) + self.connack_props
+                        writer.write(b"\x20" + wire.varint(2 + len(props)) + b"\x00\x00" + props)
+                    elif p.type == wire.SUBSCRIBE:
+                        writer.write(b"\x90\x04" + p.body[:2] + b"\x00\x01")
+                    elif p.type == wire.PINGREQ and self.answer_pings:
+                        writer.write(b"\xd0\x00")
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def test_receipts_respect_the_brokers_receive_maximum() -> None:
+    """MQTT 5: no more unacknowledged receipts than the broker's Receive Maximum (here 2)."""
+
+    async def go() -> None:
+        broker = FakeBroker(connack_props=b"\x21\x00\x02")
+        url = await broker.start()
+        link = MqttLink(parse_broker_url(url), "gw-quota", protocol=MQTTv5)
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            for n in range(5):
+                link.publish(f"attest/v1/d{n}/receipts", b"r")
+            assert await _until(lambda: len(broker.publishes) == 2)
+            await asyncio.sleep(0.3)
+            assert len(broker.publishes) == 2  # the quota is full: the other three wait
+            broker.puback(broker.publishes[0])
+            assert await _until(lambda: len(broker.publishes) == 3)
+            for packet_id in broker.publishes[1:]:
+                broker.puback(packet_id)
+            assert await _until(lambda: len(broker.publishes) == 5)
+            for packet_id in broker.publishes[3:]:
+                broker.puback(packet_id)
+            assert await _until(lambda: not link.unacked)
+            assert len(set(broker.publishes)) == 5
+        finally:
+            await link.stop()
+            broker.close()
+
+    asyncio.run(go())
+
+
+def test_the_brokers_server_keep_alive_replaces_ours() -> None:
+    """MQTT 5 Server Keep Alive of 2 s: a silent broker is given up after 3 s, not after 45 s."""
+
+    async def go() -> None:
+        broker = FakeBroker(connack_props=b"\x13\x00\x02", answer_pings=False)
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url), "gw-ska", on_message=lambda m: None, protocol=MQTTv5, keepalive=30
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            assert await _until(lambda: len(broker.connections) >= 2, 8)
+        finally:
+            await link.stop()
+            broker.close()
+
+    asyncio.run(go())

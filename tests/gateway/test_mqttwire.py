@@ -157,3 +157,28 @@ def test_connack_and_suback() -> None:
     assert wire.suback_codes(b"\x00\x05\x02\x1f\x00\x87", wire.MQTT5) == (5, [0x87])  # a reason string
     with pytest.raises(wire.MqttProtocolError):
         wire.connack_result(b"\x00", wire.MQTT311)
+
+
+def test_connack_properties_of_mqtt_5() -> None:
+    # session expiry, receive maximum 20, assigned client id, server keep alive 60, a user property
+    props = (
+        b"\x11\x00\x00\x00\x3c"
+        + b"\x21\x00\x14"
+        + b"\x12\x00\x03abc"
+        + b"\x13\x00\x3c"
+        + b"\x26\x00\x01k\x00\x01v"
+    )
+    connack = wire.parse_connack(b"\x01\x00" + wire.varint(len(props)) + props, wire.MQTT5)
+    assert connack == wire.Connack(True, 0, 20, 60)
+    assert wire.parse_connack(b"\x00\x00", wire.MQTT311) == wire.Connack(False, 0)
+    assert wire.parse_connack(b"\x00\x00\x00", wire.MQTT5).receive_maximum == 65_535
+    with pytest.raises(wire.MqttProtocolError, match="unknown MQTT 5 property"):
+        wire.parse_connack(b"\x00\x00\x02\x7f\x00", wire.MQTT5)
+    with pytest.raises(wire.MqttProtocolError, match="truncated"):
+        wire.parse_connack(b"\x00\x00\x02\x21\x00", wire.MQTT5)
+
+
+@given(st.binary(max_size=60))
+def test_property_garbage_raises_only_the_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(wire.MqttProtocolError):
+        wire.properties(data)
