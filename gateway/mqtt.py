@@ -77,10 +77,12 @@ async def probe_protocol(url: MqttUrl, timeout: float = 5.0) -> int:
                         return MQTTv311  # an MQTT 3.1.1 broker may just close the connection
                     for packet in packets.feed(chunk):
                         if isinstance(packet, wire.Control) and packet.type == wire.CONNACK:
-                            # A 3.1.1 broker answers "unacceptable protocol version" in a
-                            # 3.1.1 CONNACK, which reads as a failure here too.
                             _, code = wire.connack_result(packet.body, MQTTv5)
-                            return MQTTv5 if code == 0 else MQTTv311
+                            # A 3.1.1 broker answers with its return code 1 (unacceptable
+                            # protocol version); an MQTT 5 one that refuses us for another
+                            # reason (a bad login, say) still speaks MQTT 5, and the link
+                            # will report that reason when it connects.
+                            return MQTTv5 if code == 0 or (code >= 0x80 and code != 0x84) else MQTTv311
                         return MQTTv311
         except (TimeoutError, wire.MqttProtocolError):
             return MQTTv311
@@ -101,7 +103,8 @@ class _Connection(asyncio.Protocol):
         self.reader = wire.PacketReader(link.protocol)
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
-        self.suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self.suback: asyncio.Future[list[int]] | None = None
+        """Created when the link subscribes (a future nobody awaits must not hold an error)."""
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.last_heard = time.monotonic()
         self.ready = False
@@ -117,7 +120,7 @@ class _Connection(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(str(exc) if exc else "closed by the broker")
         for fut in (self.connack, self.suback):
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(ConnectionError(str(exc) if exc else "closed by the broker"))
 
     def data_received(self, data: bytes) -> None:
@@ -146,7 +149,7 @@ class _Connection(asyncio.Protocol):
                     except wire.MqttProtocolError as exc:
                         self.connack.set_exception(exc)
             elif packet.type == wire.SUBACK:
-                if not self.suback.done():
+                if self.suback is not None and not self.suback.done():
                     self.suback.set_result(wire.suback_codes(packet.body, link.protocol)[1])
             elif packet.type == wire.DISCONNECT:
                 reason = f"reason code 0x{packet.body[0]:02x}" if packet.body else "no reason given"
@@ -196,6 +199,9 @@ class MqttLink:
         self._flush_due = False
         self._next_id = 0
         self._conn: _Connection | None = None
+        """The connection once the broker has accepted it (CONNACK)."""
+        self._socket: _Connection | None = None
+        """The connection from the moment it is open."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -207,14 +213,22 @@ class MqttLink:
         self._task = asyncio.create_task(self._run(), name="mqtt")
 
     async def stop(self) -> None:
+        """Disconnect (a DISCONNECT if connected) and stop reconnecting; returns once the socket is closed."""
         if self._conn is not None:
             self._conn.write(wire.DISCONNECT_PACKET)
+        socket = self._socket
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._conn = None
+        if socket is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(socket.closed), 2.0)
+            except TimeoutError:
+                if socket.transport is not None:
+                    socket.transport.abort()
+        self._conn = self._socket = None
         self.connected.clear()
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -330,6 +344,7 @@ class MqttLink:
             ),
             _CONNECT_TIMEOUT,
         )
+        self._socket = conn
         try:
             conn.write(
                 wire.connect(
@@ -345,8 +360,13 @@ class MqttLink:
             )
             connack = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
             if connack.reason != 0:
+                hint = (
+                    " (check the user name and password in MQTT_URL, and the broker's ACL)"
+                    if connack.reason in wire.LOGIN_REFUSALS
+                    else ""
+                )
                 raise wire.MqttProtocolError(
-                    f"the broker refused the connection: {wire.connack_reason(connack.reason)}"
+                    f"the broker refused the connection: {wire.connack_reason(connack.reason)}{hint}"
                 )
             conn.quota = connack.receive_maximum
             conn.ready = True
@@ -354,6 +374,7 @@ class MqttLink:
             self._to_send = deque(self.unacked)  # every receipt not acknowledged yet, oldest first
             self._flush()
             if self.on_message is not None:
+                conn.suback = asyncio.get_running_loop().create_future()
                 conn.write(wire.subscribe(self._packet_id(), self.filter, 1, self.protocol))
                 codes = await asyncio.wait_for(conn.suback, _CONNECT_TIMEOUT)
                 if not codes or codes[0] >= 0x80:

@@ -343,5 +343,9 @@ CONNACK_REASONS = {
 }
 
 
+LOGIN_REFUSALS = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes that mean the broker did not accept the user name, password or client."""
+
+
 def connack_reason(code: int) -> str:
     return CONNACK_REASONS.get(code, f"reason code 0x{code:02x}")

@@ -27,7 +27,7 @@ from edge_agent.meters.base import MeterSample
 from edge_agent.store import Store
 from tests.edge_agent.chaincheck import check_chain, outbox
 from tests.edge_agent.fakes import FakeGateway
-from tests.services import Broker, free_port, port_open, wait_for
+from tests.services import Broker, free_port, make_certificates, port_open, wait_for
 from tests.support import T0, seeded_signer
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -237,22 +237,6 @@ def test_outbox_warnings_without_dropping(tmp_path: Path, caplog: pytest.LogCapt
     assert "Nothing is dropped" in caplog.text
     assert sorted(outbox(tmp_path / "a.db", "dev-full")) == list(range(1, 15))
     store.close()
-
-
-def make_certificates(tmp_path: Path) -> Path:
-    """A CA made here and a server certificate for 127.0.0.1 signed by it."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=test CA")  # fmt: skip
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
-            "-out", "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
-    return tmp_path
 
 
 def test_tls_and_per_device_password(

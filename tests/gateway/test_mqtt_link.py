@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import shutil
+import subprocess
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.broker import parse_broker_url
 from gateway import mqttwire as wire
 from gateway.ingest import Message
 from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
-from tests.services import Broker
+from tests.services import Broker, free_port, make_certificates, port_open, wait_for
 
 
 def test_the_probe_finds_mqtt_5_on_mosquitto(broker: Broker) -> None:
@@ -254,3 +260,97 @@ def test_the_brokers_server_keep_alive_replaces_ours() -> None:
             broker.close()
 
     asyncio.run(go())
+
+
+def test_tls_and_a_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mqtts:// with a user and password: the broker's certificate is checked against the trust
+    store (here SSL_CERT_FILE, as an operator with a private CA would set it); a wrong password
+    is reported as such; with the right one, readings arrive."""
+    certs = make_certificates(tmp_path)
+    port = free_port()
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "gateway", "s3cret"], check=True
+    )
+    (tmp_path / "passwd").chmod(0o600)
+    conf = tmp_path / "tls.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
+        f"keyfile {certs}/server.key\nallow_anonymous false\npassword_file {tmp_path}/passwd\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))
+    device = f"tls-{uuid.uuid4().hex[:6]}"
+
+    async def go() -> None:
+        wrong = parse_broker_url(f"mqtts://gateway:wrong@127.0.0.1:{port}")
+        assert await probe_protocol(wrong) == MQTTv5  # refused, but in MQTT 5
+        link = MqttLink(wrong, "gw-tls", on_message=lambda m: None, protocol=MQTTv5)
+        link.start()
+        try:
+            # Mosquitto says "not authorised" (0x87), others "bad user name or password" (0x86)
+            assert await _until(lambda: "check the user name and password in MQTT_URL" in caplog.text, 10)
+            assert not link.connected.is_set()
+        finally:
+            await link.stop()
+
+        seen: list[Message] = []
+        right = parse_broker_url(f"mqtts://gateway:s3cret@127.0.0.1:{port}")
+        link = MqttLink(right, "gw-tls", on_message=seen.append, protocol=await probe_protocol(right))
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-publisher")
+            publisher.tls_set(ca_certs=str(certs / "ca.crt"))
+            publisher.username_pw_set("gateway", "s3cret")
+            publisher.connect("127.0.0.1", port)
+            publisher.loop_start()
+            try:
+                publisher.publish(f"attest/v1/{device}/readings", b"over TLS", qos=1).wait_for_publish(5)
+                assert await _until(lambda: [m.payload for m in seen] == [b"over TLS"])
+            finally:
+                publisher.loop_stop()
+                publisher.disconnect()
+        finally:
+            await link.stop()
+
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", port), 10)
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+            asyncio.run(go())
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+def test_an_untrusted_certificate_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without the private CA in the trust store, the broker's certificate does not verify."""
+    certs = make_certificates(tmp_path)
+    port = free_port()
+    conf = tmp_path / "tls.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
+        f"keyfile {certs}/server.key\nallow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    async def go() -> None:
+        link = MqttLink(parse_broker_url(f"mqtts://127.0.0.1:{port}"), "gw-untrusted", protocol=MQTTv5)
+        link.start()
+        try:
+            assert await _until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, 10)
+            assert not link.connected.is_set()
+        finally:
+            await link.stop()
+
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", port), 10)
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+            asyncio.run(go())
+    finally:
+        broker.terminate()
+        broker.wait(10)
