@@ -19,8 +19,11 @@ hundreds of links in one process.
   only a verified receipt removes a reading.
 * Reconnects with exponential backoff and full jitter between
   ``reconnect_min_s`` and ``reconnect_max_s``.
-* When no receipt arrives for ``resend_after_s`` while readings wait, the outbox
-  is published again (a broker may drop queued messages).
+* When no receipt arrives for ``resend_after_s`` while readings wait (a broker
+  may drop queued messages), the outbox is published again from its oldest
+  reading, paced by the receipts: never more than ``max_inflight`` readings
+  beyond the last one receipted, so a deep outbox behind a slow gateway does not
+  turn into a storm of re-sent messages.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._cursor = 0  # highest seq published on this connection
+        self._resend_to = 0  # while _cursor is below it: re-sending after a stall, paced by receipts
         self._inflight: dict[int, int] = {}  # mid -> seq
         self._queue: deque[tuple[int, bytes]] = deque()
         self._wake = asyncio.Event()
@@ -128,6 +132,8 @@ class MqttLink:
     def receipt_progress(self) -> None:
         """Called by the device when a receipt removed readings: resets the resend timer."""
         self._last_progress = time.monotonic()
+        if self._loop is not None and self._cursor < self._resend_to:
+            self._in_loop(self._wake.set)  # re-sending: the receipt makes room for the next readings
 
     def idle(self) -> bool:
         """Connected, and nothing published is still waiting for its PUBACK."""
@@ -258,6 +264,7 @@ class MqttLink:
         self.connects += 1
         self.last_error = ""
         self._cursor = 0
+        self._resend_to = 0  # a new connection publishes the whole outbox at once
         self._inflight.clear()
         self._queue.clear()
         self._last_progress = time.monotonic()
@@ -346,7 +353,19 @@ class MqttLink:
                         return
                     room -= 1
                 continue
-            rows = store.pending(device, self._cursor, min(room, 500))
+            limit = min(room, 500)
+            if self._cursor < self._resend_to:
+                # Re-sending after a stall: at most a window beyond the last receipted reading.
+                first = store.oldest(device)
+                ahead = 0 if first is None else first[0] - 1 + self.window - self._cursor
+                if ahead <= 0:
+                    if time.monotonic() - self._last_progress > resend_after:
+                        self._stalled(device, resend_after)
+                        continue
+                    await self._wait(min(5.0, resend_after))
+                    continue
+                limit = min(limit, ahead)
+            rows = store.pending(device, self._cursor, limit)
             if rows:
                 for seq, envelope in rows:
                     if not self._publish(seq, envelope):
@@ -358,15 +377,26 @@ class MqttLink:
                 and time.monotonic() - self._last_progress > resend_after
                 and store.oldest(device) is not None
             ):
-                log.warning(
-                    "%s: no receipt for %.0f s while readings wait in the outbox; publishing them again",
-                    device,
-                    resend_after,
-                )
-                self._cursor = 0
-                self._last_progress = time.monotonic()
+                self._stalled(device, resend_after)
                 continue
             await self._wait(min(5.0, resend_after))
+
+    def _stalled(self, device: str, resend_after: float) -> None:
+        """No receipt for ``resend_after`` s: publish again from the oldest reading in the outbox."""
+        first = self.store.oldest(device)
+        if first is None:
+            return
+        log.warning(
+            "%s: no receipt for %.0f s while readings wait in the outbox; publishing them again from "
+            "seq %d, at most %d ahead of the receipts",
+            device,
+            resend_after,
+            first[0],
+            self.window,
+        )
+        self._resend_to = max(self._resend_to, self._cursor)
+        self._cursor = first[0] - 1
+        self._last_progress = time.monotonic()
 
     async def _wait(self, timeout: float) -> None:
         self._wake.clear()

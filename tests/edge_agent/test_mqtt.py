@@ -305,3 +305,52 @@ def test_tls_and_per_device_password(
     finally:
         mosquitto.terminate()
         mosquitto.wait(10)
+
+
+def test_a_stall_resends_from_the_oldest_paced_by_receipts(
+    enrolled: Path, gateway: FakeGateway, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No receipt for resend_after_s: the outbox goes out again from its oldest reading, but never
+    more than max_inflight beyond the last receipt (a deep outbox must not become a storm)."""
+    config = prepare(enrolled, broker.host, broker.port, resend_after_s=1.0, max_inflight=5)
+    device = config.device_id
+    sub = Subscriber(broker.host, broker.port, [f"attest/v1/{device}/readings"])
+
+    def sent() -> dict[int, int]:
+        """How often each seq was published."""
+        counts: dict[int, int] = {}
+        for raw, _ in sub.payloads(f"{device}/readings"):
+            seq = decode_envelope(raw).reading().seq
+            counts[seq] = counts.get(seq, 0) + 1
+        return counts
+
+    def receipt(seq: int) -> None:
+        sub.publish(
+            receipts_topic(device),
+            Receipt(device, seq, seq, seq + 1, b"\x01" * 32, T0).sign(gateway.log_signer),
+        )
+
+    async def scenario() -> None:
+        async with running(config):
+            await until(lambda: "publishing them again from seq 1" in caplog.text, 10, "the first re-send")
+            await asyncio.sleep(0.4)
+            counts = sent()
+            assert len(counts) >= 20  # readings kept coming at 20/s
+            assert {s for s, n in counts.items() if n > 1} <= set(range(1, 6))  # only the oldest window again
+            receipt(5)  # 1..5 are in the log: the next window goes out again, 6..10, and no more
+            await until(lambda: all(sent().get(s, 0) >= 2 for s in range(6, 11)), 5, "6..10 again")
+            await asyncio.sleep(0.3)
+            assert {s for s, n in sent().items() if n > 1} <= set(range(1, 11))
+            # the gateway catches up: receipts up to the newest reading end the re-sending
+            newest = max(sent())
+            receipt(newest)
+            await until(
+                lambda: min(outbox(config.db_path, device), default=newest + 1) > newest, 5, "the receipt"
+            )
+
+    with caplog.at_level(logging.INFO, logger="edge_agent"):
+        try:
+            asyncio.run(scenario())
+        finally:
+            sub.close()
+    assert "at most 5 ahead of the receipts" in caplog.text
