@@ -112,6 +112,8 @@ class _Connection(asyncio.Protocol):
         self.quota = 65_535
         """The broker's Receive Maximum: receipts we may have unacknowledged on this connection."""
         self.in_flight: set[int] = set()
+        self.paused = False
+        """Not reading from the socket: ingest has enough waiting (see MqttLink.max_backlog)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -156,6 +158,11 @@ class _Connection(asyncio.Protocol):
                 self.abort(f"the broker disconnected us ({reason})")
                 return
             # PINGRESP only updates last_heard; nothing else is expected
+        if link.backlog is not None and not self.paused and link.backlog() >= link.max_backlog:
+            # Ingest is behind (a slow database, say): let TCP hold the rest at the broker.
+            self.paused = True
+            if self.transport is not None:
+                self.transport.pause_reading()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -177,6 +184,7 @@ class MqttLink:
         client_id: str,
         *,
         on_message: Callable[[Message], None] | None = None,
+        backlog: Callable[[], int] | None = None,
         share_group: str = "",
         protocol: int = MQTTv5,
         session_expiry: int = 7 * 24 * 3600,
@@ -186,6 +194,11 @@ class MqttLink:
         self.url = url
         self.client_id = client_id
         self.on_message = on_message
+        self.backlog = backlog
+        """How many delivered readings ingest has not taken yet; None: no limit."""
+        self.max_backlog = max(20_000, 4 * receive_maximum)
+        """Stop reading from the socket at this backlog (an MQTT 3.1.1 broker, or one with
+        no in-flight limit, could otherwise push its whole queue into memory); go on below half."""
         self.protocol = protocol
         self.session_expiry = session_expiry
         self.receive_maximum = receive_maximum
@@ -240,6 +253,19 @@ class MqttLink:
 
     def ack(self, mid: int) -> None:
         self.ack_many((mid,))
+
+    def resume_reading(self) -> None:
+        """Called by ingest after it took readings: read from the socket again once the backlog halved."""
+        conn = self._socket
+        if (
+            conn is not None
+            and conn.paused
+            and (self.backlog is None or self.backlog() < self.max_backlog // 2)
+        ):
+            conn.paused = False
+            conn.last_heard = time.monotonic()  # what the broker sent meanwhile waited in the socket
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.resume_reading()
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """Acknowledge stored readings (QoS 0 ones, id 0, need none), in one write.
@@ -398,7 +424,7 @@ class MqttLink:
                 return await asyncio.wait_for(asyncio.shield(conn.closed), period)
             except TimeoutError:
                 pass
-            if time.monotonic() - conn.last_heard > 1.5 * keepalive:
+            if not conn.paused and time.monotonic() - conn.last_heard > 1.5 * keepalive:
                 conn.abort(f"no answer from the broker for {1.5 * keepalive:.0f} s")
                 continue
             conn.write(wire.PINGREQ_PACKET)

@@ -84,6 +84,7 @@ class Gateway:
             url,
             s.mqtt_client_id,
             on_message=self.queue.put_nowait if wants_readings else None,
+            backlog=self.queue.qsize,
             share_group=s.mqtt_share_group,
             protocol=protocol,
             session_expiry=s.mqtt_session_expiry,
@@ -199,6 +200,7 @@ class Gateway:
                     if time.monotonic() >= deadline:
                         break
                     await asyncio.sleep(0.002)
+            self.link.resume_reading()
             delay = 0.2
             while True:
                 try:

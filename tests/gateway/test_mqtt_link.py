@@ -354,3 +354,53 @@ def test_an_untrusted_certificate_is_refused(tmp_path: Path, caplog: pytest.LogC
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+def test_a_full_ingest_backlog_stops_reading_until_it_drains(broker: Broker) -> None:
+    """With ingest behind, the link stops reading the socket (TCP keeps the rest at the broker), keeps
+    the connection alive meanwhile, and reads on once ingest has taken readings."""
+    topic = f"attest/v1/backlog-{uuid.uuid4().hex[:8]}/readings"
+    payload = b"x" * 32_000
+    count = 400  # 12.8 MB: more than the socket buffers hold
+
+    async def go() -> None:
+        url = parse_broker_url(broker.url)
+        waiting: list[Message] = []
+        link = MqttLink(
+            url,
+            f"gw-{uuid.uuid4().hex[:8]}",
+            on_message=lambda m: waiting.append(m) if m.topic == topic else None,
+            backlog=lambda: len(waiting),
+            protocol=wire.MQTT311,  # no Receive Maximum: the broker sends all it has
+            keepalive=2,
+            session_expiry=0,
+        )
+        link.max_backlog = 10
+        link.start()
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+        if broker.username:
+            publisher.username_pw_set(broker.username, broker.password)
+        try:
+            assert await link.wait_connected(10)
+            publisher.connect(broker.host, broker.port)
+            publisher.loop_start()
+            for _ in range(count):
+                publisher.publish(topic, payload, qos=0)
+            assert await _until(lambda: len(waiting) >= 10)
+            await asyncio.sleep(4)  # two keep-alives: paused is not silent
+            assert link.connected.is_set()
+            assert 10 <= len(waiting) < count
+            received = 0
+            while received < count:  # ingest takes everything delivered, then says so
+                received += len(waiting)
+                waiting.clear()
+                link.resume_reading()
+                if received < count:
+                    assert await _until(lambda: len(waiting) > 0, 10), f"stuck at {received}"
+            assert received == count
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+            await link.stop()
+
+    asyncio.run(go())
