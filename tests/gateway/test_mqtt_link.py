@@ -121,55 +121,14 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
         publisher.disconnect()
 
 
-def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
-    """A peer that answers CONNACK and SUBACK, then nothing: the keep-alive notices and reconnects."""
-
-    async def go() -> None:
-        connections: list[float] = []
-
-        async def silent_broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.append(asyncio.get_running_loop().time())
-            packets = wire.PacketReader(wire.MQTT311)
-            try:
-                while chunk := await reader.read(4096):
-                    for p in packets.feed(chunk):
-                        if isinstance(p, wire.Control) and p.type == wire.CONNECT:
-                            writer.write(b"\x20\x02\x00\x00")
-                        elif isinstance(p, wire.Control) and p.type == wire.SUBSCRIBE:
-                            writer.write(b"\x90\x03" + p.body[:2] + b"\x01")
-                        # PINGREQ: no answer
-            except ConnectionError:
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(silent_broker, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        link = MqttLink(
-            parse_broker_url(f"mqtt://127.0.0.1:{port}"),
-            "gw-silent",
-            on_message=lambda m: None,
-            protocol=wire.MQTT311,
-            keepalive=2,
-        )
-        link.start()
-        try:
-            assert await link.wait_connected(5)
-            # silent for 1.5 keep-alives (3 s), then a reconnection after a 1 s pause
-            assert await _until(lambda: len(connections) >= 2, 8)
-            assert connections[1] - connections[0] >= 3.0
-        finally:
-            await link.stop()
-            server.close()
-
-    asyncio.run(go())
-
-
 class FakeBroker:
-    """An MQTT 5 peer of our own for what a real broker will not do on demand: a small Receive
-    Maximum, a Server Keep Alive, silence. It records every packet the link sends."""
+    """An MQTT peer of our own for what a real broker will not do on demand: a small Receive
+    Maximum, a Server Keep Alive, silence. It records the PUBLISH packets the link sends."""
 
-    def __init__(self, connack_props: bytes = b"", answer_pings: bool = True) -> None:
+    def __init__(
+        self, version: int = wire.MQTT5, connack_props: bytes = b"", answer_pings: bool = True
+    ) -> None:
+        self.version = version
         self.connack_props = connack_props
         self.answer_pings = answer_pings
         self.connections: list[float] = []
@@ -188,17 +147,20 @@ class FakeBroker:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections.append(asyncio.get_running_loop().time())
         self.writer = writer
-        packets = wire.PacketReader(wire.MQTT5)
+        packets = wire.PacketReader(self.version)
         try:
             while chunk := await reader.read(4096):
                 for p in packets.feed(chunk):
                     if isinstance(p, wire.Publish):
                         self.publishes.append(p.packet_id)
                     elif p.type == wire.CONNECT:
-                        props = wire.varint(len(self.connack_props)) + self.connack_props
+                        props = b""
+                        if self.version == wire.MQTT5:
+                            props = wire.varint(len(self.connack_props)) + self.connack_props
                         writer.write(b"\x20" + wire.varint(2 + len(props)) + b"\x00\x00" + props)
                     elif p.type == wire.SUBSCRIBE:
-                        writer.write(b"\x90\x04" + p.body[:2] + b"\x00\x01")
+                        granted = (b"\x00" if self.version == wire.MQTT5 else b"") + b"\x01"
+                        writer.write(b"\x90" + wire.varint(2 + len(granted)) + p.body[:2] + granted)
                     elif p.type == wire.PINGREQ and self.answer_pings:
                         writer.write(b"\xd0\x00")
         except ConnectionError:
@@ -402,5 +364,27 @@ def test_a_full_ingest_backlog_stops_reading_until_it_drains(broker: Broker) -> 
             publisher.loop_stop()
             publisher.disconnect()
             await link.stop()
+
+    asyncio.run(go())
+
+
+def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
+    """A peer that answers CONNACK and SUBACK, then nothing: the keep-alive notices and reconnects."""
+
+    async def go() -> None:
+        broker = FakeBroker(wire.MQTT311, answer_pings=False)
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url), "gw-silent", on_message=lambda m: None, protocol=wire.MQTT311, keepalive=2
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            # silent for 1.5 keep-alives (3 s), then a reconnection after a 1 s pause
+            assert await _until(lambda: len(broker.connections) >= 2, 8)
+            assert broker.connections[1] - broker.connections[0] >= 3.0
+        finally:
+            await link.stop()
+            broker.close()
 
     asyncio.run(go())
