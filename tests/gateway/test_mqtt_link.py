@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -224,6 +226,31 @@ def test_the_brokers_server_keep_alive_replaces_ours() -> None:
     asyncio.run(go())
 
 
+@contextlib.contextmanager
+def tls_mosquitto(tmp_path: Path, certs: Path, password_file: Path | None = None) -> Iterator[int]:
+    """A Mosquitto with TLS only (the certificates of make_certificates), anonymous unless a
+    password file is given; yields its port."""
+    port = free_port()
+    conf = tmp_path / "tls.conf"
+    login = (
+        f"allow_anonymous false\npassword_file {password_file}\n"
+        if password_file
+        else "allow_anonymous true\n"
+    )
+    conf.write_text(
+        f"listener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
+        f"keyfile {certs}/server.key\n{login}" + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", port), 10), "the TLS broker did not start"
+        yield port
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
 def test_tls_and_a_login(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -231,23 +258,15 @@ def test_tls_and_a_login(
     store (here SSL_CERT_FILE, as an operator with a private CA would set it); a wrong password
     is reported as such; with the right one, readings arrive."""
     certs = make_certificates(tmp_path)
-    port = free_port()
     subprocess.run(
         ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "gateway", "s3cret"], check=True
     )
     (tmp_path / "passwd").chmod(0o600)
-    conf = tmp_path / "tls.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
-        f"keyfile {certs}/server.key\nallow_anonymous false\npassword_file {tmp_path}/passwd\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))
     device = f"tls-{uuid.uuid4().hex[:6]}"
 
     async def go() -> None:
+        port = broker_port
         wrong = parse_broker_url(f"mqtts://gateway:wrong@127.0.0.1:{port}")
         assert await probe_protocol(wrong) == MQTTv5  # refused, but in MQTT 5
         link = MqttLink(wrong, "gw-tls", on_message=lambda m: None, protocol=MQTTv5)
@@ -279,28 +298,18 @@ def test_tls_and_a_login(
         finally:
             await link.stop()
 
-    try:
-        assert wait_for(lambda: port_open("127.0.0.1", port), 10)
-        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
-            asyncio.run(go())
-    finally:
-        broker.terminate()
-        broker.wait(10)
+    with (
+        tls_mosquitto(tmp_path, certs, password_file=tmp_path / "passwd") as broker_port,
+        caplog.at_level(logging.WARNING, logger="gateway.mqtt"),
+    ):
+        asyncio.run(go())
 
 
 def test_an_untrusted_certificate_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Without the private CA in the trust store, the broker's certificate does not verify."""
     certs = make_certificates(tmp_path)
-    port = free_port()
-    conf = tmp_path / "tls.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
-        f"keyfile {certs}/server.key\nallow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
-    async def go() -> None:
+    async def go(port: int) -> None:
         link = MqttLink(parse_broker_url(f"mqtts://127.0.0.1:{port}"), "gw-untrusted", protocol=MQTTv5)
         link.start()
         try:
@@ -309,13 +318,8 @@ def test_an_untrusted_certificate_is_refused(tmp_path: Path, caplog: pytest.LogC
         finally:
             await link.stop()
 
-    try:
-        assert wait_for(lambda: port_open("127.0.0.1", port), 10)
-        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
-            asyncio.run(go())
-    finally:
-        broker.terminate()
-        broker.wait(10)
+    with tls_mosquitto(tmp_path, certs) as port, caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+        asyncio.run(go(port))
 
 
 def test_a_full_ingest_backlog_stops_reading_until_it_drains(broker: Broker) -> None:
