@@ -91,6 +91,8 @@ class Gateway:
             receive_maximum=s.mqtt_receive_maximum,
         )
         self.link.start()
+        link = self.link
+        self.metrics.mqtt_connected.set_function(lambda: 1.0 if link.connected.is_set() else 0.0)
         if wants_readings:
             self.tasks.append(
                 asyncio.create_task(self._supervise("ingest", self._ingest_loop), name="ingest")

@@ -135,6 +135,7 @@ def test_readings_flow_to_signed_checkpoints_and_receipts(
     metrics = http.get("/metrics").text
     assert "iot_attest_readings_accepted_total 60.0" in metrics
     assert "iot_attest_checkpoint_age_seconds" in metrics
+    assert "iot_attest_mqtt_connected 1.0" in metrics
 
 
 def test_log_api_errors_are_json_4xx(http: httpx.Client) -> None:
