@@ -7,10 +7,8 @@ Uses ``DATABASE_URL`` / ``MQTT_URL`` when they are set, the embedded defaults
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import secrets
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from gateway.tokens import generate_token, hash_token
 from stack.databases import create_database, drop_database
 from stack.embedded import EmbeddedBroker, EmbeddedPostgres
 from stack.processes import GatewayProcess
@@ -33,16 +32,16 @@ class Tokens:
 
     prefix: str = "demo"
     """Token names are <role>-<prefix>: what the log records as installer and issuer."""
-    installer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    issuer: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    auditor: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    installer: str = field(default_factory=generate_token)
+    issuer: str = field(default_factory=generate_token)
+    auditor: str = field(default_factory=generate_token)
 
     def config(self) -> str:
         """GATEWAY_TOKENS: names, roles and SHA-256 hashes (never the tokens)."""
         tokens = {"installer": self.installer, "issuer": self.issuer, "auditor": self.auditor}
         return json.dumps(
             {
-                f"{role}-{self.prefix}": {"role": role, "sha256": hashlib.sha256(token.encode()).hexdigest()}
+                f"{role}-{self.prefix}": {"role": role, "sha256": hash_token(token)}
                 for role, token in tokens.items()
             }
         )

@@ -26,7 +26,7 @@ from attest_core.note import add_signature_lines, parse_note
 from attest_core.reading import device_key_id, sign_reading
 from gateway.config import load_settings
 from gateway.errors import ConfigError
-from gateway.tokens import TokenTable, hash_token
+from gateway.tokens import TOKEN_PREFIX, TokenTable, generate_token, hash_token
 from tests.gateway.apiworld import (
     CLI_WITNESS,
     CLI_WITNESS_SEED,
@@ -595,6 +595,35 @@ def test_token_command_prints_a_token_and_its_hash(
     assert (principal.name, principal.role) == ("issuer-9", "issuer")
     assert TokenTable.parse(settings.tokens).lookup(token + "x") is None
     assert main(["token", "--name", "not ok", "--role", "issuer"]) == 2
+
+
+def test_generated_tokens_pass_as_command_line_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # token_urlsafe starts with "-" one time in 64; "--token -x..." would then be read as an option
+    from edge_agent.cli import build_parser
+
+    monkeypatch.setattr("secrets.token_urlsafe", lambda n: "-" + "A" * 42)
+    token = generate_token()
+    assert token.startswith(TOKEN_PREFIX)
+    args = build_parser().parse_args(
+        [
+            "enrol",
+            "--gateway",
+            "http://gw",
+            "--token",
+            token,
+            "--asset",
+            "a-1",
+            "--kind",
+            "charger",
+            "--rated-power",
+            "7400",
+        ]
+    )
+    assert args.token == token
+    monkeypatch.undo()
+    tokens = {generate_token() for _ in range(200)}
+    assert len(tokens) == 200
+    assert all(t.startswith(TOKEN_PREFIX) and len(t) == len(TOKEN_PREFIX) + 43 for t in tokens)
 
 
 def test_token_and_witness_settings() -> None:
