@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m stack demo
 
-## bench: the benchmarks (issue 8), about 3 minutes; sizes: make bench BENCH_ARGS="--help".
+## bench: the benchmarks (issue 8), 3 to 5 minutes; sizes: make bench BENCH_ARGS="--help".
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 

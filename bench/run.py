@@ -48,7 +48,7 @@ HOUR_MS = 3_600_000
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks of iot-attest on this machine (issue 8). Defaults take about 3 minutes.",
+        description="Benchmarks of iot-attest on this machine (issue 8). Defaults take 3 to 5 minutes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=REPO / "bench-results.json", help="where to write the results")
