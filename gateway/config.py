@@ -37,6 +37,14 @@ class Settings:
     checkpoint_max_entries: int = 20_000
     """A checkpoint is also signed as soon as this many entries are waiting for one."""
     sequencer_batch: int = 5_000
+    """Readings (and, separately, identity and claim entries) a sequencer step takes at most."""
+    sequencer_device_share: int = 500
+    """Readings of one device a sequencer step takes at most: a device's backlog, chained or stuck
+    behind a gap, cannot fill a step and hold back the others."""
+    max_readings_ahead: int = 5_000
+    """Ingest turns away, before checking its signature, a reading this far or further beyond the
+    device's next expected one (its last logged reading + 1, as last read): it could not be logged
+    before the readings in between arrive, and a flood of them would cost everyone the checks."""
     gap_timeout: float = 30.0
     """Seconds a reading ahead of a gap in its device's sequence waits before it is quarantined."""
     max_clock_skew: float = 300.0

@@ -12,19 +12,28 @@ Each step, in one transaction:
 2. takes accepted readings not yet logged, per device in sequence order, and
    appends each device's readings that continue its chain: ``seq`` is the next
    number and ``prev_hash`` the hash of the last logged reading (or the
-   enrolment anchor).  A reading ahead of a gap waits up to ``gap_timeout`` for
-   the missing ones, then is quarantined as ``out_of_order``; a reading that
-   does not link is quarantined as ``chain_break``.  Quarantined readings are
-   removed from ``readings``: the device still holds them (no receipt) and
-   will send them again;
+   enrolment anchor).  A device with an identity entry still waiting (its
+   enrolment or a key rotation beyond this step's share of ``pending_entries``)
+   has none of its readings logged before that entry.  A reading ahead of a gap
+   waits up to ``gap_timeout`` for the missing ones, then is quarantined as
+   ``out_of_order``; a reading that does not link is quarantined as
+   ``chain_break``.  Quarantined readings are removed from ``readings``: the
+   device still holds them (no receipt) and will send them again;
 3. stores the leaf hash and every perfect subtree node completed, the new size,
-   and each device's chain position.
+   each device's chain position, and the devices now owed a receipt.
+
+Fairness: a step takes at most ``sequencer_device_share`` readings of one device,
+and fills its ``sequencer_batch`` round-robin (every device's first waiting
+reading before any device's second), so one device's backlog, chained or stuck
+behind a gap, cannot hold back the others.
 
 A crash at any point rolls the step back as a whole: nothing is logged twice and
 nothing accepted is lost.  Every ``checkpoint_interval`` (or
-``checkpoint_max_entries`` entries) it signs a checkpoint over the whole log,
-stores it (all checkpoints are kept), and publishes a signed receipt to every
-device with newly logged readings.
+``checkpoint_max_entries`` entries) it signs a checkpoint over the whole log and
+stores it (all checkpoints are kept).  Receipts: the devices owed one are kept in
+``receipt_due`` (so a restart still owes them); each checkpoint answers them all,
+and while the log does not grow they are answered against the newest checkpoint,
+so a device re-sending logged readings to an idle log still gets its receipt.
 """
 
 from __future__ import annotations
@@ -50,10 +59,41 @@ log = logging.getLogger("gateway.sequencer")
 
 SEQUENCER_LOCK = 0x10_7A77_5E9
 READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
+_IDLE_RECEIPTS_EVERY = 0.25
+"""Seconds between looks at ``receipt_due`` while the log is idle."""
+_RECEIPTS_REPEATED_FOR = 30.0
+"""Seconds of receipts before a restart that are sent again (see Sequencer.load)."""
 _PREV_HASH = slice(-64 - 32, -64)  # prev_hash: the payload's last 32 bytes, before the signature
 
 Publish = Callable[[str, bytes], None]
 """publish(topic, payload): hands a receipt to MQTT (QoS 1)."""
+
+
+_WAITING_READINGS = """
+WITH RECURSIVE waiting(d) AS (
+    (SELECT device_id FROM readings WHERE log_index IS NULL ORDER BY device_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.device_id FROM readings r
+            WHERE r.log_index IS NULL AND r.device_id > waiting.d ORDER BY r.device_id LIMIT 1)
+    FROM waiting WHERE waiting.d IS NOT NULL
+)
+SELECT x.device_id, x.seq, x.envelope, x.payload_hash
+FROM (SELECT d FROM waiting WHERE d IS NOT NULL AND NOT (d = ANY($2::text[]))) AS w
+CROSS JOIN LATERAL (
+    SELECT r.device_id, r.seq, r.envelope, r.payload_hash, row_number() OVER (ORDER BY r.seq) AS turn
+    FROM readings r WHERE r.device_id = w.d AND r.log_index IS NULL
+    ORDER BY r.seq LIMIT $3
+) AS x
+ORDER BY x.turn, x.device_id
+LIMIT $1
+"""
+"""Readings not yet logged: at most $3 per device (its lowest sequence numbers), $1 in all, dealt
+round-robin across devices; devices in $2 are skipped.  The distinct devices come from a skip scan
+of the ``readings_pending`` index, one probe per device, however deep a device's backlog is."""
+
+
+def _by_device_and_seq(row: asyncpg.Record) -> tuple[str, int]:
+    return row["device_id"], row["seq"]
 
 
 def reading_entry(envelope: bytes) -> bytes:
@@ -85,8 +125,7 @@ class Sequencer:
     chains: dict[str, ChainPosition] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)
     """Devices whose next reading is missing: since when (monotonic)."""
-    touched: set[str] = field(default_factory=set)
-    """Devices with readings logged since the last checkpoint."""
+    last_due_check: float = 0.0
     last_checkpoint_size: int = -1
     last_checkpoint_at: float = 0.0
     last_checkpoint_wall: float = 0.0
@@ -116,7 +155,33 @@ class Sequencer:
         self.last_checkpoint_size = -1 if row is None else row["size"]
         self.last_checkpoint_wall = 0.0 if row is None else float(row["t"])
         self.last_checkpoint_at = time.monotonic()
-        log.info("log loaded: %d entries, last checkpoint at size %d", size, self.last_checkpoint_size)
+        owed = await self._owe_recent_receipts(conn)
+        log.info(
+            "log loaded: %d entries, last checkpoint at size %d; %d device(s) owed a receipt",
+            size,
+            self.last_checkpoint_size,
+            owed,
+        )
+
+    async def _owe_recent_receipts(self, conn: asyncpg.Connection) -> int:
+        """Owe a receipt again to every device with readings logged shortly before the last stop.
+
+        Receipts leave through MQTT after their checkpoint is committed: a process killed in
+        between took them with it.  The devices whose newest reading was logged after the
+        newest checkpoint older than ``_RECEIPTS_REPEATED_FOR`` seconds (counted back from the
+        newest checkpoint) get theirs again; one receipt too many costs a device nothing.
+        """
+        since = await conn.fetchval(
+            "SELECT coalesce((SELECT size FROM checkpoints WHERE signed_at < "
+            "(SELECT max(signed_at) FROM checkpoints) - make_interval(secs => $1) ORDER BY id DESC LIMIT 1), 0)",
+            _RECEIPTS_REPEATED_FOR,
+        )
+        status = await conn.execute(
+            "INSERT INTO receipt_due (device_id) SELECT device_id FROM devices WHERE logged_index >= $1 "
+            "ON CONFLICT DO NOTHING",
+            since,
+        )
+        return int(status.split()[-1])
 
     async def _chain(self, conn: asyncpg.Connection, device_ids: list[str]) -> None:
         missing = [d for d in device_ids if d not in self.chains]
@@ -157,9 +222,9 @@ class Sequencer:
                 raise NotLeaderError(f"the log is at size {stored}, not {self.size}: another writer moved it")
 
             # 1. identity and claim entries, in the order they were accepted
+            batch = self.settings.sequencer_batch
             pending = await conn.fetch(
-                "SELECT id, kind, data, device_id FROM pending_entries ORDER BY id LIMIT $1",
-                self.settings.sequencer_batch,
+                "SELECT id, kind, data, device_id FROM pending_entries ORDER BY id LIMIT $1", batch
             )
             logged_entries = []
             for row in pending:
@@ -168,15 +233,25 @@ class Sequencer:
                 if row["device_id"] is not None:
                     self.chains.pop(row["device_id"], None)  # re-read: an enrolment or rotation changed it
             result.entries = len(logged_entries)
+            # Devices whose enrolment or key rotation is still waiting behind this step's share:
+            # none of their readings may reach the log before that entry.
+            held: list[str] = []
+            if len(pending) == batch:
+                held = [
+                    r["device_id"]
+                    for r in await conn.fetch(
+                        "SELECT DISTINCT device_id FROM pending_entries WHERE id > $1 AND device_id IS NOT NULL",
+                        pending[-1]["id"],
+                    )
+                ]
 
-            # 2. readings, per device in sequence order
-            exclude = [d for d, since in self.waiting.items() if now - since < 1.0]
-            rows = await conn.fetch(
-                "SELECT device_id, seq, envelope, payload_hash, received_at FROM readings "
-                "WHERE log_index IS NULL AND NOT (device_id = ANY($2::text[])) "
-                "ORDER BY device_id, seq LIMIT $1",
-                self.settings.sequencer_batch,
-                exclude,
+            # 2. readings, per device in sequence order, a fair share each
+            exclude = [d for d, since in self.waiting.items() if now - since < 1.0] + held
+            rows = sorted(
+                await conn.fetch(
+                    _WAITING_READINGS, batch, exclude, max(1, self.settings.sequencer_device_share)
+                ),
+                key=_by_device_and_seq,
             )
             await self._chain(conn, sorted({r["device_id"] for r in rows}))
             assigned: list[tuple[str, int, int]] = []
@@ -197,7 +272,6 @@ class Sequencer:
                         since = self.waiting.setdefault(device_id, now)
                         if now - since >= self.settings.gap_timeout:
                             refusals += await self._refuse_device_backlog(conn, device_id, position.seq)
-                            self.waiting.pop(device_id, None)
                         continue
                     self.waiting.pop(device_id, None)
                 if blocked or position is None:
@@ -272,21 +346,30 @@ class Sequencer:
                     [p.hash for _, p in items],
                     [p.index for _, p in items],
                 )
+                await conn.execute(
+                    "INSERT INTO receipt_due (device_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                    [k for k, _ in items],
+                )
             await conn.copy_records_to_table("log_nodes", records=nodes, columns=["level", "idx", "hash"])
             await conn.execute("UPDATE log_state SET size = $1", size)
 
         # committed: adopt the new state
         self.size, self.frontier = size, frontier
         self.chains.update(new_chains)
-        self.touched.update(new_chains)
         return result
 
     async def _refuse_device_backlog(
         self, conn: asyncpg.Connection, device_id: str, logged_seq: int
     ) -> list[tuple[Refusal, tuple[str, int]]]:
+        """The device's waiting readings, a step's share at a time (a deep backlog spans several steps)."""
+        share = max(1, self.settings.sequencer_device_share)
         rows = await conn.fetch(
-            "SELECT seq FROM readings WHERE device_id = $1 AND log_index IS NULL ORDER BY seq", device_id
+            "SELECT seq FROM readings WHERE device_id = $1 AND log_index IS NULL ORDER BY seq LIMIT $2",
+            device_id,
+            share,
         )
+        if len(rows) < share:
+            self.waiting.pop(device_id, None)
         return [
             (
                 Refusal(
@@ -315,7 +398,7 @@ class Sequencer:
         )
 
     async def checkpoint(self, conn: asyncpg.Connection) -> str:
-        """Sign a checkpoint over the whole log, store it, and publish receipts."""
+        """Sign a checkpoint over the whole log, store it, and publish the receipts owed."""
         root = self.frontier.root()
         now = time.time()
         note = sign_checkpoint(Checkpoint(self.signer.name, self.size, root, int(now)), self.signer)
@@ -323,22 +406,56 @@ class Sequencer:
             await conn.execute(
                 "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)", self.size, root, note
             )
-            due = [r["device_id"] for r in await conn.fetch("DELETE FROM receipt_due RETURNING device_id")]
+            await conn.execute(
+                "UPDATE log_state SET log_key = $1 WHERE log_key IS NULL",
+                self.signer.verifier_key().to_string(),
+            )
+            due = await self._take_due(conn)
         self.last_checkpoint_size = self.size
         self.last_checkpoint_at = time.monotonic()
         self.last_checkpoint_wall = now
-        devices = self.touched | set(due)
-        self.touched = set()
-        if self.publish is not None and devices:
-            await self._chain(conn, sorted(devices))
-            time_ms = int(now * 1000)
-            for device_id in sorted(devices):
-                position = self.chains.get(device_id)
-                if position is None or position.index is None or position.seq == 0:
-                    continue
-                receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
-                self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
+        await self._send_receipts(conn, due, root, now)
         return note
+
+    def receipts_check_due(self) -> bool:
+        """Whether to look for receipts owed while the log is idle: a few times a second, once the
+        newest checkpoint covers the whole log (else the next checkpoint answers them)."""
+        return (
+            self.last_checkpoint_size == self.size
+            and time.monotonic() - self.last_due_check >= _IDLE_RECEIPTS_EVERY
+        )
+
+    async def answer_due(self, conn: asyncpg.Connection) -> int:
+        """Publish the receipts owed against the newest checkpoint (the log has not grown since).
+
+        Returns how many devices were answered.
+        """
+        self.last_due_check = time.monotonic()
+        if self.last_checkpoint_size != self.size:
+            return 0
+        async with conn.transaction():
+            due = await self._take_due(conn)
+        await self._send_receipts(conn, due, self.frontier.root(), time.time())
+        return len(due)
+
+    @staticmethod
+    async def _take_due(conn: asyncpg.Connection) -> list[str]:
+        return [r["device_id"] for r in await conn.fetch("DELETE FROM receipt_due RETURNING device_id")]
+
+    async def _send_receipts(
+        self, conn: asyncpg.Connection, devices: list[str], root: bytes, now: float
+    ) -> None:
+        """A signed receipt to each device for its newest logged reading, in a log of ``self.size`` entries."""
+        if self.publish is None or not devices:
+            return
+        await self._chain(conn, sorted(devices))
+        time_ms = int(now * 1000)
+        for device_id in sorted(devices):
+            position = self.chains.get(device_id)
+            if position is None or position.index is None or position.seq == 0:
+                continue
+            receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
+            self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
 
 
 async def hold_lock(conn: asyncpg.Connection) -> bool:

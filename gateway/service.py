@@ -256,6 +256,8 @@ class Gateway:
                     if sequencer.checkpoint_due():
                         await sequencer.checkpoint(conn)
                         self.metrics.checkpoint_signed(sequencer.size, sequencer.last_checkpoint_wall)
+                    elif sequencer.receipts_check_due():
+                        await sequencer.answer_due(conn)
                     if not (result.entries or result.readings or result.quarantined):
                         await asyncio.sleep(0.02)
             except asyncio.CancelledError:

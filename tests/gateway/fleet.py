@@ -17,8 +17,17 @@ from tests.support import HOUR, T0, TestDevice
 
 class Fleet:
     def __init__(
-        self, host: str, port: int, devices: list[TestDevice], log_public_key: bytes, per_device: int
+        self,
+        host: str,
+        port: int,
+        devices: list[TestDevice],
+        log_public_key: bytes,
+        per_device: int,
+        *,
+        resend_after: float = 4.0,
     ) -> None:
+        """``resend_after``: seconds without a new receipt before the devices send again what has none."""
+        self.resend_after = resend_after
         self.devices = devices
         self.log_public_key = log_public_key
         self.envelopes = {
@@ -55,7 +64,8 @@ class Fleet:
                 self.receipted[receipt.device_id] = receipt.seq
                 self.progress_at = time.monotonic()
 
-    def _publish_loop(self, rate: float = 400.0, resend_after: float = 4.0) -> None:
+    def _publish_loop(self, rate: float = 400.0) -> None:
+        resend_after = self.resend_after
         interval = 1.0 / rate
         while not self.stop.is_set():
             busy = False
