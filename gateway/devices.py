@@ -24,6 +24,21 @@ from attest_core.errors import AttestError
 from attest_core.reading import device_key_id
 from attest_core.registry import DeviceRecord, KeySpan, Registry, RegistryError
 
+REGISTRY_LOCK = 0x10_7A77_DE7
+"""Advisory lock id: taken exclusively by a key rotation or revocation, shared by ingest while it
+checks and stores a batch (see :func:`change_registry` and gateway.ingest.store_batch)."""
+
+
+async def change_registry(conn: asyncpg.Connection) -> None:
+    """Start a change to which readings ingest may accept (call inside the change's transaction).
+
+    Waits for every ingest batch being checked to commit, and bumps ``registry_state.version``
+    so that every later batch, in any process, re-reads its device records before it checks a
+    reading: no reading is accepted under a key or a revocation state that was already replaced.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", REGISTRY_LOCK)
+    await conn.execute("UPDATE registry_state SET version = version + 1")
+
 
 class DeviceError(Exception):
     """A refused device operation, with the HTTP status it maps to."""
@@ -117,7 +132,17 @@ async def rotate(
     except AttestError as exc:
         raise DeviceError(400, exc.code, str(exc)) from exc
     async with conn.transaction():
+        await change_registry(conn)
         record = await _record(conn, st.device_id)
+        highest = await conn.fetchval("SELECT max(seq) FROM readings WHERE device_id = $1", st.device_id)
+        if highest is not None and st.effective_seq <= highest:
+            raise DeviceError(
+                409,
+                "effective_seq_not_above_accepted",
+                f"the new key of device {st.device_id} would take effect at sequence number "
+                f"{st.effective_seq}, but readings up to {highest} are already accepted under the old key: "
+                f"effective_seq must be at least {highest + 1}",
+            )
         registry = Registry()
         registry.devices[st.device_id] = record
         try:
@@ -150,6 +175,7 @@ async def revoke(
     nothing after it is accepted.
     """
     async with conn.transaction():
+        await change_registry(conn)
         record = await _record(conn, device_id)
         if record.revoked:
             raise DeviceError(409, "already_revoked", f"device {device_id} is already revoked")

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 
@@ -31,6 +32,7 @@ from attest_core.reading import MAX_ENVELOPE_SIZE, decode_envelope, decode_paylo
 from attest_core.registry import DeviceRecord, KeySpan, Registry
 from attest_core.topics import device_of_readings_topic
 from gateway.config import Settings
+from gateway.devices import REGISTRY_LOCK
 from gateway.quarantine import Refusal, quarantine_many
 
 log = logging.getLogger("gateway.ingest")
@@ -69,15 +71,18 @@ class BatchResult:
 class DeviceCache:
     """The registry's device records, loaded from the database on demand.
 
-    A record is re-read when it is older than ``ttl`` seconds, so a revocation
-    or key rotation made by another process takes effect within that time
-    (the API process also invalidates its own cache at once).
+    Keys and revocations are re-read whenever ``registry_state.version`` moved (every key
+    rotation and revocation bumps it, see gateway.devices.change_registry); a record is also
+    re-read when older than ``ttl`` seconds, for ``next_seq``, the sequence number the
+    device's chain expects next (its last logged reading + 1, as last read).
     """
 
     def __init__(self, ttl: float = 2.0) -> None:
         self.registry = Registry()
+        self.next_seq: dict[str, int] = {}
         self.loaded: dict[str, float] = {}
         self.ttl = ttl
+        self.version: int | None = None
 
     def invalidate(self, device_id: str | None = None) -> None:
         if device_id is None:
@@ -85,13 +90,20 @@ class DeviceCache:
         else:
             self.loaded.pop(device_id, None)
 
+    async def sync(self, conn: asyncpg.Connection) -> None:
+        """Forget every record if the registry changed since they were read."""
+        version = await conn.fetchval("SELECT version FROM registry_state")
+        if version != self.version:
+            self.invalidate()
+            self.version = version
+
     async def refresh(self, conn: asyncpg.Connection, device_ids: set[str]) -> None:
         now = time.monotonic()
         stale = [d for d in device_ids if now - self.loaded.get(d, -1e9) > self.ttl]
         if not stale:
             return
         rows = await conn.fetch(
-            "SELECT device_id, statement, last_valid_seq, revoked_at IS NOT NULL AS revoked "
+            "SELECT device_id, statement, last_valid_seq, revoked_at IS NOT NULL AS revoked, logged_seq "
             "FROM devices WHERE device_id = ANY($1)",
             stale,
         )
@@ -107,6 +119,7 @@ class DeviceCache:
             )
         for device_id in stale:
             self.registry.devices.pop(device_id, None)
+            self.next_seq.pop(device_id, None)
             self.loaded.pop(device_id, None)  # an unknown device is asked for again next time
         for r in rows:
             self.loaded[r["device_id"]] = now
@@ -116,10 +129,22 @@ class DeviceCache:
                 record.last_valid_seq = r["last_valid_seq"]
                 record.revocation_index = -1
             self.registry.devices[r["device_id"]] = record
+            self.next_seq[r["device_id"]] = r["logged_seq"] + 1
 
 
-def check(message: Message, registry: Registry, now_ms: int, max_skew_ms: int) -> Accepted | Refusal:
-    """Decide one message (pure: the registry must hold the device if it is enrolled)."""
+def check(
+    message: Message,
+    registry: Registry,
+    now_ms: int,
+    max_skew_ms: int,
+    next_seq: Mapping[str, int] | None = None,
+    max_ahead: int = 0,
+) -> Accepted | Refusal:
+    """Decide one message (pure: the registry must hold the device if it is enrolled).
+
+    With ``max_ahead``, a reading ``max_ahead`` or more beyond its device's ``next_seq`` is
+    turned away before its signature is checked (the cheap checks come first).
+    """
     payload = message.payload
     if len(payload) > MAX_ENVELOPE_SIZE:
         return Refusal(
@@ -146,6 +171,15 @@ def check(message: Message, registry: Registry, now_ms: int, max_skew_ms: int) -
             f"device {device_id} is revoked: no reading after {record.last_valid_seq} is accepted",
             device_id, seq,
         )  # fmt: skip
+    if max_ahead and next_seq is not None:
+        expected = next_seq.get(device_id)
+        if expected is not None and seq - expected >= max_ahead:
+            return Refusal(
+                "too_far_ahead",
+                f"reading {seq} of device {device_id} is {seq - expected} beyond the next one its chain "
+                f"needs ({expected}); the limit is {max_ahead - 1}: send the readings in between first",
+                device_id, seq,
+            )  # fmt: skip
     try:
         registry.check_reading(envelope, reading)
     except AttestError as exc:
@@ -181,71 +215,97 @@ async def store_batch(
     """Check and store a batch in one transaction. Raises only on database trouble."""
     result = BatchResult()
     wanted = {d for m in messages if (d := device_of_readings_topic(m.topic)) is not None}
-    await cache.refresh(conn, wanted)
+    async with conn.transaction():
+        # Shared with other batches, exclusive to a key rotation or revocation: the records this
+        # batch is checked against stay the registry's until it commits (gateway.devices).
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", REGISTRY_LOCK)
+        await cache.sync(conn)
+        await cache.refresh(conn, wanted)
+        await _store_checked(conn, messages, cache, settings, result)
+    return result
+
+
+async def _store_checked(
+    conn: asyncpg.Connection,
+    messages: list[Message],
+    cache: DeviceCache,
+    settings: Settings,
+    result: BatchResult,
+) -> None:
     now_ms = int(time.time() * 1000)
     skew_ms = int(settings.max_clock_skew * 1000)
     accepted: dict[tuple[str, int], tuple[Message, Accepted]] = {}
     refused: list[tuple[str, bytes, Refusal]] = []
     repeats: list[tuple[Message, Accepted]] = []
+    ahead: dict[str, tuple[Message, Refusal, int]] = {}
     for message in messages:
-        outcome = check(message, cache.registry, now_ms, skew_ms)
+        outcome = check(message, cache.registry, now_ms, skew_ms, cache.next_seq, settings.max_readings_ahead)
         if isinstance(outcome, Refusal):
-            refused.append((message.topic, message.payload, outcome))
             result.refuse(outcome.reason)
+            if outcome.reason == "too_far_ahead" and outcome.device_id is not None:
+                # a flood: one row per device and batch says it all (the device still holds them)
+                first = ahead.get(outcome.device_id)
+                ahead[outcome.device_id] = (
+                    (message, outcome, 1) if first is None else (*first[:2], first[2] + 1)
+                )
+                continue
+            refused.append((message.topic, message.payload, outcome))
             continue
         key = (outcome.device_id, outcome.seq)
         if key in accepted:
             repeats.append((message, outcome))
         else:
             accepted[key] = (message, outcome)
+    for message, refusal, count in ahead.values():
+        if count > 1:
+            refusal = replace(refusal, detail=f"{refusal.detail} ({count} such readings in one batch)")
+        refused.append((message.topic, message.payload, refusal))
 
-    async with conn.transaction():
-        inserted: set[tuple[str, int]] = set()
-        if accepted:
-            items = [a for _, a in accepted.values()]
-            rows = await conn.fetch(
-                _INSERT,
-                [a.device_id for a in items],
-                [a.seq for a in items],
-                [a.asset_id for a in items],
-                [a.time_ms for a in items],
-                [a.energy_mwh for a in items],
-                [a.payload_hash for a in items],
-                [a.envelope for a in items],
+    inserted: set[tuple[str, int]] = set()
+    if accepted:
+        items = [a for _, a in accepted.values()]
+        rows = await conn.fetch(
+            _INSERT,
+            [a.device_id for a in items],
+            [a.seq for a in items],
+            [a.asset_id for a in items],
+            [a.time_ms for a in items],
+            [a.energy_mwh for a in items],
+            [a.payload_hash for a in items],
+            [a.envelope for a in items],
+        )
+        inserted = {(r["device_id"], r["seq"]) for r in rows}
+    conflicts = [v for k, v in accepted.items() if k not in inserted] + repeats
+    if conflicts:
+        existing = {
+            (r["device_id"], r["seq"]): bytes(r["payload_hash"])
+            for r in await conn.fetch(
+                "SELECT r.device_id, r.seq, r.payload_hash FROM readings r "
+                "JOIN unnest($1::text[], $2::bigint[]) AS c(d, s) ON r.device_id = c.d AND r.seq = c.s",
+                [a.device_id for _, a in conflicts],
+                [a.seq for _, a in conflicts],
             )
-            inserted = {(r["device_id"], r["seq"]) for r in rows}
-        conflicts = [v for k, v in accepted.items() if k not in inserted] + repeats
-        if conflicts:
-            existing = {
-                (r["device_id"], r["seq"]): bytes(r["payload_hash"])
-                for r in await conn.fetch(
-                    "SELECT r.device_id, r.seq, r.payload_hash FROM readings r "
-                    "JOIN unnest($1::text[], $2::bigint[]) AS c(d, s) ON r.device_id = c.d AND r.seq = c.s",
-                    [a.device_id for _, a in conflicts],
-                    [a.seq for _, a in conflicts],
+        }
+        due: set[str] = set()
+        for message, a in conflicts:
+            known = existing.get((a.device_id, a.seq))
+            if known == a.payload_hash:
+                result.duplicates += 1
+                due.add(a.device_id)
+            else:
+                refusal = Refusal(
+                    "equivocation",
+                    f"device {a.device_id} signed two different readings with sequence number {a.seq}",
+                    a.device_id,
+                    a.seq,
                 )
-            }
-            due: set[str] = set()
-            for message, a in conflicts:
-                known = existing.get((a.device_id, a.seq))
-                if known == a.payload_hash:
-                    result.duplicates += 1
-                    due.add(a.device_id)
-                else:
-                    refusal = Refusal(
-                        "equivocation",
-                        f"device {a.device_id} signed two different readings with sequence number {a.seq}",
-                        a.device_id,
-                        a.seq,
-                    )
-                    refused.append((message.topic, message.payload, refusal))
-                    result.refuse("equivocation")
-                    log.warning("EQUIVOCATION by device %s at seq %d: kept as evidence", a.device_id, a.seq)
-            if due:
-                await conn.executemany(
-                    "INSERT INTO receipt_due (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    [(d,) for d in due],
-                )
-        await quarantine_many(conn, refused)
+                refused.append((message.topic, message.payload, refusal))
+                result.refuse("equivocation")
+                log.warning("EQUIVOCATION by device %s at seq %d: kept as evidence", a.device_id, a.seq)
+        if due:
+            await conn.executemany(
+                "INSERT INTO receipt_due (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(d,) for d in due],
+            )
+    await quarantine_many(conn, refused)
     result.accepted = len(inserted)
-    return result

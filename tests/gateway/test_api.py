@@ -387,6 +387,12 @@ def test_key_rotation(api: Api) -> None:
     statement = RotationStatement(d.device_id, d.signer.public_key, new.public_key, 3, T0 + HOUR)
     data, old_sig, new_sig = sign_rotation(statement, d.signer, new)
     body = {"statement": b64(data), "old_signature": b64(old_sig), "new_signature": b64(new_sig)}
+    early = RotationStatement(d.device_id, d.signer.public_key, new.public_key, 2, T0 + HOUR)
+    e_data, e_old, e_new = sign_rotation(early, d.signer, new)
+    r = api.post(f"/v1/devices/{d.device_id}/rotate", "installer-1",
+                 json={"statement": b64(e_data), "old_signature": b64(e_old), "new_signature": b64(e_new)})  # fmt: skip
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "effective_seq_not_above_accepted")
+    assert "readings up to 2 are already accepted" in r.json()["error"]["message"]
     r = api.post("/v1/devices/someone-else/rotate", "installer-1", json=body)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "device_mismatch")
     r = api.post(

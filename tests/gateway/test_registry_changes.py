@@ -1,0 +1,105 @@
+"""Key rotations and revocations against ingest: no reading is accepted under a replaced key or state,
+in any ingest process, however fresh its cache."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from attest_core.device import RotationStatement, sign_rotation
+from gateway.devices import REGISTRY_LOCK, DeviceError, revoke, rotate
+from gateway.ingest import DeviceCache, store_batch
+from gateway.migrations import migrate
+from tests.gateway.helpers import enrol_device, settings_for
+from tests.gateway.test_log import msg
+from tests.support import T0, TestDevice, seeded_signer
+
+
+def run_two(database: str, fn) -> None:  # type: ignore[no-untyped-def]
+    async def go() -> None:
+        a, b = await asyncpg.connect(database), await asyncpg.connect(database)
+        try:
+            await migrate(a)
+            await fn(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
+
+
+def rotation(d: TestDevice, effective_seq: int) -> tuple[bytes, bytes, bytes]:
+    new = seeded_signer(d.device_id + " new")
+    return sign_rotation(
+        RotationStatement(d.device_id, d.signer.public_key, new.public_key, effective_seq, T0), d.signer, new
+    )
+
+
+def test_a_rotation_must_take_effect_above_every_accepted_reading(database: str, tmp_path: Path) -> None:
+    settings = settings_for(database, tmp_path)
+
+    async def go(a: asyncpg.Connection, b: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(a, d)
+        await store_batch(
+            a, [msg(d, d.reading(T0 + i, i).encode()) for i in range(5)], DeviceCache(), settings
+        )
+        with pytest.raises(DeviceError) as info:
+            await rotate(a, *rotation(d, 5), "installer-1")
+        assert (info.value.status, info.value.code) == (409, "effective_seq_not_above_accepted")
+        assert "readings up to 5 are already accepted" in info.value.message
+        await rotate(a, *rotation(d, 6), "installer-1")
+
+    run_two(database, go)
+
+
+def test_no_ingest_process_accepts_an_old_key_reading_once_the_rotation_is_made(
+    database: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database, tmp_path)
+
+    async def go(api: asyncpg.Connection, ingest: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(api, d)
+        cache = DeviceCache(ttl=3600)  # another process's cache, read before the rotation
+        assert (await store_batch(ingest, [msg(d, d.reading(T0, 1).encode())], cache, settings)).accepted == 1
+        await rotate(api, *rotation(d, 2), "installer-1")
+        old_key = d.reading(T0 + 1, 2).encode()
+        result = await store_batch(ingest, [msg(d, old_key)], cache, settings)
+        assert result.refused == {"key_not_valid_for_seq": 1}
+
+    run_two(database, go)
+
+
+def test_no_ingest_process_accepts_a_disowned_reading_once_the_revocation_is_made(
+    database: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database, tmp_path)
+
+    async def go(api: asyncpg.Connection, ingest: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(api, d)
+        cache = DeviceCache(ttl=3600)
+        assert (await store_batch(ingest, [msg(d, d.reading(T0, 1).encode())], cache, settings)).accepted == 1
+        assert await revoke(api, "dev-1", "stolen", "installer-1") == 1
+        result = await store_batch(ingest, [msg(d, d.reading(T0 + 1, 2).encode())], cache, settings)
+        assert result.refused == {"revoked_device": 1}
+
+    run_two(database, go)
+
+
+def test_a_rotation_waits_for_the_batches_being_checked(database: str, tmp_path: Path) -> None:
+    async def go(ingest: asyncpg.Connection, api: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(api, d)
+        async with ingest.transaction():
+            await ingest.execute("SELECT pg_advisory_xact_lock_shared($1)", REGISTRY_LOCK)
+            change = asyncio.create_task(rotate(api, *rotation(d, 2), "installer-1"))
+            await asyncio.sleep(0.5)
+            assert not change.done(), "the rotation did not wait for the batch in progress"
+        await asyncio.wait_for(change, 10)
+
+    run_two(database, go)
