@@ -67,6 +67,12 @@ class BatchResult:
     def refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
+    def merge(self, other: BatchResult) -> BatchResult:
+        refused = dict(self.refused)
+        for reason, count in other.refused.items():
+            refused[reason] = refused.get(reason, 0) + count
+        return BatchResult(self.accepted + other.accepted, self.duplicates + other.duplicates, refused)
+
 
 class DeviceCache:
     """The registry's device records, loaded from the database on demand.

@@ -14,15 +14,23 @@ from gateway import logkey
 from gateway.api import ApiState, create_app
 from gateway.config import Settings
 from gateway.errors import NotLeaderError
-from gateway.ingest import DeviceCache, Message, store_batch
+from gateway.faults import is_outage
+from gateway.ingest import BatchResult, DeviceCache, Message, store_batch
 from gateway.metrics import Metrics
 from gateway.migrations import migrate
 from gateway.mqtt import MqttLink, probe_protocol
+from gateway.quarantine import Refusal, quarantine_many
 from gateway.sequencer import Sequencer, hold_lock
 from gateway.tokens import TokenTable
 from gateway.witnesses import parse_witnesses
 
 log = logging.getLogger("gateway")
+
+
+def _printable(text: str) -> str:
+    """Text PostgreSQL can store: no NUL characters (an MQTT topic or an error may carry them)."""
+    return text.replace("\x00", "\\x00")
+
 
 DB_ERRORS = (
     OSError,
@@ -203,21 +211,7 @@ class Gateway:
                         break
                     await asyncio.sleep(0.002)
             self.link.resume_reading()
-            delay = 0.2
-            while True:
-                try:
-                    async with self.pool.acquire(timeout=10) as conn:
-                        result = await store_batch(conn, batch, self.cache, s)
-                    break
-                except DB_ERRORS as exc:
-                    log.warning("cannot store %d messages (%s); retrying in %.1f s", len(batch), exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10)
-                except Exception:
-                    # Not a database outage: a fault of ours. Never drop the batch; say so loudly.
-                    log.exception("storing %d messages failed; retrying in %.1f s", len(batch), delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10)
+            result = await self._store(batch)
             self.link.ack_many([message.mid for message in batch])
             now = time.time()
             for message in batch:
@@ -227,6 +221,57 @@ class Gateway:
             for reason, count in result.refused.items():
                 self.metrics.rejected.labels(reason).inc(count)
                 log.info("refused %d message(s): %s", count, reason)
+
+    async def _store(self, batch: list[Message]) -> BatchResult:
+        """Store a batch, waiting out database outages; a batch that fails for any other reason is
+        split in halves until the message responsible is alone, and that one is quarantined
+        (``internal_error``): one bad message never holds back the others, nor is retried forever."""
+        assert self.pool is not None
+        delay = 0.2
+        while True:
+            try:
+                async with self.pool.acquire(timeout=10) as conn:
+                    return await store_batch(conn, batch, self.cache, self.settings)
+            except Exception as exc:
+                if not is_outage(exc):
+                    return await self._isolate(batch, exc)
+                log.warning("cannot store %d messages (%s); retrying in %.1f s", len(batch), exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+    async def _isolate(self, batch: list[Message], exc: Exception) -> BatchResult:
+        if len(batch) > 1:
+            half = len(batch) // 2
+            first, second = await self._store(batch[:half]), await self._store(batch[half:])
+            return first.merge(second)
+        message = batch[0]
+        kind = type(exc).__name__
+        log.error(
+            "message on %r (%d bytes) made ingest fail with %s: %s; quarantined as internal_error",
+            message.topic, len(message.payload), kind, exc, exc_info=exc,
+        )  # fmt: skip
+        result = BatchResult()
+        result.refuse("internal_error")
+        refusal = Refusal("internal_error", _printable(f"ingest failed on this message with {kind}: {exc}"))
+        delay = 0.2
+        while True:
+            assert self.pool is not None
+            try:
+                async with self.pool.acquire(timeout=10) as conn:
+                    await quarantine_many(conn, [(_printable(message.topic), message.payload, refusal)])
+                return result
+            except Exception as again:
+                if not is_outage(again):
+                    # Not even its quarantine row can be written: say everything there is to say
+                    # about it in the log, which is where it stays.
+                    log.error(
+                        "could not quarantine the message on %r either (%s: %s); dropped it: %s",
+                        message.topic, type(again).__name__, again, message.payload.hex(),
+                    )  # fmt: skip
+                    return result
+                log.warning("cannot quarantine a message (%s); retrying in %.1f s", again, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
 
     # --- the sequencer ----------------------------------------------------------------
 

@@ -1,0 +1,41 @@
+"""Which database failures are an outage (wait and retry) and which are this input's fault.
+
+A batch that fails with an outage is retried as it is, however long the outage lasts: the
+readings in it are good and the broker holds them until they are stored.  Any other failure
+(a data error from PostgreSQL, a bug of ours meeting odd input) would fail again on every
+retry and block every reading behind it, so ingest isolates the message responsible instead
+(gateway.service, ``Gateway._store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+_OUTAGE_TYPES = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    # e.g. "cannot switch to state 15; another operation is in progress" on a pooled connection
+    # broken by a database restart
+    asyncpg.InternalClientError,
+)
+
+_OUTAGE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""SQLSTATE classes of a server that cannot serve now: connection exceptions, transaction rollback
+(serialization failure, deadlock: retrying is the cure), insufficient resources, operator
+intervention (shutdown, cancel), system errors."""
+_OUTAGE_STATES = frozenset({"55P03", "55006", "25P03"})
+"""lock not available, object in use, idle-in-transaction timeout."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` says the database could not do the work now, not that the work is bad."""
+    if isinstance(exc, _OUTAGE_TYPES):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state[:2] in _OUTAGE_CLASSES or state in _OUTAGE_STATES
+    return False
