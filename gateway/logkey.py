@@ -1,4 +1,11 @@
-"""The log's signing key: generated once, kept in a file only its owner can read."""
+"""The log's signing key: generated once, kept in a file only its owner can read, and bound to its log.
+
+A log is signed by one key for ever: checkpoints signed by another key are worthless to
+everyone who trusts the first.  The database records the log's verifier key with the first
+checkpoint (``log_state.log_key``), and :func:`bind` refuses to start a gateway whose key file
+holds another key, or that has no key file for a log that already has entries, naming the key
+the log belongs to; a key is only ever created for an empty log.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,11 @@ import os
 import stat
 from pathlib import Path
 
+import asyncpg
+
+from attest_core.checkpoint import open_checkpoint
 from attest_core.errors import AttestError
-from attest_core.note import NoteSigner, generate_private_key
+from attest_core.note import NoteSigner, VerifierKey, generate_private_key, parse_note
 from gateway.errors import KeyFileError
 
 
@@ -47,13 +57,66 @@ def load_key_file(path: str | Path) -> NoteSigner:
         raise KeyFileError(f"log key file {path} does not hold a log key: {exc}") from exc
 
 
-def load_or_create(path: str | Path, name: str) -> tuple[NoteSigner, bool]:
-    """The key at ``path``, created on first start. Returns (signer, created)."""
-    if Path(path).exists():
-        signer = load_key_file(path)
-        if signer.name != name:
+async def bind(conn: asyncpg.Connection, path: str | Path, name: str) -> tuple[NoteSigner, bool]:
+    """The log key at ``path`` if it is the key of the log in this database; created for an empty log.
+
+    Returns (signer, created).  Raises :class:`KeyFileError` (code ``wrong_log_key`` or
+    ``missing_log_key``) when the key file does not belong to the log.
+    """
+    recorded, size = await conn.fetchrow("SELECT log_key, size FROM log_state")
+    newest = await conn.fetchval("SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1")
+    owner = recorded or (_signer_of(newest) if newest is not None else None)
+    if not Path(path).exists():
+        if recorded is not None or size or newest is not None:
             raise KeyFileError(
-                f"log key file {path} is for log {signer.name!r}, but the gateway is configured as {name!r}"
+                f"there is no log key file at {path}, but the log in this database has {size} entries and "
+                f"belongs to the key {owner}: restore that key's file (a new key would orphan the log)",
+                code="missing_log_key",
             )
-        return signer, False
-    return generate_key_file(path, name), True
+        return generate_key_file(path, name), True
+    signer = _load_named(path, name)
+    ours = signer.verifier_key()
+    if recorded is not None:
+        if recorded != ours.to_string():
+            raise KeyFileError(
+                f"the log key file {path} holds the key {ours.to_string()}, but the log in this database "
+                f"belongs to the key {recorded}: use that key's file, or another database",
+                code="wrong_log_key",
+            )
+    elif newest is not None:
+        if not _signed_by(newest, ours):
+            raise KeyFileError(
+                f"the log key file {path} holds the key {ours.to_string()}, but the log's checkpoints are "
+                f"signed by {owner}: use that key's file, or another database",
+                code="wrong_log_key",
+            )
+        # a log from before keys were recorded: its checkpoints prove which key it has
+        await conn.execute("UPDATE log_state SET log_key = $1 WHERE log_key IS NULL", ours.to_string())
+    return signer, False
+
+
+def _signer_of(note: str) -> str:
+    """``<name>+<key id>`` of a checkpoint's first signature (the log's, as the gateway signs them)."""
+    try:
+        first = parse_note(note).signatures[0]
+    except AttestError:
+        return "(an unreadable checkpoint)"
+    return f"{first.name}+{first.key_id.hex()}"
+
+
+def _signed_by(note: str, key: VerifierKey) -> bool:
+    try:
+        open_checkpoint(note, key)
+    except AttestError:
+        return False
+    return True
+
+
+def _load_named(path: str | Path, name: str) -> NoteSigner:
+    """The key at ``path``, which must be a key of the log called ``name``."""
+    signer = load_key_file(path)
+    if signer.name != name:
+        raise KeyFileError(
+            f"log key file {path} is for log {signer.name!r}, but the gateway is configured as {name!r}"
+        )
+    return signer

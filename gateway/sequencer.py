@@ -52,7 +52,7 @@ from attest_core.note import NoteSigner
 from attest_core.receipt import Receipt
 from attest_core.topics import receipts_topic
 from gateway.config import Settings
-from gateway.errors import NotLeaderError
+from gateway.errors import KeyFileError, NotLeaderError
 from gateway.quarantine import Refusal, quarantine
 
 log = logging.getLogger("gateway.sequencer")
@@ -406,10 +406,15 @@ class Sequencer:
             await conn.execute(
                 "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)", self.size, root, note
             )
-            await conn.execute(
-                "UPDATE log_state SET log_key = $1 WHERE log_key IS NULL",
-                self.signer.verifier_key().to_string(),
+            ours = self.signer.verifier_key().to_string()
+            owner = await conn.fetchval(
+                "UPDATE log_state SET log_key = coalesce(log_key, $1) RETURNING log_key", ours
             )
+            if owner != ours:  # two gateways started on an empty log, each with a new key
+                raise KeyFileError(
+                    f"this gateway's log key {ours} is not the log's key {owner}: not signing",
+                    code="wrong_log_key",
+                )
             due = await self._take_due(conn)
         self.last_checkpoint_size = self.size
         self.last_checkpoint_at = time.monotonic()

@@ -77,14 +77,14 @@ class Gateway:
         s = self.settings
         tokens = TokenTable.parse(s.tokens)
         witness_keys = parse_witnesses(s.witnesses)
-        self.signer, created = logkey.load_or_create(s.key_file, s.origin)
-        if created:
-            log.info("created the log key in %s: %s", s.key_file, self.signer.verifier_key().to_string())
         self.pool = await self._connect_pool()
         async with self.pool.acquire() as conn:
             applied = await migrate(conn)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+            self.signer, created = await logkey.bind(conn, s.key_file, s.origin)
+        if created:
+            log.info("created the log key in %s: %s", s.key_file, self.signer.verifier_key().to_string())
         url = s.mqtt
         protocol = await self._probe()
         wants_readings = "ingest" in self.runs
