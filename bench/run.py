@@ -21,6 +21,7 @@ from bench.env import Postgres, bench_tokens, git_commit, machine_info, say
 from bench.fleet import FleetSpec, sign_fleet
 from bench.ingest import IngestRun, run_ingest
 from bench.prooflog import LogSizes, run_log
+from bench.starvation import run_starvation
 from stack.processes import REPO, GatewayProcess, MosquittoProcess
 
 REQUIRED = (
@@ -31,6 +32,7 @@ REQUIRED = (
     "duplicated",
     "checkpoint_latency_p50_s",
     "checkpoint_latency_p99_s",
+    "starvation_p99_s",
     "log_entries_at_proof_test",
     "inclusion_proof_p50_ms",
     "inclusion_proof_p99_ms",
@@ -72,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--stall-timeout", type=float, default=60.0, help="give up after this long without progress (s)"
+    )
+    g = p.add_argument_group(
+        "starvation (one device floods behind a gap, another sends one reading a second)"
+    )
+    g.add_argument("--starvation-flood", type=int, default=8000, help="readings the flooding device sends")
+    g.add_argument(
+        "--starvation-seconds", type=float, default=20.0, help="how long the healthy device sends (s)"
     )
     g = p.add_argument_group("log, proofs, verifier")
     g.add_argument("--log-devices", type=int, default=1000, help="devices (= assets) in the big log")
@@ -168,6 +177,16 @@ def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{flood['latency_p50_s']:.2f} s / {flood['latency_p99_s']:.2f} s",
                 "",
                 "",
+            )
+        )
+    if "starvation_p99_s" in r:
+        rows.append(
+            (
+                f"a healthy device's receipts while another floods {_fmt(r.get('starvation_flood_readings'))} "
+                "readings behind a gap: p50 / p99",
+                f"{r['starvation_p50_s']:.2f} s / {r['starvation_p99_s']:.2f} s",
+                "p99 <= 5 s",
+                verdict(r["starvation_p99_s"] <= 5),
             )
         )
     rows.append(
@@ -361,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ingest_runs=runs,
         )
 
+        results.update(
+            run_starvation(pg, workdir, tokens, settings, args.starvation_flood, args.starvation_seconds)
+        )
         results["machine"]["loadavg_after_ingest"] = [round(x, 2) for x in os.getloadavg()]
         # --- 2-4. the big log: proofs, bundles, verifier, database size, the agent ---------------
         log_spec = FleetSpec(

@@ -27,6 +27,7 @@ def test_bench_smoke(tmp_path: Path, postgres: Postgres) -> None:
             "--devices", "20", "--readings", "10", "--gateways", "1,2", "--paced-seconds", "1",
             "--no-profile", "--log-devices", "20", "--log-readings", "60", "--proof-requests", "30",
             "--portfolio-assets", "20", "--verifier-readings", "300", "--agent-seconds", "4",
+            "--starvation-flood", "300", "--starvation-seconds", "3",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=150,
     )  # fmt: skip

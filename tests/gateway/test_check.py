@@ -111,3 +111,26 @@ def test_rotated_and_revoked_devices(world: tuple[Registry, TestDevice]) -> None
     after = device.reading(T0 + 4, 5)
     assert reason(check(Message(topic(), after.encode()), registry, NOW, SKEW)) == "revoked_device"
     assert reason(check(Message(topic(), third.encode()), registry, NOW, SKEW)) == "accepted"
+
+
+def test_a_reading_far_beyond_the_chain_is_turned_away_before_its_signature_is_checked(
+    world: tuple[Registry, TestDevice],
+) -> None:
+    registry, device = world
+    readings = [device.reading(T0 + i, i) for i in range(1, 12)]  # seq 1..11
+    forged = sign_reading(readings[10].reading(), seeded_signer("not the device"))  # seq 11, bad signature
+    next_seq = {"dev-1": 2}  # reading 1 is logged
+
+    def decide(envelope: Envelope) -> str:
+        return reason(check(Message(topic(), envelope.encode()), registry, NOW, SKEW, next_seq, max_ahead=9))
+
+    assert decide(readings[9]) == "accepted"  # seq 10: 8 beyond the next one, within the limit
+    assert decide(readings[10]) == "too_far_ahead"  # seq 11: 9 beyond
+    assert decide(forged) == "too_far_ahead"  # refused before its signature is looked at
+    outcome = check(Message(topic(), readings[10].encode()), registry, NOW, SKEW, next_seq, max_ahead=9)
+    assert isinstance(outcome, Refusal)
+    assert "reading 11 of device dev-1 is 9 beyond the next one its chain needs (2)" in outcome.detail
+    assert decide(readings[0]) == "accepted"  # behind the chain: a duplicate, sorted out later
+    assert (
+        reason(check(Message(topic(), readings[10].encode()), registry, NOW, SKEW)) == "accepted"
+    )  # no limit
