@@ -19,6 +19,7 @@ from typing import Any
 
 from attest_core.broker import BrokerUrl, parse_broker_url
 from attest_core.errors import DecodeError
+from gateway.bodylimit import DEFAULT_MAX_REQUEST_BYTES
 from gateway.errors import ConfigError
 
 MqttUrl = BrokerUrl
@@ -62,6 +63,9 @@ class Settings:
     """Witness verifier keys (C2SP ``<name>+<key id>+<key>``) whose cosignatures the gateway accepts."""
     enrol_wait: float = 5.0
     """Seconds an enrolment, revocation, rotation or claim waits for its log index before answering."""
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """HTTP request bodies above this many bytes are refused (413 request_too_large) as they arrive,
+    before authentication; the default admits the largest claim with room (gateway.bodylimit)."""
 
     @property
     def mqtt(self) -> MqttUrl:
@@ -121,6 +125,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     settings.mqtt  # validates  # noqa: B018
     if settings.role not in ("all", "ingest", "sequencer", "api"):
         raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
+    if settings.max_request_bytes < 1:
+        raise ConfigError(f"max_request_bytes must be at least 1, got {settings.max_request_bytes}")
     check_api_settings(settings)
     return settings
 

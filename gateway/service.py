@@ -109,6 +109,7 @@ class Gateway:
             witnesses=witness_keys,
             cache=self.cache if wants_readings else None,
             log_wait=s.enrol_wait,
+            max_request_bytes=s.max_request_bytes,
         )
         if "api" in self.runs:
             if not len(tokens):
