@@ -246,6 +246,6 @@ async def store_batch(
                     "INSERT INTO receipt_due (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
                     [(d,) for d in due],
                 )
-        await quarantine_many(conn, refused)
+        await quarantine_many(conn, refused, settings.quarantine_garbage_bytes)
     result.accepted = len(inserted)
     return result
