@@ -292,6 +292,13 @@ def create_app(state: ApiState) -> FastAPI:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+                    if "requestBody" in operation:
+                        operation.setdefault("responses", {})["413"] = {
+                            "description": f"The body is larger than the gateway admits ({state.max_request_bytes} bytes)",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            },
+                        }
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)

@@ -126,6 +126,15 @@ def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
+def test_the_413_is_documented(small: Api) -> None:
+    paths = small.http.get("/openapi.json").json()["paths"]
+    for path, method in (("/v1/claims", "post"), ("/v1/devices", "post"), ("/v1/log/cosignatures", "post")):
+        answer = paths[path][method]["responses"]["413"]
+        assert str(SMALL) in answer["description"]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "413" not in paths["/v1/claims"]["get"]["responses"]
+
+
 def test_the_setting_comes_from_the_environment() -> None:
     env = {"DATABASE_URL": "postgresql://x/y", "GATEWAY_MAX_REQUEST_BYTES": "1048576"}
     assert load_settings(env=env).max_request_bytes == MiB
