@@ -2,7 +2,9 @@
 and the token-protected routes of :mod:`gateway.routes` for installers, issuers and auditors.
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a 4xx
-status; bad input never yields a 5xx (a 503 says the database is down).  Who
+status; bad input never yields a 5xx (a 503 says the database is down).  A body
+above ``max_request_bytes`` is refused with 413 ``request_too_large`` before
+anything else looks at the request (:mod:`gateway.bodylimit`).  Who
 may call what (``Authorization: Bearer <token>``, :mod:`gateway.auth`):
 
 * no token: ``/v1/log/*`` (including ``POST /v1/log/cosignatures``, where the
@@ -34,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attest_core.errors import ProofError
 from gateway import logstore, witnesses
+from gateway.bodylimit import BodyLimit
 from gateway.routes import assets, claims, devices, quarantine
 from gateway.routes.common import ApiError, ErrorBody, ErrorDetail, error, responses
 from gateway.routes.state import ApiState
@@ -289,6 +292,13 @@ def create_app(state: ApiState) -> FastAPI:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+                    if "requestBody" in operation:
+                        operation.setdefault("responses", {})["413"] = {
+                            "description": f"The body is larger than the gateway admits ({state.max_request_bytes} bytes)",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            },
+                        }
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
@@ -296,6 +306,9 @@ def create_app(state: ApiState) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # added last, so it wraps every other layer but Starlette's last-resort error handler:
+    # a body is counted before routing, authentication or parsing see any of it
+    app.add_middleware(BodyLimit, max_bytes=state.max_request_bytes)
     return app
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from attest_core.broker import BrokerUrl, parse_broker_url
 from attest_core.errors import DecodeError
+from gateway.bodylimit import DEFAULT_MAX_REQUEST_BYTES
 from gateway.errors import ConfigError
 
 MqttUrl = BrokerUrl
@@ -70,6 +71,18 @@ class Settings:
     """Witness verifier keys (C2SP ``<name>+<key id>+<key>``) whose cosignatures the gateway accepts."""
     enrol_wait: float = 5.0
     """Seconds an enrolment, revocation, rotation or claim waits for its log index before answering."""
+    quarantine_garbage_bytes: int = 2048
+    """A quarantined message that is garbage, not evidence, keeps only this many bytes of its payload
+    (plus its full length and SHA-256); evidence is always kept whole (gateway.quarantine)."""
+    quarantine_retention_days: float = 30.0
+    """Garbage in quarantine not seen again for this many days is deleted; evidence never is."""
+    quarantine_max_garbage_rows: int = 100_000
+    """At most this many garbage rows are kept in quarantine: the least recently seen go first."""
+    quarantine_prune_interval: float = 60.0
+    """Seconds between two prunes of the quarantine's garbage (by processes that run the API)."""
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """HTTP request bodies above this many bytes are refused (413 request_too_large) as they arrive,
+    before authentication; the default admits the largest claim with room (gateway.bodylimit)."""
 
     @property
     def mqtt(self) -> MqttUrl:
@@ -129,6 +142,14 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     settings.mqtt  # validates  # noqa: B018
     if settings.role not in ("all", "ingest", "sequencer", "api"):
         raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
+    if settings.max_request_bytes < 1:
+        raise ConfigError(f"max_request_bytes must be at least 1, got {settings.max_request_bytes}")
+    for name in ("quarantine_garbage_bytes", "quarantine_max_garbage_rows"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)}")
+    for name in ("quarantine_retention_days", "quarantine_prune_interval"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name} must be more than 0, got {getattr(settings, name)}")
     check_api_settings(settings)
     return settings
 

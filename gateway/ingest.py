@@ -313,5 +313,5 @@ async def _store_checked(
                 "INSERT INTO receipt_due (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
                 [(d,) for d in due],
             )
-    await quarantine_many(conn, refused)
+    await quarantine_many(conn, refused, settings.quarantine_garbage_bytes)
     result.accepted = len(inserted)

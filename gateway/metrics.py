@@ -50,6 +50,16 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "iot_attest_mqtt_connected", "1 while connected to the broker", registry=r
         )
+        self.quarantine_pruned = Counter(
+            "iot_attest_quarantine_pruned",
+            "Garbage rows deleted from the quarantine by age or row cap (evidence is never deleted)",
+            registry=r,
+        )
+        self.quarantine_garbage = Gauge(
+            "iot_attest_quarantine_garbage_rows",
+            "Garbage rows the quarantine holds (as of this process's last prune)",
+            registry=r,
+        )
 
         self._signed_at = 0.0
 

@@ -314,7 +314,13 @@ class Sequencer:
                 }
                 for refusal, key in refusals:
                     if key in envelopes:
-                        await quarantine(conn, "attest/v1/" + key[0] + "/readings", envelopes[key], refusal)
+                        await quarantine(
+                            conn,
+                            "attest/v1/" + key[0] + "/readings",
+                            envelopes[key],
+                            refusal,
+                            self.settings.quarantine_garbage_bytes,
+                        )
                 result.quarantined = len(refusals)
 
             if size == self.size:

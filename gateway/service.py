@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import uvicorn
 
-from gateway import logkey
+from gateway import logkey, quarantine
 from gateway.api import ApiState, create_app
 from gateway.config import Settings
 from gateway.errors import NotLeaderError
@@ -117,6 +117,7 @@ class Gateway:
             witnesses=witness_keys,
             cache=self.cache if wants_readings else None,
             log_wait=s.enrol_wait,
+            max_request_bytes=s.max_request_bytes,
         )
         if "api" in self.runs:
             if not len(tokens):
@@ -127,6 +128,11 @@ class Gateway:
             )
             self.server = uvicorn.Server(config)
             self.tasks.append(asyncio.create_task(self._serve(), name="api"))
+            self.tasks.append(
+                asyncio.create_task(
+                    self._supervise("quarantine prune", self._prune_quarantine), name="quarantine-prune"
+                )
+            )
         self.api_state.ready = True
         log.info("gateway started (%s); log %s", ", ".join(sorted(self.runs)), s.origin)
 
@@ -177,6 +183,23 @@ class Gateway:
     async def _serve(self) -> None:
         assert self.server is not None
         await self.server.serve()
+
+    async def _prune_quarantine(self) -> None:
+        """Bound the quarantine's garbage every ``quarantine_prune_interval`` s (gateway.quarantine.prune)."""
+        assert self.pool is not None
+        interval = self.settings.quarantine_prune_interval
+        while True:
+            try:
+                async with self.pool.acquire(timeout=10) as conn:
+                    pruned = await quarantine.prune(conn, self.settings)
+                    held = await quarantine.garbage_rows(conn)
+                self.metrics.quarantine_pruned.inc(pruned)
+                self.metrics.quarantine_garbage.set(held)
+                if pruned:
+                    log.info("pruned %d garbage rows from the quarantine; %d remain", pruned, held)
+            except DB_ERRORS as exc:
+                log.warning("cannot prune the quarantine (%s); trying again in %g s", exc, interval)
+            await asyncio.sleep(interval)
 
     async def wait(self) -> None:
         await self.stopping.wait()
@@ -258,7 +281,11 @@ class Gateway:
             assert self.pool is not None
             try:
                 async with self.pool.acquire(timeout=10) as conn:
-                    await quarantine_many(conn, [(_printable(message.topic), message.payload, refusal)])
+                    await quarantine_many(
+                        conn,
+                        [(_printable(message.topic), message.payload, refusal)],
+                        self.settings.quarantine_garbage_bytes,
+                    )
                 return result
             except Exception as again:
                 if not is_outage(again):

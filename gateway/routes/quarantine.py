@@ -1,4 +1,8 @@
-"""Quarantine (issuer, auditor): every message the gateway refused, with why, newest first."""
+"""Quarantine (issuer, auditor): the messages the gateway refused, with why, newest first.
+
+Evidence is listed whole and for ever; garbage as its first bytes with its full
+length and hash, until the prune deletes it (gateway.quarantine).
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,17 @@ class QuarantineItem(BaseModel):
     detail: str
     device: str | None
     seq: int | None
-    payload: str = Field(description="base64 of the message exactly as received")
+    payload: str = Field(
+        description="base64 of the message exactly as received; for garbage (not evidence) only its first "
+        "quarantine_garbage_bytes bytes (payload_truncated says so)"
+    )
+    payload_length: int = Field(description="bytes of the message as received")
+    payload_sha256: str = Field(description="base64 of the SHA-256 of the message as received")
+    payload_truncated: bool = Field(description="payload holds only the first bytes of the message")
+    evidence: bool | None = Field(
+        description="true: evidence, kept whole and never pruned; false: garbage, bounded in size and pruned; "
+        "null: refused before the gateway classified refusals, not classified yet"
+    )
 
 
 class QuarantinePage(Page):
@@ -67,7 +81,7 @@ async def list_quarantine(
         where.append(f"id < ${len(args)}")
     args.append(limit + 1)
     async with state.pool.acquire() as conn:
-        query = f"SELECT id, first_seen, last_seen, count, topic, payload, reason, detail, device_id, seq FROM quarantine WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(args)}"  # noqa: S608
+        query = f"SELECT id, first_seen, last_seen, count, topic, payload, reason, detail, device_id, seq, payload_length, payload_sha256, NOT garbage AS evidence FROM quarantine WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(args)}"  # noqa: S608
         rows = await conn.fetch(
             query,
             *args,
@@ -85,6 +99,10 @@ async def list_quarantine(
             device=r["device_id"],
             seq=r["seq"],
             payload=b64(bytes(r["payload"])),
+            payload_length=r["payload_length"],
+            payload_sha256=b64(bytes(r["payload_sha256"])),
+            payload_truncated=len(r["payload"]) < r["payload_length"],
+            evidence=r["evidence"],
         )
         for r in rows[:limit]
     ]

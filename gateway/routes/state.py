@@ -11,6 +11,7 @@ from fastapi import Request
 
 from attest_core.checkpoint import WitnessKey
 from attest_core.note import VerifierKey
+from gateway.bodylimit import DEFAULT_MAX_REQUEST_BYTES
 from gateway.ingest import DeviceCache
 from gateway.metrics import Metrics
 from gateway.tokens import TokenTable
@@ -31,6 +32,8 @@ class ApiState:
     verdicts: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     """Claim id -> (evidence fingerprint, verdict): the last server-side verdict of each claim."""
     verdict_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """The cap on a request body (gateway.bodylimit), fixed when the app is created."""
     log_size_seen: int = 0
     """The largest log size this process has read: the log never shrinks, so a proof for a
     tree no larger than this needs no query to know the tree exists."""
