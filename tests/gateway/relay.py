@@ -11,6 +11,7 @@ and then left hanging until it heals.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -82,8 +83,6 @@ class Relay:
         except OSError:
             pass
         for sock in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
