@@ -37,6 +37,10 @@ class Settings:
     checkpoint_max_entries: int = 20_000
     """A checkpoint is also signed as soon as this many entries are waiting for one."""
     sequencer_batch: int = 5_000
+    sequencer_lease_ttl: float = 10.0
+    """Seconds the sequencer's lease lasts unless renewed (every step renews it; at least 1 s). A
+    sequencer cut off from the database is replaced within about 1.2 times this plus a second, and
+    its database session's timeouts are derived from it (gateway.lease)."""
     gap_timeout: float = 30.0
     """Seconds a reading ahead of a gap in its device's sequence waits before it is quarantined."""
     max_clock_skew: float = 300.0
@@ -121,6 +125,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     settings.mqtt  # validates  # noqa: B018
     if settings.role not in ("all", "ingest", "sequencer", "api"):
         raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
+    if settings.sequencer_lease_ttl < 1:
+        raise ConfigError(f"sequencer_lease_ttl must be at least 1 s, got {settings.sequencer_lease_ttl:g}")
     check_api_settings(settings)
     return settings
 

@@ -1,9 +1,10 @@
 """The sequencer: the one writer of the log.
 
 Exactly one sequencer writes at a time, however many gateway processes run: it
-holds a PostgreSQL advisory lock on the connection it writes with, and every
-batch also checks that the log size it starts from is still the stored one
-(a fence against a second writer).
+holds the sequencer lease (gateway.lease) on the connection it writes with and
+renews it first thing in every transaction that writes, and every batch also
+checks that the log size it starts from is still the stored one (a fence
+against a second writer).
 
 Each step, in one transaction:
 
@@ -44,11 +45,11 @@ from attest_core.receipt import Receipt
 from attest_core.topics import receipts_topic
 from gateway.config import Settings
 from gateway.errors import NotLeaderError
+from gateway.lease import Lease
 from gateway.quarantine import Refusal, quarantine
 
 log = logging.getLogger("gateway.sequencer")
 
-SEQUENCER_LOCK = 0x10_7A77_5E9
 READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
 _PREV_HASH = slice(-64 - 32, -64)  # prev_hash: the payload's last 32 bytes, before the signature
 
@@ -90,6 +91,8 @@ class Sequencer:
     last_checkpoint_size: int = -1
     last_checkpoint_at: float = 0.0
     last_checkpoint_wall: float = 0.0
+    lease: Lease | None = None
+    """The lease this sequencer writes under; None only where nothing else can write (tests, benchmarks)."""
 
     # --- state -------------------------------------------------------------
 
@@ -151,6 +154,9 @@ class Sequencer:
         # One snapshot for the whole step: an enrolment or key rotation committed while the
         # step runs must not have its readings logged here without the entry they depend on.
         async with conn.transaction(isolation="repeatable_read"):
+            # first: the lease row's lock orders this transaction before any new holder's acquisition
+            if self.lease is not None:
+                await self.lease.renew(conn)
             # 0. the fence: the log must still be where this sequencer left it
             stored = await conn.fetchval("SELECT size FROM log_state FOR UPDATE")
             if stored != self.size:
@@ -320,6 +326,8 @@ class Sequencer:
         now = time.time()
         note = sign_checkpoint(Checkpoint(self.signer.name, self.size, root, int(now)), self.signer)
         async with conn.transaction():
+            if self.lease is not None:
+                await self.lease.renew(conn)
             await conn.execute(
                 "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)", self.size, root, note
             )
@@ -339,8 +347,3 @@ class Sequencer:
                 receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
                 self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
         return note
-
-
-async def hold_lock(conn: asyncpg.Connection) -> bool:
-    """Try to become the sequencer on this connection."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", SEQUENCER_LOCK))
