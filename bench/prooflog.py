@@ -45,9 +45,9 @@ from attest_core.money import format_kwh
 from bench.env import ORIGIN, Postgres, bench_gateway, say, write_log_key
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.ingest import percentile, table_bytes
-from gateway import logkey, logstore
+from gateway import lease, logkey, logstore
 from gateway.config import Settings
-from gateway.sequencer import Sequencer, hold_lock
+from gateway.sequencer import Sequencer
 from stack.processes import GatewayProcess, MosquittoProcess
 from stack.system import Tokens
 
@@ -71,9 +71,11 @@ async def _fill(
     settings = Settings(database_url=dsn, origin=ORIGIN, sequencer_batch=spec.devices * per_round)
     conn = await asyncpg.connect(dsn, command_timeout=600)
     try:
-        if not await hold_lock(conn):
-            raise RuntimeError("another sequencer holds the lock on the benchmark's database")
-        sequencer = Sequencer(settings, signer, None)
+        # a TTL longer than any step here: the benchmark's steps are far bigger than a gateway's
+        held = await lease.acquire(conn, lease.holder_id(), 3600.0)
+        if held is None:
+            raise RuntimeError("another sequencer holds the lease on the benchmark's database")
+        sequencer = Sequencer(settings, signer, None, lease=held)
         await sequencer.load(conn)
         while (await sequencer.step(conn)).entries:
             pass  # the enrolments

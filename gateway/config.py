@@ -46,6 +46,10 @@ class Settings:
     """Ingest turns away, before checking its signature, a reading this far or further beyond the
     device's next expected one (its last logged reading + 1, as last read): it could not be logged
     before the readings in between arrive, and a flood of them would cost everyone the checks."""
+    sequencer_lease_ttl: float = 10.0
+    """Seconds the sequencer's lease lasts unless renewed (every step renews it; at least 1 s). A
+    sequencer cut off from the database is replaced within about 1.2 times this plus a second, and
+    its database session's timeouts are derived from it (gateway.lease)."""
     gap_timeout: float = 30.0
     """Seconds a reading ahead of a gap in its device's sequence waits before it is quarantined."""
     max_clock_skew: float = 300.0
@@ -150,6 +154,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for name in ("quarantine_retention_days", "quarantine_prune_interval"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"{name} must be more than 0, got {getattr(settings, name)}")
+    if settings.sequencer_lease_ttl < 1:
+        raise ConfigError(f"sequencer_lease_ttl must be at least 1 s, got {settings.sequencer_lease_ttl:g}")
     check_api_settings(settings)
     return settings
 

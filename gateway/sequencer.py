@@ -1,9 +1,10 @@
 """The sequencer: the one writer of the log.
 
 Exactly one sequencer writes at a time, however many gateway processes run: it
-holds a PostgreSQL advisory lock on the connection it writes with, and every
-batch also checks that the log size it starts from is still the stored one
-(a fence against a second writer).
+holds the sequencer lease (gateway.lease) on the connection it writes with and
+renews it first thing in every transaction that writes, and every batch also
+checks that the log size it starts from is still the stored one (a fence
+against a second writer).
 
 Each step, in one transaction:
 
@@ -53,11 +54,11 @@ from attest_core.receipt import Receipt
 from attest_core.topics import receipts_topic
 from gateway.config import Settings
 from gateway.errors import KeyFileError, NotLeaderError
+from gateway.lease import Lease
 from gateway.quarantine import Refusal, quarantine
 
 log = logging.getLogger("gateway.sequencer")
 
-SEQUENCER_LOCK = 0x10_7A77_5E9
 READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
 _IDLE_RECEIPTS_EVERY = 0.25
 """Seconds between looks at ``receipt_due`` while the log is idle."""
@@ -129,6 +130,8 @@ class Sequencer:
     last_checkpoint_size: int = -1
     last_checkpoint_at: float = 0.0
     last_checkpoint_wall: float = 0.0
+    lease: Lease | None = None
+    """The lease this sequencer writes under; None only where nothing else can write (tests, benchmarks)."""
 
     # --- state -------------------------------------------------------------
 
@@ -216,6 +219,9 @@ class Sequencer:
         # One snapshot for the whole step: an enrolment or key rotation committed while the
         # step runs must not have its readings logged here without the entry they depend on.
         async with conn.transaction(isolation="repeatable_read"):
+            # first: the lease row's lock orders this transaction before any new holder's acquisition
+            if self.lease is not None:
+                await self.lease.renew(conn)
             # 0. the fence: the log must still be where this sequencer left it
             stored = await conn.fetchval("SELECT size FROM log_state FOR UPDATE")
             if stored != self.size:
@@ -409,6 +415,8 @@ class Sequencer:
         now = time.time()
         note = sign_checkpoint(Checkpoint(self.signer.name, self.size, root, int(now)), self.signer)
         async with conn.transaction():
+            if self.lease is not None:
+                await self.lease.renew(conn)
             await conn.execute(
                 "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)", self.size, root, note
             )
@@ -445,6 +453,8 @@ class Sequencer:
         if self.last_checkpoint_size != self.size:
             return 0
         async with conn.transaction():
+            if self.lease is not None:
+                await self.lease.renew(conn)
             due = await self._take_due(conn)
         await self._send_receipts(conn, due, self.frontier.root(), time.time())
         return len(due)
@@ -467,8 +477,3 @@ class Sequencer:
                 continue
             receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
             self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
-
-
-async def hold_lock(conn: asyncpg.Connection) -> bool:
-    """Try to become the sequencer on this connection."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", SEQUENCER_LOCK))

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import uvicorn
 
-from gateway import logkey, quarantine
+from gateway import lease, logkey, quarantine
 from gateway.api import ApiState, create_app
 from gateway.config import Settings
 from gateway.errors import NotLeaderError
@@ -20,7 +20,7 @@ from gateway.metrics import Metrics
 from gateway.migrations import migrate
 from gateway.mqtt import MqttLink, probe_protocol
 from gateway.quarantine import Refusal, quarantine_many
-from gateway.sequencer import Sequencer, hold_lock
+from gateway.sequencer import Sequencer
 from gateway.tokens import TokenTable
 from gateway.witnesses import parse_witnesses
 
@@ -51,7 +51,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     a round trip every time a connection goes back to the pool (a third of an inclusion proof's
     time). The gateway's pooled connections hold no session state: no SET, LISTEN, cursor outside
     a transaction or advisory lock outlives the block that acquired them (migrations release
-    theirs; the sequencer's lock is on a connection of its own).
+    theirs; the sequencer's lease and session limits are on a connection of its own).
     """
 
 
@@ -304,17 +304,19 @@ class Gateway:
 
     async def _sequencer_loop(self) -> None:
         s = self.settings
+        holder = lease.holder_id()
         delay = 0.5
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(s.database_url, command_timeout=60, timeout=10)
-                if not await hold_lock(conn):
+                conn = await lease.connect(s.database_url, s.sequencer_lease_ttl, timeout=10)
+                held = await lease.acquire(conn, holder, s.sequencer_lease_ttl)
+                if held is None:
                     await conn.close()
                     await asyncio.sleep(1.0)
                     continue
                 publish = self.link.publish if self.link is not None else None
-                sequencer = Sequencer(s, self.signer, publish)
+                sequencer = Sequencer(s, self.signer, publish, lease=held)
                 await sequencer.load(conn)
                 self.sequencer = sequencer
                 self.metrics.sequencer_leader.set(1)

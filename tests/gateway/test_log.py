@@ -13,12 +13,12 @@ from attest_core.checkpoint import open_checkpoint
 from attest_core.entries import EntryType, ReadingEntry, decode_entry, encode_entry
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from attest_core.receipt import open_receipt
-from gateway import logstore
+from gateway import lease, logstore
 from gateway.devices import DeviceError, enrol, revoke
 from gateway.errors import NotLeaderError
 from gateway.ingest import DeviceCache, Message, store_batch
 from gateway.migrations import available, current_version, migrate
-from gateway.sequencer import Sequencer, hold_lock
+from gateway.sequencer import Sequencer
 from tests.gateway.helpers import enrol_device, log_signer, settings_for
 from tests.support import HOUR, T0, TestDevice
 
@@ -268,10 +268,10 @@ def test_a_second_writer_is_fenced_off(database: str, tmp_path: Path) -> None:
     async def go() -> None:
         a, b = await asyncpg.connect(database), await asyncpg.connect(database)
         try:
-            assert await hold_lock(a)
-            assert not await hold_lock(b)  # the advisory lock admits one sequencer
             wa = await World(a, tmp_path).setup()
             wb = await World(b, tmp_path).setup()
+            assert await lease.acquire(a, "a", 30) is not None
+            assert await lease.acquire(b, "b", 30) is None  # the lease admits one sequencer
             d = TestDevice("dev-1", "asset-1")
             await enrol_device(a, d)
             await wa.sequence()
