@@ -10,6 +10,7 @@ supports (MQTT 5, shared subscriptions) is checked too, as docs/brokers.md lists
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -33,10 +34,10 @@ from tests.support import TestDevice
 pytestmark = pytest.mark.slow
 
 SUPPORTS = {
-    # broker: (MQTT 5, shared subscriptions), as docs/brokers.md says
-    "mosquitto": (True, True),
-    "amqtt": (False, False),
-    "nats": (False, False),
+    # broker: (MQTT 5, shared subscriptions, a '.' in a topic), as docs/brokers.md says
+    "mosquitto": (True, True, True),
+    "amqtt": (False, False, True),
+    "nats": (False, False, False),
 }
 DEVICES = 4
 PER_DEVICE = 100
@@ -135,44 +136,55 @@ def test_broker_loses_every_session_while_readings_flow(
     assert len(connections(gateway)) >= 2, "the gateway did not reconnect"
 
 
-def test_what_the_broker_supports(broker: BrokerProcess) -> None:
-    """The probe's answer (MQTT 5 or 3.1.1), and whether a shared subscription delivers anything.
+def heard(broker: BrokerProcess, topics: list[str], share_group: str = "") -> set[str]:
+    """The readings topics a gateway link hears when one reading is published to each of ``topics``.
 
-    amqtt and NATS grant the SUBACK for ``$share/<group>/…`` but treat it as a plain topic
-    that nothing is published to: a gateway with mqtt_share_group there would hear nothing.
+    Each is published by a client of its own: NATS closes the connection of a client that
+    publishes to a topic it refuses.
     """
-    mqtt5, shared = SUPPORTS[broker.kind]
     url = parse_broker_url(broker.url)
-    device = f"brk-{uuid.uuid4().hex[:6]}"
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
-    publisher.connect(broker.host, broker.port)
-    publisher.loop_start()
 
-    async def go() -> list[Message]:
-        protocol = await probe_protocol(url)
-        assert (protocol == MQTTv5) == mqtt5
+    def publish(topic: str) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        try:
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected any more
+                client.publish(topic, b"r", qos=1).wait_for_publish(3)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    async def go() -> set[str]:
         seen: list[Message] = []
         link = MqttLink(
-            url, f"gw-{uuid.uuid4().hex[:8]}", on_message=seen.append, share_group="gw",
-            protocol=protocol, session_expiry=0,
+            url, f"gw-{uuid.uuid4().hex[:8]}", on_message=seen.append, share_group=share_group,
+            protocol=await probe_protocol(url), session_expiry=0,
         )  # fmt: skip
         link.start()
         try:
-            assert await link.wait_connected(10), "the broker refused the shared subscription outright"
-            await asyncio.to_thread(
-                lambda: publisher.publish(f"attest/v1/{device}/readings", b"r", qos=1).wait_for_publish(5)
-            )
-            for _ in range(40):
-                if seen:
-                    break
-                await asyncio.sleep(0.05)
-            return seen
+            assert await link.wait_connected(10), "the gateway's link did not connect and subscribe"
+            for topic in topics:
+                await asyncio.to_thread(publish, topic)
+            await asyncio.sleep(1.0)  # what has not arrived by now is not coming
+            return {m.topic for m in seen}
         finally:
             await link.stop()
 
-    try:
-        seen = asyncio.run(go())
-    finally:
-        publisher.loop_stop()
-        publisher.disconnect()
-    assert bool(seen) == shared
+    return asyncio.run(go())
+
+
+def test_what_the_broker_supports(broker: BrokerProcess) -> None:
+    """The probe's answer (MQTT 5 or 3.1.1), shared subscriptions, and device ids with a dot.
+
+    amqtt and NATS grant the SUBACK for ``$share/<group>/…`` but take it for a plain topic
+    that nothing is published to: a gateway with mqtt_share_group there hears nothing.
+    NATS 2.9 maps topic levels to subject tokens and refuses a '.' in a topic (2.10 maps it),
+    though a device id may contain one.
+    """
+    mqtt5, shared, dots = SUPPORTS[broker.kind]
+    assert (asyncio.run(probe_protocol(parse_broker_url(broker.url))) == MQTTv5) == mqtt5
+    tag = uuid.uuid4().hex[:6]
+    plain, dotted = f"attest/v1/brk-{tag}/readings", f"attest/v1/brk.{tag}/readings"
+    assert heard(broker, [plain], share_group="gw") == ({plain} if shared else set())
+    assert heard(broker, [dotted, plain]) == ({dotted, plain} if dots else {plain})
