@@ -19,7 +19,14 @@ from typing import Protocol
 from stack.embedded import free_port
 from stack.processes import MosquittoProcess, port_open, stop_process, wait_for
 
-__all__ = ["AmqttProcess", "BrokerProcess", "MosquittoProcess", "NatsProcess", "broker_process"]
+__all__ = [
+    "AmqttProcess",
+    "BrokerProcess",
+    "MosquittoProcess",
+    "NatsCluster",
+    "NatsProcess",
+    "broker_process",
+]
 
 
 class BrokerProcess(Protocol):
@@ -78,7 +85,16 @@ class NatsProcess:
 
     kind = "nats"
 
-    def __init__(self, workdir: Path, port: int | None = None, client_port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        client_port: int | None = None,
+        *,
+        cluster_port: int | None = None,
+        routes: list[int] | None = None,
+    ) -> None:
+        """``cluster_port`` and ``routes`` (the other nodes' cluster ports): a node of a cluster."""
         self.workdir = workdir
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -86,12 +102,23 @@ class NatsProcess:
         self.store = workdir / "jetstream"
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "nats.conf"
+        cluster = ""
+        replicas = ""
+        if cluster_port is not None:
+            peers = ", ".join(f'"nats-route://127.0.0.1:{r}"' for r in routes or [])
+            cluster = (
+                f'cluster {{\n  name: "iot-attest"\n  listen: 127.0.0.1:{cluster_port}\n'
+                f"  routes: [{peers}]\n}}\n"
+            )
+            # every node holds a copy of the sessions and queued messages
+            replicas = f"  stream_replicas: {len(routes or []) + 1}\n"
         self.conf.write_text(
-            # MQTT refuses to start without a server name: its streams are bound to it
+            # nats-server refuses an mqtt block without an explicit server name
             f'server_name: "iot-attest-{self.port}"\n'
             f"listen: 127.0.0.1:{self.client_port}\n"
             f'jetstream {{\n  store_dir: "{self.store}"\n}}\n'
-            f"mqtt {{\n  listen: 127.0.0.1:{self.port}\n}}\n"
+            + cluster
+            + f"mqtt {{\n  listen: 127.0.0.1:{self.port}\n{replicas}}}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -127,6 +154,34 @@ class NatsProcess:
         if self.proc is not None:
             raise RuntimeError("nats-server is running: stop or kill it before wiping its state")
         shutil.rmtree(self.store, ignore_errors=True)
+
+
+class NatsCluster:
+    """``size`` NATS nodes in one JetStream cluster, each with its MQTT listener, in ``workdir``/node-<i>.
+
+    MQTT streams are replicated to every node. The nodes are started together, since a
+    JetStream cluster has no leader (and MQTT clients are refused) until a majority is up.
+    """
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            NatsProcess(
+                workdir / f"node-{i}",
+                cluster_port=cluster_ports[i],
+                routes=[p for j, p in enumerate(cluster_ports) if j != i],
+            )
+            for i in range(size)
+        ]
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        for node in self.nodes:
+            node.start(timeout)
+        return self
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
 
 
 class AmqttProcess:

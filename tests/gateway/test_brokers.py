@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,8 +26,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from attest_core.broker import parse_broker_url
 from gateway.ingest import Message
 from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
-from stack.brokers import BROKERS, BrokerProcess, broker_process
-from stack.processes import GatewayProcess
+from stack.brokers import BROKERS, BrokerProcess, NatsCluster, broker_process
+from stack.embedded import free_port
+from stack.processes import GatewayProcess, wait_for
 from tests.gateway.fleet import Fleet
 from tests.gateway.helpers import log_signer
 from tests.gateway.test_crash import assert_log_complete, crash_gateway, enrol_all
@@ -57,8 +60,8 @@ def fleet_devices() -> list[TestDevice]:
     return [TestDevice(f"brk-{tag}-{i}", f"asset-{i}") for i in range(DEVICES)]
 
 
-def start_fleet(broker: BrokerProcess, devices: list[TestDevice]) -> Fleet:
-    return Fleet(broker.host, broker.port, devices, log_signer().public_key, PER_DEVICE).start()
+def start_fleet(broker: BrokerProcess, devices: list[TestDevice], per_device: int = PER_DEVICE) -> Fleet:
+    return Fleet(broker.host, broker.port, devices, log_signer().public_key, per_device).start()
 
 
 def published(fleet: Fleet) -> int:
@@ -188,3 +191,93 @@ def test_what_the_broker_supports(broker: BrokerProcess) -> None:
     plain, dotted = f"attest/v1/brk-{tag}/readings", f"attest/v1/brk.{tag}/readings"
     assert heard(broker, [plain], share_group="gw") == ({plain} if shared else set())
     assert heard(broker, [dotted, plain]) == ({dotted, plain} if dots else {plain})
+
+
+class Balancer:
+    """A TCP load balancer in front of broker nodes, as an operator would put one: one address
+    for the gateway, forwarding to whichever node it is told is alive."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def switch(self, target: int) -> None:
+        """Send new connections to ``target``; the open ones are cut, as the dead node's were."""
+        self.target = target
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self.server.close()
+        self.switch(self.target)
+
+
+def test_nats_cluster_loses_the_gateways_node(database: str, tmp_path: Path) -> None:
+    """A 3-node NATS cluster replicates the MQTT sessions and queued readings: the node the
+    gateway is connected to is killed, the balancer sends the gateway to another node, and
+    the gateway's session (subscription and unacknowledged readings) is there."""
+    cluster = NatsCluster(tmp_path / "nats").start()
+    first, second, third = cluster.nodes
+    balancer = Balancer(first.port)
+    try:
+        devices = fleet_devices()
+        enrol_all(database, devices)
+        gateway = crash_gateway(database, f"mqtt://127.0.0.1:{balancer.port}", tmp_path).start()
+        # a new cluster refuses MQTT clients until its JetStream has a leader
+        assert wait_for(lambda: gateway.metric("iot_attest_mqtt_connected") == 1.0, 60)
+        # the devices are on another node: their readings cross the cluster to the gateway
+        fleet = start_fleet(third, devices, per_device=3 * PER_DEVICE)
+        try:
+            # receipts arriving: the subscriptions on both sides are in place (NATS creates a
+            # JetStream consumer for each, which a node lost at that moment can leave undone)
+            assert wait_for(lambda: sum(fleet.receipted.values()) > 0, 60, pause=0.05)
+            first.kill()
+            balancer.switch(second.port)
+        finally:
+            try:
+                assert fleet.wait(90), f"not every reading was receipted: {fleet.receipted}"
+            finally:
+                fleet.close()
+                gateway.stop(strict=True)
+        assert_log_complete(database, fleet)
+        assert len(connections(gateway)) >= 2, "the gateway did not reconnect"
+    finally:
+        balancer.close()
+        cluster.kill()
