@@ -185,6 +185,8 @@ class MosquittoProcess:
     ``workdir``/mosquitto.log. start() may be called again after stop() or kill().
     """
 
+    kind = "mosquitto"
+
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -234,3 +236,10 @@ class MosquittoProcess:
             self.proc.kill()
             self.proc.wait(wait)
             self.proc = None
+
+    def wipe(self) -> None:
+        """Delete the saved state (sessions, subscriptions, queued messages); call it while stopped."""
+        if self.proc is not None:
+            raise RuntimeError("mosquitto is running: stop or kill it before wiping its state")
+        shutil.rmtree(self.workdir / "data", ignore_errors=True)
+        (self.workdir / "data").mkdir(parents=True)

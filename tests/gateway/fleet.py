@@ -9,6 +9,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from attest_core.errors import AttestError
 from attest_core.receipt import open_receipt
@@ -44,6 +45,7 @@ class Fleet:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 2)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("attest/v1/+/receipts", qos=1)
+        self.client.on_subscribe = self._on_subscribed
         self.client.on_message = self._on_receipt
         self.client.connect_async(host, port)
         self.client.loop_start()
@@ -53,6 +55,14 @@ class Fleet:
     @property
     def total(self) -> int:
         return sum(len(v) for v in self.envelopes.values())
+
+    def _on_subscribed(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: list[ReasonCode], props: object
+    ) -> None:
+        # A broker may refuse a subscription for a while: NATS does until its JetStream
+        # cluster can create the consumer. Without it no receipt would ever arrive.
+        if any(code.is_failure for code in codes):
+            client.subscribe("attest/v1/+/receipts", qos=1)
 
     def _on_receipt(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
