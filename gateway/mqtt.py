@@ -6,7 +6,7 @@
 * Manual acknowledgements: a reading is acknowledged only once it is stored
   (see :mod:`gateway.ingest`), so a crash before that gets it redelivered.  The
   PUBACKs of a stored batch leave in one write.
-* Reconnects by itself with backoff, logging each attempt; a silent broker is
+* Reconnects by itself after jittered, growing pauses (:mod:`gateway.retry`), logging each attempt; a silent broker is
   detected by the keep-alive ping.
 * Receipts (QoS 1) not yet acknowledged by the broker are sent again, marked
   DUP, after a reconnection.
@@ -32,6 +32,7 @@ from attest_core.topics import READINGS_FILTER
 from gateway import mqttwire as wire
 from gateway.config import MqttUrl
 from gateway.ingest import Message
+from gateway.retry import Backoff
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -340,15 +341,22 @@ class MqttLink:
     # --- the connection ---------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0, healthy_after=60.0)
         while True:
-            started = time.monotonic()
+            backoff.started()
             try:
                 reason = await self._session()
-                log.warning("MQTT connection to %s lost (%s); reconnecting", self.url.display(), reason)
-            except (OSError, TimeoutError, ConnectionError, ssl.SSLError, wire.MqttProtocolError) as exc:
+                delay = backoff.next_delay()
                 log.warning(
-                    "MQTT broker %s: %s; retrying in %.0f s",
+                    "MQTT connection to %s lost (%s); reconnecting in %.1f s",
+                    self.url.display(),
+                    reason,
+                    delay,
+                )
+            except (OSError, TimeoutError, ConnectionError, ssl.SSLError, wire.MqttProtocolError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "MQTT broker %s: %s; retrying in %.1f s",
                     self.url.display(),
                     str(exc) or type(exc).__name__,
                     delay,
@@ -356,10 +364,7 @@ class MqttLink:
             finally:
                 self.connected.clear()
                 self._conn = None
-            if time.monotonic() - started > 60:
-                delay = 1.0
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     async def _session(self) -> str:
         """Connect, subscribe and serve until the connection ends; return why it ended."""

@@ -18,6 +18,7 @@ from gateway.ingest import DeviceCache, Message, store_batch
 from gateway.metrics import Metrics
 from gateway.migrations import migrate
 from gateway.mqtt import MqttLink, probe_protocol
+from gateway.retry import Backoff
 from gateway.sequencer import Sequencer, hold_lock
 from gateway.tokens import TokenTable
 from gateway.witnesses import parse_witnesses
@@ -123,7 +124,7 @@ class Gateway:
         log.info("gateway started (%s); log %s", ", ".join(sorted(self.runs)), s.origin)
 
     async def _connect_pool(self) -> asyncpg.Pool:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
                 pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -136,35 +137,36 @@ class Gateway:
                 )
                 return pool
             except DB_ERRORS as exc:
+                delay = backoff.next_delay()
                 log.warning("database not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _probe(self) -> int:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
                 return await probe_protocol(self.settings.mqtt)
             except (OSError, TimeoutError) as exc:
+                delay = backoff.next_delay()
                 log.warning("MQTT broker not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` for the life of the process: a fault is logged and the loop restarted."""
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0, healthy_after=60.0)
         while True:
-            started = time.monotonic()
+            backoff.started()
             try:
                 await loop()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                delay = backoff.next_delay()
                 log.exception("the %s loop failed; restarting it in %.1f s", name, delay)
-            if time.monotonic() - started > 60:
-                delay = 0.5
+            else:
+                delay = backoff.next_delay()
+                log.error("the %s loop ended; restarting it in %.1f s", name, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30)
 
     async def _serve(self) -> None:
         assert self.server is not None

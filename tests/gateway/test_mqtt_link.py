@@ -384,7 +384,7 @@ def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
         link.start()
         try:
             assert await link.wait_connected(5)
-            # silent for 1.5 keep-alives (3 s), then a reconnection after a 1 s pause
+            # silent for 1.5 keep-alives (3 s), then a reconnection after a pause of at most 1 s
             assert await _until(lambda: len(broker.connections) >= 2, 8)
             assert broker.connections[1] - broker.connections[0] >= 3.0
         finally:
