@@ -422,7 +422,13 @@ class MqttLink:
                 conn.transport.close()  # sends what is buffered (a DISCONNECT on stop), then closes
 
     async def _keep_alive(self, conn: _Connection, keepalive: int) -> str:
-        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on."""
+        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on.
+
+        A keep-alive of 0 switches the mechanism off (MQTT 3.1.2.10): no pings, and silence
+        is not taken for a dead broker.
+        """
+        if keepalive == 0:
+            return await asyncio.shield(conn.closed)
         period = max(1.0, keepalive / 2)
         while True:
             try:

@@ -135,6 +135,7 @@ class FakeBroker:
         self.answer_pings = answer_pings
         self.connections: list[float] = []
         self.publishes: list[int] = []
+        self.pings = 0
         self.writer: asyncio.StreamWriter | None = None
         self.server: asyncio.Server | None = None
 
@@ -163,8 +164,10 @@ class FakeBroker:
                     elif p.type == wire.SUBSCRIBE:
                         granted = (b"\x00" if self.version == wire.MQTT5 else b"") + b"\x01"
                         writer.write(b"\x90" + wire.varint(2 + len(granted)) + p.body[:2] + granted)
-                    elif p.type == wire.PINGREQ and self.answer_pings:
-                        writer.write(b"\xd0\x00")
+                    elif p.type == wire.PINGREQ:
+                        self.pings += 1
+                        if self.answer_pings:
+                            writer.write(b"\xd0\x00")
         except ConnectionError:
             pass
         finally:
@@ -219,6 +222,30 @@ def test_the_brokers_server_keep_alive_replaces_ours() -> None:
         try:
             assert await link.wait_connected(5)
             assert await _until(lambda: len(broker.connections) >= 2, 8)
+        finally:
+            await link.stop()
+            broker.close()
+
+    asyncio.run(go())
+
+
+def test_a_server_keep_alive_of_zero_means_no_keep_alive() -> None:
+    """MQTT 5 Server Keep Alive 0 switches the keep-alive off: no pings, and a broker that says
+    nothing is not taken for a dead one."""
+
+    async def go() -> None:
+        broker = FakeBroker(connack_props=b"\x13\x00\x00", answer_pings=False)
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url), "gw-ska0", on_message=lambda m: None, protocol=MQTTv5, keepalive=30
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            await asyncio.sleep(3.5)
+            assert len(broker.connections) == 1
+            assert broker.pings == 0
+            assert link.connected.is_set()
         finally:
             await link.stop()
             broker.close()
