@@ -50,6 +50,12 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "iot_attest_mqtt_connected", "1 while connected to the broker", registry=r
         )
+        self.receipts_refused = Counter(
+            "iot_attest_receipts_refused",
+            "Receipts the broker refused (an MQTT 5 PUBACK reason code of 0x80 or above), by reason code",
+            ["reason"],
+            registry=r,
+        )
 
         self._signed_at = 0.0
 

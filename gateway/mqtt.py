@@ -143,8 +143,12 @@ class _Connection(asyncio.Protocol):
                 elif packet.packet_id:
                     self.write(wire.pubacks([packet.packet_id]))
             elif packet.type == wire.PUBACK:
-                if len(packet.body) >= 2:
-                    link._acked(self, (packet.body[0] << 8) | packet.body[1])
+                try:
+                    packet_id, code = wire.puback_result(packet.body, link.protocol)
+                except wire.MqttProtocolError as exc:
+                    self.abort(str(exc))
+                    return
+                link._acked(self, packet_id, code)
             elif packet.type == wire.CONNACK:
                 if not self.connack.done():
                     try:
@@ -191,6 +195,7 @@ class MqttLink:
         session_expiry: int = 7 * 24 * 3600,
         receive_maximum: int = 1000,
         keepalive: int = 30,
+        on_publish_refused: Callable[[str, int], None] | None = None,
     ) -> None:
         self.url = url
         self.client_id = client_id
@@ -204,6 +209,8 @@ class MqttLink:
         self.session_expiry = session_expiry
         self.receive_maximum = receive_maximum
         self.keepalive = keepalive
+        self.on_publish_refused = on_publish_refused
+        """Called with the topic and the reason code of a receipt the broker refused (MQTT 5)."""
         self.filter = f"$share/{share_group}/{READINGS_FILTER}" if share_group else READINGS_FILTER
         self.connected = asyncio.Event()
         self.unacked: dict[int, tuple[bytes, bool]] = {}
@@ -300,9 +307,17 @@ class MqttLink:
         if self._conn is not None:
             self._conn.in_flight.discard(packet_id)
 
-    def _acked(self, conn: _Connection, packet_id: int) -> None:
-        self.unacked.pop(packet_id, None)
+    def _acked(self, conn: _Connection, packet_id: int, reason: int = 0) -> None:
+        entry = self.unacked.pop(packet_id, None)
         conn.in_flight.discard(packet_id)
+        if reason >= 0x80 and entry is not None:
+            # The broker took the packet and refused it (an ACL, a quota): the exchange is over,
+            # and sending it again would be refused the same way. The device, missing its
+            # receipt, re-sends its reading and is answered again.
+            topic = wire.publish_topic(entry[0])
+            log.warning("the broker refused the receipt on %s: %s", topic, wire.puback_reason(reason))
+            if self.on_publish_refused is not None:
+                self.on_publish_refused(topic, reason)
         if self._to_send:
             self._schedule_flush()
 

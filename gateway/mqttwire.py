@@ -343,6 +343,42 @@ CONNACK_REASONS = {
 }
 
 
+PUBACK_REASONS = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+
+
+def puback_result(body: bytes, version: int) -> tuple[int, int]:
+    """(packet id, reason code) of a PUBACK body; 0x80 or above is a refusal (MQTT 5 only).
+
+    An MQTT 5 PUBACK of only the packet id means success (section 3.4.2.1).
+    """
+    if len(body) < 2:
+        raise MqttProtocolError("malformed PUBACK from the broker")
+    reason = body[2] if version == MQTT5 and len(body) > 2 else 0
+    return _U16.unpack_from(body)[0], reason
+
+
+def puback_reason(code: int) -> str:
+    return PUBACK_REASONS.get(code, f"reason code 0x{code:02x}")
+
+
+def publish_topic(packet: bytes) -> str:
+    """The topic of a PUBLISH packet as built by :func:`publish`."""
+    header = _varint_at(packet, 1, len(packet))
+    if header is None:
+        raise ValueError("not a complete PUBLISH packet")
+    i = header[1]
+    n = _U16.unpack_from(packet, i)[0]
+    return packet[i + 2 : i + 2 + n].decode("utf-8", "replace")
+
+
 LOGIN_REFUSALS = frozenset({4, 5, 0x86, 0x87})
 """CONNACK codes that mean the broker did not accept the user name, password or client."""
 

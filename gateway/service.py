@@ -90,6 +90,7 @@ class Gateway:
             protocol=protocol,
             session_expiry=s.mqtt_session_expiry,
             receive_maximum=s.mqtt_receive_maximum,
+            on_publish_refused=self._receipt_refused,
         )
         self.link.start()
         link = self.link
@@ -122,6 +123,9 @@ class Gateway:
             self.tasks.append(asyncio.create_task(self._serve(), name="api"))
         self.api_state.ready = True
         log.info("gateway started (%s); log %s", ", ".join(sorted(self.runs)), s.origin)
+
+    def _receipt_refused(self, topic: str, reason: int) -> None:
+        self.metrics.receipts_refused.labels(f"0x{reason:02x}").inc()
 
     async def _connect_pool(self) -> asyncpg.Pool:
         backoff = Backoff(0.5, 10.0)

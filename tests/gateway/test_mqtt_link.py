@@ -143,9 +143,12 @@ class FakeBroker:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return f"mqtt://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
-    def puback(self, packet_id: int) -> None:
+    def puback(self, packet_id: int, reason: int | None = None) -> None:
         assert self.writer is not None
-        self.writer.write(wire.pubacks([packet_id]))
+        if reason is None:
+            self.writer.write(wire.pubacks([packet_id]))
+        else:  # MQTT 5: a reason code and an empty property block
+            self.writer.write(b"\x40\x04" + packet_id.to_bytes(2, "big") + bytes((reason,)) + b"\x00")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections.append(asyncio.get_running_loop().time())
@@ -207,6 +210,42 @@ def test_receipts_respect_the_brokers_receive_maximum() -> None:
             broker.close()
 
     asyncio.run(go())
+
+
+def test_a_receipt_refused_by_the_broker_is_reported_not_taken_for_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MQTT 5 PUBACK reason codes of 0x80 and above are refusals: logged with the reason and
+    reported; 0x10 (no matching subscribers) is a success."""
+    refused: list[tuple[str, int]] = []
+
+    async def go() -> None:
+        broker = FakeBroker()
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url),
+            "gw-refused",
+            protocol=MQTTv5,
+            on_publish_refused=lambda topic, code: refused.append((topic, code)),
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            link.publish("attest/v1/d1/receipts", b"r1")
+            link.publish("attest/v1/d2/receipts", b"r2")
+            assert await _until(lambda: len(broker.publishes) == 2)
+            broker.puback(broker.publishes[0], 0x87)
+            broker.puback(broker.publishes[1], 0x10)
+            assert await _until(lambda: not link.unacked)
+        finally:
+            await link.stop()
+            broker.close()
+
+    with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+        asyncio.run(go())
+    assert refused == [("attest/v1/d1/receipts", 0x87)]
+    assert "the broker refused the receipt on attest/v1/d1/receipts: not authorized" in caplog.text
+    assert "d2" not in caplog.text
 
 
 def test_the_brokers_server_keep_alive_replaces_ours() -> None:

@@ -182,3 +182,15 @@ def test_connack_properties_of_mqtt_5() -> None:
 def test_property_garbage_raises_only_the_protocol_error(data: bytes) -> None:
     with contextlib.suppress(wire.MqttProtocolError):
         wire.properties(data)
+
+
+def test_puback_reason_codes() -> None:
+    assert wire.puback_result(b"\x00\x07", wire.MQTT5) == (7, 0)  # no reason code: success
+    assert wire.puback_result(b"\x00\x07\x87\x00", wire.MQTT5) == (7, 0x87)
+    assert wire.puback_result(b"\x00\x07\x10", wire.MQTT5) == (7, 0x10)
+    assert wire.puback_result(b"\x00\x07", wire.MQTT311) == (7, 0)
+    assert wire.puback_reason(0x97) == "quota exceeded"
+    with pytest.raises(wire.MqttProtocolError, match="PUBACK"):
+        wire.puback_result(b"\x07", wire.MQTT5)
+    packet = wire.publish("attest/v1/d/receipts", b"r", qos=1, packet_id=3, version=wire.MQTT5)
+    assert wire.publish_topic(packet) == "attest/v1/d/receipts"
