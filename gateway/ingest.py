@@ -43,6 +43,9 @@ class Message:
     mid: int = 0
     """The MQTT packet id, for the acknowledgement."""
     received_at: float = 0.0
+    size: int = 0
+    """0, or the payload's real size when ``payload`` holds only its first bytes (an MQTT
+    packet over the link's size limit, never held whole)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +124,9 @@ class DeviceCache:
 def check(message: Message, registry: Registry, now_ms: int, max_skew_ms: int) -> Accepted | Refusal:
     """Decide one message (pure: the registry must hold the device if it is enrolled)."""
     payload = message.payload
-    if len(payload) > MAX_ENVELOPE_SIZE:
-        return Refusal(
-            "too_large", f"message of {len(payload)} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit"
-        )
+    size = max(len(payload), message.size)
+    if size > MAX_ENVELOPE_SIZE:
+        return Refusal("too_large", f"message of {size} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit")
     topic_device = device_of_readings_topic(message.topic)
     if topic_device is None:
         return Refusal("bad_topic", f"topic {message.topic!r} is not attest/v1/<device id>/readings")

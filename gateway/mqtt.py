@@ -101,7 +101,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, link: MqttLink) -> None:
         self.link = link
-        self.reader = wire.PacketReader(link.protocol)
+        self.reader = wire.PacketReader(link.protocol, link.max_packet_size)
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
         self.suback: asyncio.Future[list[int]] | None = None
@@ -139,7 +139,7 @@ class _Connection(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 if deliver is not None:
-                    deliver(Message(packet.topic, packet.payload, packet.packet_id, now))
+                    deliver(Message(packet.topic, packet.payload, packet.packet_id, now, size=packet.size))
                 elif packet.packet_id:
                     self.write(wire.pubacks([packet.packet_id]))
             elif packet.type == wire.PUBACK:
@@ -195,6 +195,7 @@ class MqttLink:
         session_expiry: int = 7 * 24 * 3600,
         receive_maximum: int = 1000,
         keepalive: int = 30,
+        max_packet_size: int = wire.DEFAULT_MAX_PACKET_SIZE,
         on_publish_refused: Callable[[str, int], None] | None = None,
     ) -> None:
         self.url = url
@@ -209,6 +210,9 @@ class MqttLink:
         self.session_expiry = session_expiry
         self.receive_maximum = receive_maximum
         self.keepalive = keepalive
+        self.max_packet_size = max_packet_size
+        """The largest packet taken from the broker (advertised in MQTT 5; larger PUBLISH packets
+        are delivered as markers, see mqttwire.PacketReader)."""
         self.on_publish_refused = on_publish_refused
         """Called with the topic and the reason code of a receipt the broker refused (MQTT 5)."""
         self.filter = f"$share/{share_group}/{READINGS_FILTER}" if share_group else READINGS_FILTER
@@ -402,6 +406,7 @@ class MqttLink:
                     password=self.url.password,
                     session_expiry=self.session_expiry if self.protocol == MQTTv5 else 0,
                     receive_maximum=self.receive_maximum if self.protocol == MQTTv5 else 0,
+                    max_packet_size=self.max_packet_size if self.protocol == MQTTv5 else 0,
                 )
             )
             connack = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)

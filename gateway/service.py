@@ -90,6 +90,7 @@ class Gateway:
             protocol=protocol,
             session_expiry=s.mqtt_session_expiry,
             receive_maximum=s.mqtt_receive_maximum,
+            max_packet_size=s.mqtt_max_packet_size,
             on_publish_refused=self._receipt_refused,
         )
         self.link.start()

@@ -20,7 +20,7 @@ from attest_core.broker import parse_broker_url
 from gateway import mqttwire as wire
 from gateway.ingest import Message
 from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
-from tests.services import Broker, free_port, make_certificates, port_open, wait_for
+from tests.services import Broker, MosquittoProcess, free_port, make_certificates, port_open, wait_for
 
 
 def test_the_probe_finds_mqtt_5_on_mosquitto(broker: Broker) -> None:
@@ -121,6 +121,103 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
     finally:
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def _publisher(host: str, port: int, username: str | None = None, password: str | None = None) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+    if username:
+        client.username_pw_set(username, password)
+    client.connect(host, port)
+    client.loop_start()
+    return client
+
+
+def _close(client: mqtt.Client) -> None:
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_an_oversized_reading_from_a_311_broker_arrives_as_a_marker_and_is_acknowledged(
+    broker: Broker,
+) -> None:
+    """MQTT 3.1.1 has no Maximum Packet Size: the broker sends a reading of any size. One over the
+    link's limit is read past, not held, and delivered as a marker (first bytes, real size, packet
+    id); once acknowledged it is not delivered again, and the readings after it flow as usual."""
+    device = f"big-{uuid.uuid4().hex[:8]}"
+    topic = f"attest/v1/{device}/readings"
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+    publisher = _publisher(broker.host, broker.port, broker.username, broker.password)
+    big = bytes(range(256)) * 40  # 10,240 bytes
+
+    async def go() -> None:
+        url = parse_broker_url(broker.url)
+        seen: list[Message] = []
+        link = MqttLink(
+            url,
+            client_id,
+            on_message=seen.append,
+            protocol=wire.MQTT311,
+            max_packet_size=4096,
+            session_expiry=60,
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            publisher.publish(topic, big, qos=1).wait_for_publish(5)
+            publisher.publish(topic, b"small", qos=1).wait_for_publish(5)
+            assert await _until(lambda: len([m for m in seen if m.topic == topic]) == 2)
+            marker, small = [m for m in seen if m.topic == topic]
+            assert (marker.size, marker.payload) == (len(big), big[: wire.OVERSIZED_KEEP])
+            assert marker.mid
+            assert (small.size, small.payload) == (0, b"small")
+            link.ack_many([marker.mid, small.mid])
+            await asyncio.sleep(0.3)
+        finally:
+            await link.stop()
+        seen.clear()
+        again = MqttLink(url, client_id, on_message=seen.append, protocol=wire.MQTT311, max_packet_size=4096)
+        again.start()
+        try:
+            assert await again.wait_connected(10)
+            await asyncio.sleep(1.0)
+            assert [m for m in seen if m.topic == topic] == []
+        finally:
+            await again.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        _close(publisher)
+
+
+def test_mqtt_5_advertises_the_limit_and_the_broker_keeps_larger_packets_to_itself(tmp_path: Path) -> None:
+    """MQTT 5: the CONNECT carries the Maximum Packet Size, so the broker never sends a larger packet."""
+    mosquitto = MosquittoProcess(tmp_path).start()
+    topic = f"attest/v1/big5-{uuid.uuid4().hex[:8]}/readings"
+    publisher = _publisher(mosquitto.host, mosquitto.port)
+
+    async def go() -> None:
+        seen: list[Message] = []
+        link = MqttLink(
+            parse_broker_url(mosquitto.url), "gw-big5", on_message=seen.append, max_packet_size=4096
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            publisher.publish(topic, b"x" * 10_000, qos=1).wait_for_publish(5)
+            publisher.publish(topic, b"small", qos=1).wait_for_publish(5)
+            assert await _until(lambda: len(seen) >= 1)
+            await asyncio.sleep(0.3)
+            assert [(m.payload, m.size) for m in seen] == [(b"small", 0)]
+            assert link.connected.is_set()
+        finally:
+            await link.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        _close(publisher)
+        mosquitto.stop()
 
 
 class FakeBroker:
