@@ -43,6 +43,9 @@ class Message:
     mid: int = 0
     """The MQTT packet id, for the acknowledgement."""
     received_at: float = 0.0
+    connection: int = 0
+    """The MQTT connection that delivered it (the link numbers them from 1): the only one on
+    which it may be acknowledged. 0: none."""
     size: int = 0
     """0, or the payload's real size when ``payload`` holds only its first bytes (an MQTT
     packet over the link's size limit, never held whole)."""

@@ -4,8 +4,12 @@
 * A persistent session (clean session off / a session expiry) and QoS 1, so
   readings published while the gateway is away are delivered when it returns.
 * Manual acknowledgements: a reading is acknowledged only once it is stored
-  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered.  The
-  PUBACKs of a stored batch leave in one write.
+  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered, and
+  only on the connection that delivered it: a packet id names a message only
+  within one connection.  The PUBACKs of a stored batch leave in one write.
+* Only a link that takes readings has a persistent session; one without
+  ``on_message`` (a process that does not ingest) starts clean and acknowledges
+  nothing it is sent.
 * Reconnects by itself after jittered, growing pauses (:mod:`gateway.retry`), logging each attempt; a silent broker is
   detected by the keep-alive ping.
 * Receipts (QoS 1) not yet acknowledged by the broker are sent again, marked
@@ -101,6 +105,9 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, link: MqttLink) -> None:
         self.link = link
+        link.connections += 1
+        self.number = link.connections
+        """Which of the link's connections this is (from 1): the tag of the messages it delivers."""
         self.reader = wire.PacketReader(link.protocol, link.max_packet_size)
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
@@ -113,6 +120,7 @@ class _Connection(asyncio.Protocol):
         self.quota = 65_535
         """The broker's Receive Maximum: receipts we may have unacknowledged on this connection."""
         self.in_flight: set[int] = set()
+        self.warned = False
         self.paused = False
         """Not reading from the socket: ingest has enough waiting (see MqttLink.max_backlog)."""
 
@@ -139,9 +147,13 @@ class _Connection(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 if deliver is not None:
-                    deliver(Message(packet.topic, packet.payload, packet.packet_id, now, size=packet.size))
-                elif packet.packet_id:
-                    self.write(wire.pubacks([packet.packet_id]))
+                    deliver(
+                        Message(packet.topic, packet.payload, packet.packet_id, now, self.number, packet.size)
+                    )
+                elif not self.warned:
+                    # Not acknowledged: nothing here stores it, and the clean session forgets it.
+                    self.warned = True
+                    log.warning("MQTT: a message on %s reached a link that takes none; ignored", packet.topic)
             elif packet.type == wire.PUBACK:
                 try:
                     packet_id, code = wire.puback_result(packet.body, link.protocol)
@@ -227,6 +239,8 @@ class MqttLink:
         """The connection once the broker has accepted it (CONNACK)."""
         self._socket: _Connection | None = None
         """The connection from the moment it is open."""
+        self.connections = 0
+        """Connections opened so far; the number of the latest."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -263,9 +277,6 @@ class MqttLink:
             return False
         return True
 
-    def ack(self, mid: int) -> None:
-        self.ack_many((mid,))
-
     def resume_reading(self) -> None:
         """Called by ingest after it took readings: read from the socket again once the backlog halved."""
         conn = self._socket
@@ -279,15 +290,22 @@ class MqttLink:
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.resume_reading()
 
-    def ack_many(self, mids: Iterable[int]) -> None:
+    def ack_many(self, messages: Iterable[Message]) -> None:
         """Acknowledge stored readings (QoS 0 ones, id 0, need none), in one write.
 
-        Without a connection the acknowledgements are dropped: the broker delivers
-        the readings again and ingest counts them as duplicates.
+        Only those delivered by the current connection are acknowledged: a packet id
+        names a message only within its connection (after a reconnection, a broker
+        restart or a takeover of the client id, the same ids name other readings, not
+        stored yet). The others are dropped: the broker, if it still has them, delivers
+        them again and ingest counts them as duplicates.
         """
-        ids = [m for m in mids if m]
-        if ids and self._conn is not None:
-            self._conn.write(wire.pubacks(ids))
+        conn = self._conn
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return
+        number = conn.number
+        ids = [m.mid for m in messages if m.mid and m.connection == number]
+        if ids:
+            conn.write(wire.pubacks(ids))
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1; kept for re-sending until the broker acknowledges it.
@@ -395,16 +413,17 @@ class MqttLink:
             _CONNECT_TIMEOUT,
         )
         self._socket = conn
+        persistent = self.on_message is not None
         try:
             conn.write(
                 wire.connect(
                     self.client_id,
                     version=self.protocol,
                     keepalive=self.keepalive,
-                    clean_start=False,
+                    clean_start=not persistent,
                     username=self.url.username,
                     password=self.url.password,
-                    session_expiry=self.session_expiry if self.protocol == MQTTv5 else 0,
+                    session_expiry=self.session_expiry if persistent and self.protocol == MQTTv5 else 0,
                     receive_maximum=self.receive_maximum if self.protocol == MQTTv5 else 0,
                     max_packet_size=self.max_packet_size if self.protocol == MQTTv5 else 0,
                 )
@@ -418,6 +437,15 @@ class MqttLink:
                 )
                 raise wire.MqttProtocolError(
                     f"the broker refused the connection: {wire.connack_reason(connack.reason)}{hint}"
+                )
+            if persistent and not connack.session_present and conn.number > 1:
+                # A broker restarted without persistence, a session expired or taken over: the
+                # readings it had queued for us are gone (devices re-send those without a receipt),
+                # and acknowledgements still owed belong to the old connection: they are dropped.
+                log.warning(
+                    "MQTT broker %s had no session for %s: a new one is started",
+                    self.url.display(),
+                    self.client_id,
                 )
             conn.quota = connack.receive_maximum
             conn.ready = True

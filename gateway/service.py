@@ -225,7 +225,7 @@ class Gateway:
                     log.exception("storing %d messages failed; retrying in %.1f s", len(batch), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10)
-            self.link.ack_many([message.mid for message in batch])
+            self.link.ack_many(batch)
             now = time.time()
             for message in batch:
                 self.metrics.ingest_lag.observe(max(0.0, now - message.received_at))

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -101,7 +101,7 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
             mine = [m for m in seen if m.topic == topic]
             assert [m.payload for m in mine] == [b"r0", b"r1", b"r2"]
             assert all(m.mid for m in mine)
-            link.ack_many([mine[0].mid])  # only the first is "stored"
+            link.ack_many([mine[0]])  # only the first is "stored"
         finally:
             await link.stop()
         seen.clear()
@@ -112,7 +112,7 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
             assert await _until(lambda: len([m for m in seen if m.topic == topic]) >= 2)
             await asyncio.sleep(0.3)
             assert [m.payload for m in seen if m.topic == topic] == [b"r1", b"r2"]
-            again.ack_many(m.mid for m in seen)
+            again.ack_many(seen)
         finally:
             await again.stop()
 
@@ -170,7 +170,7 @@ def test_an_oversized_reading_from_a_311_broker_arrives_as_a_marker_and_is_ackno
             assert (marker.size, marker.payload) == (len(big), big[: wire.OVERSIZED_KEEP])
             assert marker.mid
             assert (small.size, small.payload) == (0, b"small")
-            link.ack_many([marker.mid, small.mid])
+            link.ack_many([marker, small])
             await asyncio.sleep(0.3)
         finally:
             await link.stop()
@@ -215,6 +215,106 @@ def test_mqtt_5_advertises_the_limit_and_the_broker_keeps_larger_packets_to_itse
 
     try:
         asyncio.run(go())
+    finally:
+        _close(publisher)
+        mosquitto.stop()
+
+
+async def _late_acknowledgements_must_not_name_other_readings(
+    url: str, lose_the_session: Callable[[MqttLink], Awaitable[None]], publish: Callable[[str, bytes], None]
+) -> None:
+    """Readings "old" are delivered; the broker then loses the link's session (``lose_the_session``)
+    and the link reconnects; readings "new" arrive there under the same packet ids. The old ones,
+    stored only now, are acknowledged late: that must not acknowledge the new ones, which the
+    broker must still deliver to the next connection (the gateway "crashed" before storing them)."""
+    broker_url = parse_broker_url(url)
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+    seen: list[Message] = []
+    link = MqttLink(broker_url, client_id, on_message=seen.append, session_expiry=300)
+    link.start()
+    try:
+        assert await link.wait_connected(10)
+        for n in range(3):
+            publish("old", f"old {n}".encode())
+        assert await _until(lambda: len(seen) == 3)
+        old = list(seen)
+        await lose_the_session(link)
+        assert await _until(lambda: link.connections >= 2 and link.connected.is_set(), 15)
+        for n in range(3):
+            publish("new", f"new {n}".encode())
+        assert await _until(lambda: len(seen) == 6)
+        new = seen[3:]
+        assert [m.payload for m in new] == [b"new 0", b"new 1", b"new 2"]
+        assert {m.mid for m in old} & {m.mid for m in new}, "the broker did not reuse the packet ids"
+        link.ack_many(old)
+        await asyncio.sleep(0.5)
+    finally:
+        await link.stop()
+    seen.clear()
+    again = MqttLink(broker_url, client_id, on_message=seen.append, session_expiry=0)
+    again.start()
+    try:
+        assert await again.wait_connected(10)
+        assert await _until(lambda: len(seen) >= 3)
+        await asyncio.sleep(0.3)
+        assert sorted(m.payload for m in seen) == [b"new 0", b"new 1", b"new 2"]
+        again.ack_many(seen)
+    finally:
+        await again.stop()
+
+
+def test_late_acknowledgements_are_dropped_after_a_broker_restart_without_persistence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mosquitto = MosquittoProcess(tmp_path, persistence=False).start()
+    topic = f"attest/v1/restart-{uuid.uuid4().hex[:8]}/readings"
+    publishers: list[mqtt.Client] = []
+
+    def publish(_: str, payload: bytes) -> None:
+        if not publishers or not publishers[-1].is_connected():
+            publishers.append(_publisher(mosquitto.host, mosquitto.port))
+            assert wait_for(publishers[-1].is_connected, 5)
+        publishers[-1].publish(topic, payload, qos=1).wait_for_publish(5)
+
+    async def restart(_: MqttLink) -> None:
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.to_thread(mosquitto.start)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+            asyncio.run(_late_acknowledgements_must_not_name_other_readings(mosquitto.url, restart, publish))
+        assert "had no session for" in caplog.text
+    finally:
+        for p in publishers:
+            _close(p)
+        mosquitto.stop()
+
+
+def test_late_acknowledgements_are_dropped_after_a_takeover_of_the_client_id(tmp_path: Path) -> None:
+    """Another client connects with the gateway's client id and a clean start: the broker ends the
+    gateway's connection and its session; the gateway reconnects to a new one."""
+    mosquitto = MosquittoProcess(tmp_path).start()
+    topic = f"attest/v1/takeover-{uuid.uuid4().hex[:8]}/readings"
+    publisher = _publisher(mosquitto.host, mosquitto.port)
+
+    def publish(_: str, payload: bytes) -> None:
+        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    async def take_over(link: MqttLink) -> None:
+        reader, writer = await asyncio.open_connection(mosquitto.host, mosquitto.port)
+        writer.write(wire.connect(link.client_id, version=MQTTv5, keepalive=10, clean_start=True))
+        packets = wire.PacketReader(MQTTv5)
+        got: list[wire.Publish | wire.Control] = []
+        while not got:
+            got = packets.feed(await reader.read(4096))
+        assert isinstance(got[0], wire.Control)
+        assert got[0].type == wire.CONNACK
+        writer.write(wire.DISCONNECT_PACKET)
+        writer.close()
+        await writer.wait_closed()
+
+    try:
+        asyncio.run(_late_acknowledgements_must_not_name_other_readings(mosquitto.url, take_over, publish))
     finally:
         _close(publisher)
         mosquitto.stop()
