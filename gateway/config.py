@@ -45,6 +45,10 @@ class Settings:
     ingest_linger: float = 0.02
     """Seconds the ingest waits to fill a batch."""
     mqtt_client_id: str = "iot-attest-gateway"
+    """The client id of the persistent session in which the broker queues readings for this process
+    (processes sharing the load through mqtt_share_group need one each). A process whose role does
+    not ingest never uses it: it connects as ``<mqtt_client_id>-<role>-<8 random hex digits>`` with a
+    clean session, and takes no readings."""
     mqtt_session_expiry: int = 7 * 24 * 3600
     """MQTT 5: how long the broker keeps the gateway's session (and queued readings) while it is away."""
     mqtt_receive_maximum: int = 5_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -60,11 +61,29 @@ class Gateway:
         self.server: uvicorn.Server | None = None
         self.pool: asyncpg.Pool | None = None
         self.sequencer: Sequencer | None = None
+        self._own_client_id: str | None = None
 
     @property
     def runs(self) -> set[str]:
         role = self.settings.role
         return {"ingest", "sequencer", "api"} if role == "all" else {role}
+
+    @property
+    def mqtt_client_id(self) -> str:
+        """The ingest session's client id if this process ingests, else one of its own.
+
+        A process that does not ingest must never connect as the ingest session: the broker
+        would end the ingest process's connection (a takeover) and hand it the readings queued
+        there. It gets ``<mqtt_client_id>-<role>-<8 random hex digits>``, with a clean session:
+        random so that two such processes do not take each other's connection over either.
+        """
+        if "ingest" in self.runs:
+            return self.settings.mqtt_client_id
+        if self._own_client_id is None:
+            self._own_client_id = (
+                f"{self.settings.mqtt_client_id}-{self.settings.role}-{secrets.token_hex(4)}"
+            )
+        return self._own_client_id
 
     async def start(self) -> None:
         s = self.settings
@@ -83,7 +102,7 @@ class Gateway:
         wants_readings = "ingest" in self.runs
         self.link = MqttLink(
             url,
-            s.mqtt_client_id,
+            self.mqtt_client_id,
             on_message=self.queue.put_nowait if wants_readings else None,
             backlog=self.queue.qsize,
             share_group=s.mqtt_share_group,
