@@ -58,11 +58,19 @@ class Settings:
     ingest_linger: float = 0.02
     """Seconds the ingest waits to fill a batch."""
     mqtt_client_id: str = "iot-attest-gateway"
+    """The client id of the persistent session in which the broker queues readings for this process
+    (processes sharing the load through mqtt_share_group need one each). A process whose role does
+    not ingest never uses it: it connects as ``<mqtt_client_id>-<role>-<8 random hex digits>`` with a
+    clean session, and takes no readings."""
     mqtt_session_expiry: int = 7 * 24 * 3600
     """MQTT 5: how long the broker keeps the gateway's session (and queued readings) while it is away."""
     mqtt_receive_maximum: int = 5_000
     """MQTT 5: readings the broker may send before the gateway acknowledges any; enough to overlap
     receiving the next batch with storing this one (the broker's max_inflight_messages caps it too)."""
+    mqtt_max_packet_size: int = 65_536
+    """Bytes: the largest MQTT packet the gateway takes (advertised to an MQTT 5 broker as its Maximum
+    Packet Size). A larger reading is not held in memory: it is quarantined as too_large with its first
+    bytes only. Readings are at most 1 KiB plus topic and header."""
     mqtt_share_group: str = ""
     """If set, subscribe as $share/<group>/... so several gateway processes share the load."""
     api_host: str = "127.0.0.1"

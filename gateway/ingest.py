@@ -45,6 +45,12 @@ class Message:
     mid: int = 0
     """The MQTT packet id, for the acknowledgement."""
     received_at: float = 0.0
+    connection: int = 0
+    """The MQTT connection that delivered it (the link numbers them from 1): the only one on
+    which it may be acknowledged. 0: none."""
+    size: int = 0
+    """0, or the payload's real size when ``payload`` holds only its first bytes (an MQTT
+    packet over the link's size limit, never held whole)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +158,9 @@ def check(
     turned away before its signature is checked (the cheap checks come first).
     """
     payload = message.payload
-    if len(payload) > MAX_ENVELOPE_SIZE:
-        return Refusal(
-            "too_large", f"message of {len(payload)} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit"
-        )
+    size = max(len(payload), message.size)
+    if size > MAX_ENVELOPE_SIZE:
+        return Refusal("too_large", f"message of {size} bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit")
     topic_device = device_of_readings_topic(message.topic)
     if topic_device is None:
         return Refusal("bad_topic", f"topic {message.topic!r} is not attest/v1/<device id>/readings")

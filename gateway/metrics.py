@@ -60,6 +60,12 @@ class Metrics:
             "Garbage rows the quarantine holds (as of this process's last prune)",
             registry=r,
         )
+        self.receipts_refused = Counter(
+            "iot_attest_receipts_refused",
+            "Receipts the broker refused (an MQTT 5 PUBACK reason code of 0x80 or above), by reason code",
+            ["reason"],
+            registry=r,
+        )
 
         self._signed_at = 0.0
 

@@ -4,9 +4,13 @@
 * A persistent session (clean session off / a session expiry) and QoS 1, so
   readings published while the gateway is away are delivered when it returns.
 * Manual acknowledgements: a reading is acknowledged only once it is stored
-  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered.  The
-  PUBACKs of a stored batch leave in one write.
-* Reconnects by itself with backoff, logging each attempt; a silent broker is
+  (see :mod:`gateway.ingest`), so a crash before that gets it redelivered, and
+  only on the connection that delivered it: a packet id names a message only
+  within one connection.  The PUBACKs of a stored batch leave in one write.
+* Only a link that takes readings has a persistent session; one without
+  ``on_message`` (a process that does not ingest) starts clean and acknowledges
+  nothing it is sent.
+* Reconnects by itself after jittered, growing pauses (:mod:`gateway.retry`), logging each attempt; a silent broker is
   detected by the keep-alive ping.
 * Receipts (QoS 1) not yet acknowledged by the broker are sent again, marked
   DUP, after a reconnection.
@@ -32,6 +36,7 @@ from attest_core.topics import READINGS_FILTER
 from gateway import mqttwire as wire
 from gateway.config import MqttUrl
 from gateway.ingest import Message
+from gateway.retry import Backoff
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -100,7 +105,10 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, link: MqttLink) -> None:
         self.link = link
-        self.reader = wire.PacketReader(link.protocol)
+        link.connections += 1
+        self.number = link.connections
+        """Which of the link's connections this is (from 1): the tag of the messages it delivers."""
+        self.reader = wire.PacketReader(link.protocol, link.max_packet_size)
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[wire.Connack] = asyncio.get_running_loop().create_future()
         self.suback: asyncio.Future[list[int]] | None = None
@@ -112,6 +120,7 @@ class _Connection(asyncio.Protocol):
         self.quota = 65_535
         """The broker's Receive Maximum: receipts we may have unacknowledged on this connection."""
         self.in_flight: set[int] = set()
+        self.warned = False
         self.paused = False
         """Not reading from the socket: ingest has enough waiting (see MqttLink.max_backlog)."""
 
@@ -138,12 +147,20 @@ class _Connection(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 if deliver is not None:
-                    deliver(Message(packet.topic, packet.payload, packet.packet_id, now))
-                elif packet.packet_id:
-                    self.write(wire.pubacks([packet.packet_id]))
+                    deliver(
+                        Message(packet.topic, packet.payload, packet.packet_id, now, self.number, packet.size)
+                    )
+                elif not self.warned:
+                    # Not acknowledged: nothing here stores it, and the clean session forgets it.
+                    self.warned = True
+                    log.warning("MQTT: a message on %s reached a link that takes none; ignored", packet.topic)
             elif packet.type == wire.PUBACK:
-                if len(packet.body) >= 2:
-                    link._acked(self, (packet.body[0] << 8) | packet.body[1])
+                try:
+                    packet_id, code = wire.puback_result(packet.body, link.protocol)
+                except wire.MqttProtocolError as exc:
+                    self.abort(str(exc))
+                    return
+                link._acked(self, packet_id, code)
             elif packet.type == wire.CONNACK:
                 if not self.connack.done():
                     try:
@@ -190,6 +207,8 @@ class MqttLink:
         session_expiry: int = 7 * 24 * 3600,
         receive_maximum: int = 1000,
         keepalive: int = 30,
+        max_packet_size: int = wire.DEFAULT_MAX_PACKET_SIZE,
+        on_publish_refused: Callable[[str, int], None] | None = None,
     ) -> None:
         self.url = url
         self.client_id = client_id
@@ -203,6 +222,11 @@ class MqttLink:
         self.session_expiry = session_expiry
         self.receive_maximum = receive_maximum
         self.keepalive = keepalive
+        self.max_packet_size = max_packet_size
+        """The largest packet taken from the broker (advertised in MQTT 5; larger PUBLISH packets
+        are delivered as markers, see mqttwire.PacketReader)."""
+        self.on_publish_refused = on_publish_refused
+        """Called with the topic and the reason code of a receipt the broker refused (MQTT 5)."""
         self.filter = f"$share/{share_group}/{READINGS_FILTER}" if share_group else READINGS_FILTER
         self.connected = asyncio.Event()
         self.unacked: dict[int, tuple[bytes, bool]] = {}
@@ -215,6 +239,8 @@ class MqttLink:
         """The connection once the broker has accepted it (CONNACK)."""
         self._socket: _Connection | None = None
         """The connection from the moment it is open."""
+        self.connections = 0
+        """Connections opened so far; the number of the latest."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -251,9 +277,6 @@ class MqttLink:
             return False
         return True
 
-    def ack(self, mid: int) -> None:
-        self.ack_many((mid,))
-
     def resume_reading(self) -> None:
         """Called by ingest after it took readings: read from the socket again once the backlog halved."""
         conn = self._socket
@@ -267,15 +290,22 @@ class MqttLink:
             if conn.transport is not None and not conn.transport.is_closing():
                 conn.transport.resume_reading()
 
-    def ack_many(self, mids: Iterable[int]) -> None:
+    def ack_many(self, messages: Iterable[Message]) -> None:
         """Acknowledge stored readings (QoS 0 ones, id 0, need none), in one write.
 
-        Without a connection the acknowledgements are dropped: the broker delivers
-        the readings again and ingest counts them as duplicates.
+        Only those delivered by the current connection are acknowledged: a packet id
+        names a message only within its connection (after a reconnection, a broker
+        restart or a takeover of the client id, the same ids name other readings, not
+        stored yet). The others are dropped: the broker, if it still has them, delivers
+        them again and ingest counts them as duplicates.
         """
-        ids = [m for m in mids if m]
-        if ids and self._conn is not None:
-            self._conn.write(wire.pubacks(ids))
+        conn = self._conn
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return
+        number = conn.number
+        ids = [m.mid for m in messages if m.mid and m.connection == number]
+        if ids:
+            conn.write(wire.pubacks(ids))
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1; kept for re-sending until the broker acknowledges it.
@@ -299,9 +329,17 @@ class MqttLink:
         if self._conn is not None:
             self._conn.in_flight.discard(packet_id)
 
-    def _acked(self, conn: _Connection, packet_id: int) -> None:
-        self.unacked.pop(packet_id, None)
+    def _acked(self, conn: _Connection, packet_id: int, reason: int = 0) -> None:
+        entry = self.unacked.pop(packet_id, None)
         conn.in_flight.discard(packet_id)
+        if reason >= 0x80 and entry is not None:
+            # The broker took the packet and refused it (an ACL, a quota): the exchange is over,
+            # and sending it again would be refused the same way. The device, missing its
+            # receipt, re-sends its reading and is answered again.
+            topic = wire.publish_topic(entry[0])
+            log.warning("the broker refused the receipt on %s: %s", topic, wire.puback_reason(reason))
+            if self.on_publish_refused is not None:
+                self.on_publish_refused(topic, reason)
         if self._to_send:
             self._schedule_flush()
 
@@ -340,15 +378,22 @@ class MqttLink:
     # --- the connection ---------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0, healthy_after=60.0)
         while True:
-            started = time.monotonic()
+            backoff.started()
             try:
                 reason = await self._session()
-                log.warning("MQTT connection to %s lost (%s); reconnecting", self.url.display(), reason)
-            except (OSError, TimeoutError, ConnectionError, ssl.SSLError, wire.MqttProtocolError) as exc:
+                delay = backoff.next_delay()
                 log.warning(
-                    "MQTT broker %s: %s; retrying in %.0f s",
+                    "MQTT connection to %s lost (%s); reconnecting in %.1f s",
+                    self.url.display(),
+                    reason,
+                    delay,
+                )
+            except (OSError, TimeoutError, ConnectionError, ssl.SSLError, wire.MqttProtocolError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "MQTT broker %s: %s; retrying in %.1f s",
                     self.url.display(),
                     str(exc) or type(exc).__name__,
                     delay,
@@ -356,10 +401,7 @@ class MqttLink:
             finally:
                 self.connected.clear()
                 self._conn = None
-            if time.monotonic() - started > 60:
-                delay = 1.0
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     async def _session(self) -> str:
         """Connect, subscribe and serve until the connection ends; return why it ended."""
@@ -371,17 +413,19 @@ class MqttLink:
             _CONNECT_TIMEOUT,
         )
         self._socket = conn
+        persistent = self.on_message is not None
         try:
             conn.write(
                 wire.connect(
                     self.client_id,
                     version=self.protocol,
                     keepalive=self.keepalive,
-                    clean_start=False,
+                    clean_start=not persistent,
                     username=self.url.username,
                     password=self.url.password,
-                    session_expiry=self.session_expiry if self.protocol == MQTTv5 else 0,
+                    session_expiry=self.session_expiry if persistent and self.protocol == MQTTv5 else 0,
                     receive_maximum=self.receive_maximum if self.protocol == MQTTv5 else 0,
+                    max_packet_size=self.max_packet_size if self.protocol == MQTTv5 else 0,
                 )
             )
             connack = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
@@ -393,6 +437,15 @@ class MqttLink:
                 )
                 raise wire.MqttProtocolError(
                     f"the broker refused the connection: {wire.connack_reason(connack.reason)}{hint}"
+                )
+            if persistent and not connack.session_present and conn.number > 1:
+                # A broker restarted without persistence, a session expired or taken over: the
+                # readings it had queued for us are gone (devices re-send those without a receipt),
+                # and acknowledgements still owed belong to the old connection: they are dropped.
+                log.warning(
+                    "MQTT broker %s had no session for %s: a new one is started",
+                    self.url.display(),
+                    self.client_id,
                 )
             conn.quota = connack.receive_maximum
             conn.ready = True
@@ -417,7 +470,13 @@ class MqttLink:
                 conn.transport.close()  # sends what is buffered (a DISCONNECT on stop), then closes
 
     async def _keep_alive(self, conn: _Connection, keepalive: int) -> str:
-        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on."""
+        """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is given up on.
+
+        A keep-alive of 0 switches the mechanism off (MQTT 3.1.2.10): no pings, and silence
+        is not taken for a dead broker.
+        """
+        if keepalive == 0:
+            return await asyncio.shield(conn.closed)
         period = max(1.0, keepalive / 2)
         while True:
             try:

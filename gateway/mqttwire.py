@@ -39,6 +39,14 @@ DISCONNECT_PACKET = b"\xe0\x00"
 # MQTT 5 property identifiers the gateway sends
 _SESSION_EXPIRY = 0x11
 _RECEIVE_MAXIMUM = 0x21
+_MAXIMUM_PACKET_SIZE = 0x27
+
+DEFAULT_MAX_PACKET_SIZE = 65_536
+"""The largest packet the gateway takes from the broker, in bytes (whole packet, as MQTT 5's
+Maximum Packet Size counts it). A reading is at most 1 KiB plus its topic and header: this
+leaves a wide margin and still bounds what one packet can cost in memory."""
+OVERSIZED_KEEP = 1024
+"""Bytes of an oversized PUBLISH's payload that are kept, as evidence, in its marker."""
 
 _U16 = struct.Struct(">H")
 
@@ -95,8 +103,10 @@ def connect(
     password: str | None = None,
     session_expiry: int = 0,
     receive_maximum: int = 0,
+    max_packet_size: int = 0,
 ) -> bytes:
-    """CONNECT: no will; in MQTT 5 the session expiry and receive maximum properties (0: omitted)."""
+    """CONNECT: no will; in MQTT 5 the session expiry, receive maximum and maximum packet size
+    properties (0: omitted)."""
     flags = 0x02 if clean_start else 0
     tail = b""
     if username is not None:
@@ -112,6 +122,8 @@ def connect(
             props += bytes((_SESSION_EXPIRY,)) + struct.pack(">I", session_expiry)
         if receive_maximum:
             props += bytes((_RECEIVE_MAXIMUM,)) + _U16.pack(receive_maximum)
+        if max_packet_size:
+            props += bytes((_MAXIMUM_PACKET_SIZE,)) + struct.pack(">I", max_packet_size)
         body += varint(len(props)) + props
     return _packet(CONNECT << 4, body + _string(client_id.encode()) + tail)
 
@@ -155,6 +167,9 @@ class Publish:
     """0 for QoS 0 (nothing to acknowledge)."""
     qos: int
     dup: bool
+    size: int = 0
+    """0, or the payload's real size when the packet was over the size limit: ``payload``
+    then holds only its first bytes (at most :data:`OVERSIZED_KEEP`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,23 +181,73 @@ class Control:
     body: bytes
 
 
+@dataclass(slots=True)
+class _Oversized:
+    """A packet over the size limit, being read past as it streams in."""
+
+    first: int
+    size: int
+    """The whole packet's size."""
+    body: int
+    """Its remaining length."""
+    left: int
+    """Bytes of its body still to come."""
+    head: bytearray
+    """Its first body bytes, at most the size limit: enough for a PUBLISH's topic and packet id."""
+
+
+_PACKET_NAMES = {
+    CONNECT: "CONNECT", CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK", SUBSCRIBE: "SUBSCRIBE",
+    SUBACK: "SUBACK", PINGREQ: "PINGREQ", PINGRESP: "PINGRESP", DISCONNECT: "DISCONNECT",
+}  # fmt: skip
+
+
 class PacketReader:
     """Splits the byte stream from the broker into packets.
 
     ``feed`` takes whatever the socket delivered and returns every packet that
     is now complete, in order; a partial packet waits for the next chunk.
+
+    No packet larger than ``max_packet_size`` is ever held whole.  Such a PUBLISH
+    is read past as its bytes arrive, and delivered as a marker once it has: its
+    topic, its packet id (so it can be acknowledged like any other message once
+    it is dealt with), its payload's first bytes and, in ``size``, its real size.
+    Skipping it rather than dropping the connection matters: the broker would
+    deliver it again on every reconnection, and no other reading would get past
+    it.  Any other packet over the limit is a protocol error.
     """
 
-    def __init__(self, version: int) -> None:
+    def __init__(self, version: int, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
         self.version = version
+        self.max_packet_size = max_packet_size
         self._rest = b""
+        self._big: _Oversized | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held between calls to :meth:`feed`."""
+        return len(self._rest) + (len(self._big.head) if self._big is not None else 0)
 
     def feed(self, data: bytes) -> list[Publish | Control]:
+        out: list[Publish | Control] = []
+        while True:
+            if self._big is not None:
+                data = self._skip(data, out)
+                if self._big is not None:
+                    return out  # the oversized packet goes on in the next chunk
+            data = self._parse(data, out)
+            if not data and self._big is None:
+                return out
+
+    def _parse(self, data: bytes, out: list[Publish | Control]) -> bytes:
+        """Every complete packet in ``self._rest + data``; at a packet over the limit, its body's
+        bytes (the rest of the chunk) to skip."""
         buf = self._rest + data if self._rest else data
+        self._rest = b""
         end = len(buf)
         pos = 0
-        out: list[Publish | Control] = []
         v5 = self.version == MQTT5
+        limit = self.max_packet_size
         while pos + 2 <= end:
             first = buf[pos]
             header = _varint_at(buf, pos + 1, end)
@@ -190,6 +255,15 @@ class PacketReader:
                 break
             length, i = header
             stop = i + length
+            if stop - pos > limit:
+                kind = first >> 4
+                if kind != PUBLISH:
+                    name = _PACKET_NAMES.get(kind, f"type {kind}")
+                    raise MqttProtocolError(
+                        f"the broker sent a {name} packet of {stop - pos} bytes, over the {limit}-byte limit"
+                    )
+                self._big = _Oversized(first, stop - pos, length, length, bytearray())
+                return buf[i:]
             if stop > end:
                 break
             kind = first >> 4
@@ -199,7 +273,40 @@ class PacketReader:
                 out.append(Control(kind, first & 0x0F, buf[i:stop]))
             pos = stop
         self._rest = buf[pos:] if pos < end else b""
-        return out
+        return b""
+
+    def _skip(self, data: bytes, out: list[Publish | Control]) -> bytes:
+        """Take the oversized packet's bytes from ``data`` (keeping its first ones); return what follows it."""
+        big = self._big
+        assert big is not None
+        take = min(big.left, len(data))
+        room = self.max_packet_size - len(big.head)
+        if room > 0:
+            big.head += data[: min(room, take)]
+        big.left -= take
+        if big.left:
+            return b""
+        self._big = None
+        head = bytes(big.head)
+        try:
+            whole = self._publish(big.first, head, 0, len(head), self.version == MQTT5)
+        except MqttProtocolError:
+            raise MqttProtocolError(
+                f"the broker sent a PUBLISH of {big.size} bytes whose topic and properties alone "
+                f"exceed the {self.max_packet_size}-byte limit"
+            ) from None
+        payload_size = big.body - (len(head) - len(whole.payload))
+        out.append(
+            Publish(
+                whole.topic,
+                whole.payload[:OVERSIZED_KEEP],
+                whole.packet_id,
+                whole.qos,
+                whole.dup,
+                payload_size,
+            )
+        )
+        return data[take:]
 
     @staticmethod
     def _publish(first: int, buf: bytes, i: int, stop: int, v5: bool) -> Publish:
@@ -341,6 +448,42 @@ CONNACK_REASONS = {
     0x89: "server busy",
     0x8A: "banned",
 }
+
+
+PUBACK_REASONS = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+
+
+def puback_result(body: bytes, version: int) -> tuple[int, int]:
+    """(packet id, reason code) of a PUBACK body; 0x80 or above is a refusal (MQTT 5 only).
+
+    An MQTT 5 PUBACK of only the packet id means success (section 3.4.2.1).
+    """
+    if len(body) < 2:
+        raise MqttProtocolError("malformed PUBACK from the broker")
+    reason = body[2] if version == MQTT5 and len(body) > 2 else 0
+    return _U16.unpack_from(body)[0], reason
+
+
+def puback_reason(code: int) -> str:
+    return PUBACK_REASONS.get(code, f"reason code 0x{code:02x}")
+
+
+def publish_topic(packet: bytes) -> str:
+    """The topic of a PUBLISH packet as built by :func:`publish`."""
+    header = _varint_at(packet, 1, len(packet))
+    if header is None:
+        raise ValueError("not a complete PUBLISH packet")
+    i = header[1]
+    n = _U16.unpack_from(packet, i)[0]
+    return packet[i + 2 : i + 2 + n].decode("utf-8", "replace")
 
 
 LOGIN_REFUSALS = frozenset({4, 5, 0x86, 0x87})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,7 @@ from gateway.metrics import Metrics
 from gateway.migrations import migrate
 from gateway.mqtt import MqttLink, probe_protocol
 from gateway.quarantine import Refusal, quarantine_many
+from gateway.retry import Backoff
 from gateway.sequencer import Sequencer
 from gateway.tokens import TokenTable
 from gateway.witnesses import parse_witnesses
@@ -42,6 +44,19 @@ DB_ERRORS = (
     # connection broken by a database restart: seen here, and it used to end ingest silently
     asyncpg.InternalClientError,
 )
+
+
+POOL_SESSION_LIMITS = {
+    "idle_in_transaction_session_timeout": "60000",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+"""Server-side limits of the pool's sessions (ingest and API). A gateway cut off from the
+database mid-transaction would otherwise leave that transaction open on the server for as long
+as the server keeps the session, holding what it locked: the readings it inserted (another
+gateway's insert of the same reading waits on them) and the registry lock (key rotations wait).
+No pooled transaction waits on the gateway for anywhere near a minute."""
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -67,11 +82,29 @@ class Gateway:
         self.server: uvicorn.Server | None = None
         self.pool: asyncpg.Pool | None = None
         self.sequencer: Sequencer | None = None
+        self._own_client_id: str | None = None
 
     @property
     def runs(self) -> set[str]:
         role = self.settings.role
         return {"ingest", "sequencer", "api"} if role == "all" else {role}
+
+    @property
+    def mqtt_client_id(self) -> str:
+        """The ingest session's client id if this process ingests, else one of its own.
+
+        A process that does not ingest must never connect as the ingest session: the broker
+        would end the ingest process's connection (a takeover) and hand it the readings queued
+        there. It gets ``<mqtt_client_id>-<role>-<8 random hex digits>``, with a clean session:
+        random so that two such processes do not take each other's connection over either.
+        """
+        if "ingest" in self.runs:
+            return self.settings.mqtt_client_id
+        if self._own_client_id is None:
+            self._own_client_id = (
+                f"{self.settings.mqtt_client_id}-{self.settings.role}-{secrets.token_hex(4)}"
+            )
+        return self._own_client_id
 
     async def start(self) -> None:
         s = self.settings
@@ -90,13 +123,15 @@ class Gateway:
         wants_readings = "ingest" in self.runs
         self.link = MqttLink(
             url,
-            s.mqtt_client_id,
+            self.mqtt_client_id,
             on_message=self.queue.put_nowait if wants_readings else None,
             backlog=self.queue.qsize,
             share_group=s.mqtt_share_group,
             protocol=protocol,
             session_expiry=s.mqtt_session_expiry,
             receive_maximum=s.mqtt_receive_maximum,
+            max_packet_size=s.mqtt_max_packet_size,
+            on_publish_refused=self._receipt_refused,
         )
         self.link.start()
         link = self.link
@@ -136,8 +171,11 @@ class Gateway:
         self.api_state.ready = True
         log.info("gateway started (%s); log %s", ", ".join(sorted(self.runs)), s.origin)
 
+    def _receipt_refused(self, topic: str, reason: int) -> None:
+        self.metrics.receipts_refused.labels(f"0x{reason:02x}").inc()
+
     async def _connect_pool(self) -> asyncpg.Pool:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
                 pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -147,38 +185,40 @@ class Gateway:
                     command_timeout=60,
                     timeout=10,
                     reset=_keep_session,
+                    server_settings=POOL_SESSION_LIMITS,
                 )
                 return pool
             except DB_ERRORS as exc:
+                delay = backoff.next_delay()
                 log.warning("database not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _probe(self) -> int:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             try:
                 return await probe_protocol(self.settings.mqtt)
             except (OSError, TimeoutError) as exc:
+                delay = backoff.next_delay()
                 log.warning("MQTT broker not reachable (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` for the life of the process: a fault is logged and the loop restarted."""
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0, healthy_after=60.0)
         while True:
-            started = time.monotonic()
+            backoff.started()
             try:
                 await loop()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                delay = backoff.next_delay()
                 log.exception("the %s loop failed; restarting it in %.1f s", name, delay)
-            if time.monotonic() - started > 60:
-                delay = 0.5
+            else:
+                delay = backoff.next_delay()
+                log.error("the %s loop ended; restarting it in %.1f s", name, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30)
 
     async def _serve(self) -> None:
         assert self.server is not None
@@ -235,7 +275,7 @@ class Gateway:
                     await asyncio.sleep(0.002)
             self.link.resume_reading()
             result = await self._store(batch)
-            self.link.ack_many([message.mid for message in batch])
+            self.link.ack_many(batch)
             now = time.time()
             for message in batch:
                 self.metrics.ingest_lag.observe(max(0.0, now - message.received_at))
@@ -250,7 +290,7 @@ class Gateway:
         split in halves until the message responsible is alone, and that one is quarantined
         (``internal_error``): one bad message never holds back the others, nor is retried forever."""
         assert self.pool is not None
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while True:
             try:
                 async with self.pool.acquire(timeout=10) as conn:
@@ -258,9 +298,9 @@ class Gateway:
             except Exception as exc:
                 if not is_outage(exc):
                     return await self._isolate(batch, exc)
+                delay = backoff.next_delay()
                 log.warning("cannot store %d messages (%s); retrying in %.1f s", len(batch), exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
 
     async def _isolate(self, batch: list[Message], exc: Exception) -> BatchResult:
         if len(batch) > 1:
@@ -276,7 +316,7 @@ class Gateway:
         result = BatchResult()
         result.refuse("internal_error")
         refusal = Refusal("internal_error", _printable(f"ingest failed on this message with {kind}: {exc}"))
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while True:
             assert self.pool is not None
             try:
@@ -296,16 +336,16 @@ class Gateway:
                         message.topic, type(again).__name__, again, message.payload.hex(),
                     )  # fmt: skip
                     return result
+                delay = backoff.next_delay()
                 log.warning("cannot quarantine a message (%s); retrying in %.1f s", again, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
 
     # --- the sequencer ----------------------------------------------------------------
 
     async def _sequencer_loop(self) -> None:
         s = self.settings
         holder = lease.holder_id()
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -321,7 +361,7 @@ class Gateway:
                 self.sequencer = sequencer
                 self.metrics.sequencer_leader.set(1)
                 log.info("this process is the sequencer")
-                delay = 0.5
+                backoff.reset()
                 while True:
                     result = await sequencer.step(conn)
                     if result.entries or result.readings:
@@ -337,9 +377,9 @@ class Gateway:
             except asyncio.CancelledError:
                 raise
             except (*DB_ERRORS, NotLeaderError) as exc:
+                delay = backoff.next_delay()
                 log.warning("sequencer stopped (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
             finally:
                 self.metrics.sequencer_leader.set(0)
                 self.sequencer = None

@@ -181,13 +181,14 @@ class MosquittoProcess:
     """A Mosquitto of our own with the project's queue settings (deploy/mosquitto/conf.d).
 
     Listens on 127.0.0.1:``port`` (a free one by default), allows anonymous clients
-    and keeps its persistent state in ``workdir``/data; its output goes to
-    ``workdir``/mosquitto.log. start() may be called again after stop() or kill().
+    and keeps its persistent state in ``workdir``/data (unless ``persistence`` is
+    false: then a restart forgets every session and queued message); its output goes
+    to ``workdir``/mosquitto.log. start() may be called again after stop() or kill().
     """
 
     kind = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = True) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -196,7 +197,7 @@ class MosquittoProcess:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence true\n"
+            f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir / 'data'}/\n"
             # run as root, Mosquitto would otherwise become the user "mosquitto", who cannot write workdir
             + ("user root\n" if os.geteuid() == 0 else "")

@@ -134,3 +134,16 @@ def test_a_reading_far_beyond_the_chain_is_turned_away_before_its_signature_is_c
     assert (
         reason(check(Message(topic(), readings[10].encode()), registry, NOW, SKEW)) == "accepted"
     )  # no limit
+
+
+def test_a_message_kept_only_in_part_is_too_large_even_if_its_first_bytes_are_a_good_reading(
+    world: tuple[Registry, TestDevice],
+) -> None:
+    """The MQTT link keeps only the first bytes of a packet over its size limit and says how
+    large it was: those bytes can be a whole good envelope, and the message is still refused."""
+    registry, device = world
+    good = device.reading(T0, 1000).encode()
+    outcome = check(Message(topic(), good, size=5_000_000), registry, NOW, SKEW)
+    assert isinstance(outcome, Refusal)
+    assert outcome.reason == "too_large"
+    assert outcome.detail == "message of 5000000 bytes exceeds the 1024-byte limit"

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,7 +20,7 @@ from attest_core.broker import parse_broker_url
 from gateway import mqttwire as wire
 from gateway.ingest import Message
 from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
-from tests.services import Broker, free_port, make_certificates, port_open, wait_for
+from tests.services import Broker, MosquittoProcess, free_port, make_certificates, port_open, wait_for
 
 
 def test_the_probe_finds_mqtt_5_on_mosquitto(broker: Broker) -> None:
@@ -101,7 +101,7 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
             mine = [m for m in seen if m.topic == topic]
             assert [m.payload for m in mine] == [b"r0", b"r1", b"r2"]
             assert all(m.mid for m in mine)
-            link.ack_many([mine[0].mid])  # only the first is "stored"
+            link.ack_many([mine[0]])  # only the first is "stored"
         finally:
             await link.stop()
         seen.clear()
@@ -112,7 +112,7 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
             assert await _until(lambda: len([m for m in seen if m.topic == topic]) >= 2)
             await asyncio.sleep(0.3)
             assert [m.payload for m in seen if m.topic == topic] == [b"r1", b"r2"]
-            again.ack_many(m.mid for m in seen)
+            again.ack_many(seen)
         finally:
             await again.stop()
 
@@ -121,6 +121,203 @@ def test_readings_are_delivered_and_unacknowledged_ones_come_back(broker: Broker
     finally:
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def _publisher(host: str, port: int, username: str | None = None, password: str | None = None) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:8]}")
+    if username:
+        client.username_pw_set(username, password)
+    client.connect(host, port)
+    client.loop_start()
+    return client
+
+
+def _close(client: mqtt.Client) -> None:
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_an_oversized_reading_from_a_311_broker_arrives_as_a_marker_and_is_acknowledged(
+    broker: Broker,
+) -> None:
+    """MQTT 3.1.1 has no Maximum Packet Size: the broker sends a reading of any size. One over the
+    link's limit is read past, not held, and delivered as a marker (first bytes, real size, packet
+    id); once acknowledged it is not delivered again, and the readings after it flow as usual."""
+    device = f"big-{uuid.uuid4().hex[:8]}"
+    topic = f"attest/v1/{device}/readings"
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+    publisher = _publisher(broker.host, broker.port, broker.username, broker.password)
+    big = bytes(range(256)) * 40  # 10,240 bytes
+
+    async def go() -> None:
+        url = parse_broker_url(broker.url)
+        seen: list[Message] = []
+        link = MqttLink(
+            url,
+            client_id,
+            on_message=seen.append,
+            protocol=wire.MQTT311,
+            max_packet_size=4096,
+            session_expiry=60,
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            publisher.publish(topic, big, qos=1).wait_for_publish(5)
+            publisher.publish(topic, b"small", qos=1).wait_for_publish(5)
+            assert await _until(lambda: len([m for m in seen if m.topic == topic]) == 2)
+            marker, small = [m for m in seen if m.topic == topic]
+            assert (marker.size, marker.payload) == (len(big), big[: wire.OVERSIZED_KEEP])
+            assert marker.mid
+            assert (small.size, small.payload) == (0, b"small")
+            link.ack_many([marker, small])
+            await asyncio.sleep(0.3)
+        finally:
+            await link.stop()
+        seen.clear()
+        again = MqttLink(url, client_id, on_message=seen.append, protocol=wire.MQTT311, max_packet_size=4096)
+        again.start()
+        try:
+            assert await again.wait_connected(10)
+            await asyncio.sleep(1.0)
+            assert [m for m in seen if m.topic == topic] == []
+        finally:
+            await again.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        _close(publisher)
+
+
+def test_mqtt_5_advertises_the_limit_and_the_broker_keeps_larger_packets_to_itself(tmp_path: Path) -> None:
+    """MQTT 5: the CONNECT carries the Maximum Packet Size, so the broker never sends a larger packet."""
+    mosquitto = MosquittoProcess(tmp_path).start()
+    topic = f"attest/v1/big5-{uuid.uuid4().hex[:8]}/readings"
+    publisher = _publisher(mosquitto.host, mosquitto.port)
+
+    async def go() -> None:
+        seen: list[Message] = []
+        link = MqttLink(
+            parse_broker_url(mosquitto.url), "gw-big5", on_message=seen.append, max_packet_size=4096
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(10)
+            publisher.publish(topic, b"x" * 10_000, qos=1).wait_for_publish(5)
+            publisher.publish(topic, b"small", qos=1).wait_for_publish(5)
+            assert await _until(lambda: len(seen) >= 1)
+            await asyncio.sleep(0.3)
+            assert [(m.payload, m.size) for m in seen] == [(b"small", 0)]
+            assert link.connected.is_set()
+        finally:
+            await link.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        _close(publisher)
+        mosquitto.stop()
+
+
+async def _late_acknowledgements_must_not_name_other_readings(
+    url: str, lose_the_session: Callable[[MqttLink], Awaitable[None]], publish: Callable[[str, bytes], None]
+) -> None:
+    """Readings "old" are delivered; the broker then loses the link's session (``lose_the_session``)
+    and the link reconnects; readings "new" arrive there under the same packet ids. The old ones,
+    stored only now, are acknowledged late: that must not acknowledge the new ones, which the
+    broker must still deliver to the next connection (the gateway "crashed" before storing them)."""
+    broker_url = parse_broker_url(url)
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+    seen: list[Message] = []
+    link = MqttLink(broker_url, client_id, on_message=seen.append, session_expiry=300)
+    link.start()
+    try:
+        assert await link.wait_connected(10)
+        for n in range(3):
+            publish("old", f"old {n}".encode())
+        assert await _until(lambda: len(seen) == 3)
+        old = list(seen)
+        await lose_the_session(link)
+        assert await _until(lambda: link.connections >= 2 and link.connected.is_set(), 15)
+        for n in range(3):
+            publish("new", f"new {n}".encode())
+        assert await _until(lambda: len(seen) == 6)
+        new = seen[3:]
+        assert [m.payload for m in new] == [b"new 0", b"new 1", b"new 2"]
+        assert {m.mid for m in old} & {m.mid for m in new}, "the broker did not reuse the packet ids"
+        link.ack_many(old)
+        await asyncio.sleep(0.5)
+    finally:
+        await link.stop()
+    seen.clear()
+    again = MqttLink(broker_url, client_id, on_message=seen.append, session_expiry=0)
+    again.start()
+    try:
+        assert await again.wait_connected(10)
+        assert await _until(lambda: len(seen) >= 3)
+        await asyncio.sleep(0.3)
+        assert sorted(m.payload for m in seen) == [b"new 0", b"new 1", b"new 2"]
+        again.ack_many(seen)
+    finally:
+        await again.stop()
+
+
+def test_late_acknowledgements_are_dropped_after_a_broker_restart_without_persistence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mosquitto = MosquittoProcess(tmp_path, persistence=False).start()
+    topic = f"attest/v1/restart-{uuid.uuid4().hex[:8]}/readings"
+    publishers: list[mqtt.Client] = []
+
+    def publish(_: str, payload: bytes) -> None:
+        if not publishers or not publishers[-1].is_connected():
+            publishers.append(_publisher(mosquitto.host, mosquitto.port))
+            assert wait_for(publishers[-1].is_connected, 5)
+        publishers[-1].publish(topic, payload, qos=1).wait_for_publish(5)
+
+    async def restart(_: MqttLink) -> None:
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.to_thread(mosquitto.start)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+            asyncio.run(_late_acknowledgements_must_not_name_other_readings(mosquitto.url, restart, publish))
+        assert "had no session for" in caplog.text
+    finally:
+        for p in publishers:
+            _close(p)
+        mosquitto.stop()
+
+
+def test_late_acknowledgements_are_dropped_after_a_takeover_of_the_client_id(tmp_path: Path) -> None:
+    """Another client connects with the gateway's client id and a clean start: the broker ends the
+    gateway's connection and its session; the gateway reconnects to a new one."""
+    mosquitto = MosquittoProcess(tmp_path).start()
+    topic = f"attest/v1/takeover-{uuid.uuid4().hex[:8]}/readings"
+    publisher = _publisher(mosquitto.host, mosquitto.port)
+
+    def publish(_: str, payload: bytes) -> None:
+        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    async def take_over(link: MqttLink) -> None:
+        reader, writer = await asyncio.open_connection(mosquitto.host, mosquitto.port)
+        writer.write(wire.connect(link.client_id, version=MQTTv5, keepalive=10, clean_start=True))
+        packets = wire.PacketReader(MQTTv5)
+        got: list[wire.Publish | wire.Control] = []
+        while not got:
+            got = packets.feed(await reader.read(4096))
+        assert isinstance(got[0], wire.Control)
+        assert got[0].type == wire.CONNACK
+        writer.write(wire.DISCONNECT_PACKET)
+        writer.close()
+        await writer.wait_closed()
+
+    try:
+        asyncio.run(_late_acknowledgements_must_not_name_other_readings(mosquitto.url, take_over, publish))
+    finally:
+        _close(publisher)
+        mosquitto.stop()
 
 
 class FakeBroker:
@@ -135,6 +332,7 @@ class FakeBroker:
         self.answer_pings = answer_pings
         self.connections: list[float] = []
         self.publishes: list[int] = []
+        self.pings = 0
         self.writer: asyncio.StreamWriter | None = None
         self.server: asyncio.Server | None = None
 
@@ -142,9 +340,12 @@ class FakeBroker:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return f"mqtt://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
-    def puback(self, packet_id: int) -> None:
+    def puback(self, packet_id: int, reason: int | None = None) -> None:
         assert self.writer is not None
-        self.writer.write(wire.pubacks([packet_id]))
+        if reason is None:
+            self.writer.write(wire.pubacks([packet_id]))
+        else:  # MQTT 5: a reason code and an empty property block
+            self.writer.write(b"\x40\x04" + packet_id.to_bytes(2, "big") + bytes((reason,)) + b"\x00")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections.append(asyncio.get_running_loop().time())
@@ -163,8 +364,10 @@ class FakeBroker:
                     elif p.type == wire.SUBSCRIBE:
                         granted = (b"\x00" if self.version == wire.MQTT5 else b"") + b"\x01"
                         writer.write(b"\x90" + wire.varint(2 + len(granted)) + p.body[:2] + granted)
-                    elif p.type == wire.PINGREQ and self.answer_pings:
-                        writer.write(b"\xd0\x00")
+                    elif p.type == wire.PINGREQ:
+                        self.pings += 1
+                        if self.answer_pings:
+                            writer.write(b"\xd0\x00")
         except ConnectionError:
             pass
         finally:
@@ -206,6 +409,42 @@ def test_receipts_respect_the_brokers_receive_maximum() -> None:
     asyncio.run(go())
 
 
+def test_a_receipt_refused_by_the_broker_is_reported_not_taken_for_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MQTT 5 PUBACK reason codes of 0x80 and above are refusals: logged with the reason and
+    reported; 0x10 (no matching subscribers) is a success."""
+    refused: list[tuple[str, int]] = []
+
+    async def go() -> None:
+        broker = FakeBroker()
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url),
+            "gw-refused",
+            protocol=MQTTv5,
+            on_publish_refused=lambda topic, code: refused.append((topic, code)),
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            link.publish("attest/v1/d1/receipts", b"r1")
+            link.publish("attest/v1/d2/receipts", b"r2")
+            assert await _until(lambda: len(broker.publishes) == 2)
+            broker.puback(broker.publishes[0], 0x87)
+            broker.puback(broker.publishes[1], 0x10)
+            assert await _until(lambda: not link.unacked)
+        finally:
+            await link.stop()
+            broker.close()
+
+    with caplog.at_level(logging.WARNING, logger="gateway.mqtt"):
+        asyncio.run(go())
+    assert refused == [("attest/v1/d1/receipts", 0x87)]
+    assert "the broker refused the receipt on attest/v1/d1/receipts: not authorized" in caplog.text
+    assert "d2" not in caplog.text
+
+
 def test_the_brokers_server_keep_alive_replaces_ours() -> None:
     """MQTT 5 Server Keep Alive of 2 s: a silent broker is given up after 3 s, not after 45 s."""
 
@@ -219,6 +458,30 @@ def test_the_brokers_server_keep_alive_replaces_ours() -> None:
         try:
             assert await link.wait_connected(5)
             assert await _until(lambda: len(broker.connections) >= 2, 8)
+        finally:
+            await link.stop()
+            broker.close()
+
+    asyncio.run(go())
+
+
+def test_a_server_keep_alive_of_zero_means_no_keep_alive() -> None:
+    """MQTT 5 Server Keep Alive 0 switches the keep-alive off: no pings, and a broker that says
+    nothing is not taken for a dead one."""
+
+    async def go() -> None:
+        broker = FakeBroker(connack_props=b"\x13\x00\x00", answer_pings=False)
+        url = await broker.start()
+        link = MqttLink(
+            parse_broker_url(url), "gw-ska0", on_message=lambda m: None, protocol=MQTTv5, keepalive=30
+        )
+        link.start()
+        try:
+            assert await link.wait_connected(5)
+            await asyncio.sleep(3.5)
+            assert len(broker.connections) == 1
+            assert broker.pings == 0
+            assert link.connected.is_set()
         finally:
             await link.stop()
             broker.close()
@@ -384,7 +647,7 @@ def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
         link.start()
         try:
             assert await link.wait_connected(5)
-            # silent for 1.5 keep-alives (3 s), then a reconnection after a 1 s pause
+            # silent for 1.5 keep-alives (3 s), then a reconnection after a pause of at most 1 s
             assert await _until(lambda: len(broker.connections) >= 2, 8)
             assert broker.connections[1] - broker.connections[0] >= 3.0
         finally:

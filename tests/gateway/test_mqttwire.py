@@ -182,3 +182,93 @@ def test_connack_properties_of_mqtt_5() -> None:
 def test_property_garbage_raises_only_the_protocol_error(data: bytes) -> None:
     with contextlib.suppress(wire.MqttProtocolError):
         wire.properties(data)
+
+
+def test_puback_reason_codes() -> None:
+    assert wire.puback_result(b"\x00\x07", wire.MQTT5) == (7, 0)  # no reason code: success
+    assert wire.puback_result(b"\x00\x07\x87\x00", wire.MQTT5) == (7, 0x87)
+    assert wire.puback_result(b"\x00\x07\x10", wire.MQTT5) == (7, 0x10)
+    assert wire.puback_result(b"\x00\x07", wire.MQTT311) == (7, 0)
+    assert wire.puback_reason(0x97) == "quota exceeded"
+    with pytest.raises(wire.MqttProtocolError, match="PUBACK"):
+        wire.puback_result(b"\x07", wire.MQTT5)
+    packet = wire.publish("attest/v1/d/receipts", b"r", qos=1, packet_id=3, version=wire.MQTT5)
+    assert wire.publish_topic(packet) == "attest/v1/d/receipts"
+
+
+def test_connect_5_advertises_the_maximum_packet_size() -> None:
+    packet = wire.connect("gw", version=wire.MQTT5, keepalive=30, clean_start=True, max_packet_size=65_536)
+    props = b"\x27\x00\x01\x00\x00"
+    body = b"\x00\x04MQTT\x05\x02\x00\x1e" + bytes([len(props)]) + props + b"\x00\x02gw"
+    assert packet == b"\x10" + bytes([len(body)]) + body
+    # MQTT 3.1.1 has no such property: the same CONNECT as without it
+    assert wire.connect(
+        "gw", version=wire.MQTT311, keepalive=30, clean_start=True, max_packet_size=65_536
+    ) == (wire.connect("gw", version=wire.MQTT311, keepalive=30, clean_start=True))
+
+
+@pytest.mark.parametrize("version", [wire.MQTT311, wire.MQTT5])
+def test_an_oversized_publish_is_read_past_without_being_held(version: int) -> None:
+    """A 4 MB PUBLISH, fed in 64 KiB chunks to a reader with a 64 KiB limit: never more than the
+    limit is held; a marker (topic, packet id, first bytes, real size) comes out, and the
+    packets after it are read as usual."""
+    payload = bytes(range(256)) * (4 * 4096)
+    stream = (
+        _broker_publish("attest/v1/big/readings", payload, 1, 77, version, b"")
+        + _broker_publish("attest/v1/small/readings", b"fine", 1, 78, version, b"")
+        + b"\xd0\x00"
+    )
+    reader = wire.PacketReader(version, max_packet_size=65_536)
+    got: list[wire.Publish | wire.Control] = []
+    for pos in range(0, len(stream), 65_536):
+        got += reader.feed(stream[pos : pos + 65_536])
+        assert reader.buffered <= 65_536
+    big, small, ping = got
+    assert isinstance(big, wire.Publish)
+    assert (big.topic, big.packet_id, big.qos, big.size) == ("attest/v1/big/readings", 77, 1, len(payload))
+    assert big.payload == payload[: wire.OVERSIZED_KEEP]
+    assert isinstance(small, wire.Publish)
+    assert (small.topic, small.payload, small.packet_id, small.size) == (
+        "attest/v1/small/readings",
+        b"fine",
+        78,
+        0,
+    )
+    assert isinstance(ping, wire.Control)
+    assert ping.type == wire.PINGRESP
+
+
+@given(publishes, st.sampled_from([wire.MQTT311, wire.MQTT5]), st.lists(st.integers(1, 400), max_size=20))
+def test_any_split_gives_the_same_packets_and_markers_under_a_small_limit(
+    messages: list[tuple[str, bytes, int, int, bytes]], version: int, cuts: list[int]
+) -> None:
+    limit = 600  # room for any generated topic and properties, not for the larger payloads
+    packets = [_broker_publish(t, p, q, i, version, pr) for t, p, q, i, pr in messages]
+    stream = b"".join(packets) + b"\xd0\x00"
+    reader = wire.PacketReader(version, max_packet_size=limit)
+    got: list[wire.Publish | wire.Control] = []
+    pos = 0
+    for cut in cuts:
+        got += reader.feed(stream[pos : pos + cut])
+        assert reader.buffered <= limit
+        pos += cut
+    got += reader.feed(stream[pos:])
+    publishes_got = [p for p in got if isinstance(p, wire.Publish)]
+    assert len(publishes_got) == len(messages)
+    for p, packet, (t, payload, q, i, _) in zip(publishes_got, packets, messages, strict=True):
+        assert (p.topic, p.packet_id, p.qos) == (t, i if q else 0, q)
+        if len(packet) > limit:
+            assert p.size == len(payload)
+            assert payload.startswith(p.payload)
+        else:
+            assert (p.payload, p.size) == (payload, 0)
+    assert isinstance(got[-1], wire.Control)
+
+
+def test_any_other_oversized_packet_is_a_protocol_error() -> None:
+    reader = wire.PacketReader(wire.MQTT5, max_packet_size=1024)
+    with pytest.raises(wire.MqttProtocolError, match="SUBACK packet of 2004 bytes, over the 1024-byte limit"):
+        reader.feed(b"\x90" + wire.varint(2001))  # the header alone is enough to know
+    huge_topic = b"\x32" + wire.varint(3000) + b"\x0b\xb8" + b"t" * 100
+    with pytest.raises(wire.MqttProtocolError, match="topic and properties alone exceed"):
+        wire.PacketReader(wire.MQTT311, max_packet_size=1024).feed(huge_topic + b"t" * 2900)
