@@ -78,23 +78,23 @@ WITH RECURSIVE waiting(d) AS (
             WHERE r.log_index IS NULL AND r.device_id > waiting.d ORDER BY r.device_id LIMIT 1)
     FROM waiting WHERE waiting.d IS NOT NULL
 )
-SELECT x.device_id, x.seq, x.envelope, x.payload_hash
-FROM (SELECT d FROM waiting WHERE d IS NOT NULL AND NOT (d = ANY($2::text[]))) AS w
-CROSS JOIN LATERAL (
-    SELECT r.device_id, r.seq, r.envelope, r.payload_hash, row_number() OVER (ORDER BY r.seq) AS turn
-    FROM readings r WHERE r.device_id = w.d AND r.log_index IS NULL
-    ORDER BY r.seq LIMIT $3
-) AS x
-ORDER BY x.turn, x.device_id
-LIMIT $1
+SELECT device_id, seq, envelope, payload_hash FROM (
+    SELECT x.device_id, x.seq, x.envelope, x.payload_hash
+    FROM (SELECT d FROM waiting WHERE d IS NOT NULL AND NOT (d = ANY($2::text[]))) AS w
+    CROSS JOIN LATERAL (
+        SELECT r.device_id, r.seq, r.envelope, r.payload_hash, row_number() OVER (ORDER BY r.seq) AS turn
+        FROM readings r WHERE r.device_id = w.d AND r.log_index IS NULL
+        ORDER BY r.seq LIMIT $3
+    ) AS x
+    ORDER BY x.turn, x.device_id
+    LIMIT $1
+) AS dealt
+ORDER BY device_id, seq
 """
-"""Readings not yet logged: at most $3 per device (its lowest sequence numbers), $1 in all, dealt
-round-robin across devices; devices in $2 are skipped.  The distinct devices come from a skip scan
-of the ``readings_pending`` index, one probe per device, however deep a device's backlog is."""
-
-
-def _by_device_and_seq(row: asyncpg.Record) -> tuple[str, int]:
-    return row["device_id"], row["seq"]
+"""Readings not yet logged, per device in sequence order: at most $3 per device (its lowest
+sequence numbers), $1 in all, dealt round-robin across devices; devices in $2 are skipped.  The
+distinct devices come from a skip scan of the ``readings_pending`` index, one probe per device,
+however deep a device's backlog is."""
 
 
 def reading_entry(envelope: bytes) -> bytes:
@@ -253,11 +253,8 @@ class Sequencer:
 
             # 2. readings, per device in sequence order, a fair share each
             exclude = [d for d, since in self.waiting.items() if now - since < 1.0] + held
-            rows = sorted(
-                await conn.fetch(
-                    _WAITING_READINGS, batch, exclude, max(1, self.settings.sequencer_device_share)
-                ),
-                key=_by_device_and_seq,
+            rows = await conn.fetch(
+                _WAITING_READINGS, batch, exclude, max(1, self.settings.sequencer_device_share)
             )
             await self._chain(conn, sorted({r["device_id"] for r in rows}))
             assigned: list[tuple[str, int, int]] = []

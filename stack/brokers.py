@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stack.embedded import free_port
-from stack.processes import MosquittoProcess, port_open, stop_process, wait_for
+from stack.processes import MosquittoProcess, ServerProcess, port_open, wait_for
 
 __all__ = [
     "AmqttProcess",
@@ -74,7 +74,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], ports: list[int], timeout: fl
         raise RuntimeError(f"{what} did not open ports {ports} in {timeout:g} s")
 
 
-class NatsProcess:
+class NatsProcess(ServerProcess):
     """A ``nats-server`` with JetStream and an MQTT listener (MQTT 3.1.1 only).
 
     NATS keeps MQTT sessions, subscriptions and QoS 1 messages in JetStream, so
@@ -137,22 +137,7 @@ class NatsProcess:
         )
         return self
 
-    def stop(self, timeout: float = 15.0, *, strict: bool = False) -> None:
-        if self.proc is not None:
-            try:
-                stop_process(self.proc, timeout, strict=strict)
-            finally:
-                self.proc = None
-
-    def kill(self, wait: float = 15.0) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(wait)
-            self.proc = None
-
-    def wipe(self) -> None:
-        if self.proc is not None:
-            raise RuntimeError("nats-server is running: stop or kill it before wiping its state")
+    def _clear_state(self) -> None:
         shutil.rmtree(self.store, ignore_errors=True)
 
 
@@ -184,7 +169,7 @@ class NatsCluster:
             node.kill()
 
 
-class AmqttProcess:
+class AmqttProcess(ServerProcess):
     """The amqtt broker (MQTT 3.1.1) as a subprocess, so it can be killed and started again.
 
     It keeps sessions and queued messages in memory only: any restart, clean or
@@ -194,6 +179,8 @@ class AmqttProcess:
     """
 
     kind = "amqtt"
+    stop_signal = signal.SIGINT
+    """The amqtt command shuts the broker down on KeyboardInterrupt (SIGTERM just ends it)."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
@@ -224,25 +211,6 @@ class AmqttProcess:
         self.proc = _spawn([str(script), "-c", str(self.conf)], self.workdir / "amqtt.log")
         _wait_listening(self.proc, [self.port], timeout, f"amqtt (see {self.workdir})")
         return self
-
-    def stop(self, timeout: float = 15.0, *, strict: bool = False) -> None:
-        """SIGINT: the amqtt command shuts the broker down on KeyboardInterrupt (SIGTERM just ends it)."""
-        if self.proc is not None:
-            try:
-                stop_process(self.proc, timeout, strict=strict, sig=signal.SIGINT)
-            finally:
-                self.proc = None
-
-    def kill(self, wait: float = 15.0) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(wait)
-            self.proc = None
-
-    def wipe(self) -> None:
-        """Nothing is saved; only checks that it is stopped, like the others."""
-        if self.proc is not None:
-            raise RuntimeError("amqtt is running: stop or kill it before wiping its state")
 
 
 BROKERS = ("mosquitto", "amqtt", "nats")

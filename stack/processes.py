@@ -177,7 +177,41 @@ class GatewayProcess:
         self.proc.wait(wait)
 
 
-class MosquittoProcess:
+class ServerProcess:
+    """A server of our own as a subprocess (a broker): stopped cleanly, killed, its saved state wiped.
+
+    ``stop`` sends ``stop_signal`` and kills it -9 if it has not ended in time; ``kill`` is
+    kill -9; ``wipe`` deletes what it saved (``_clear_state``), only while it is not running.
+    start() may be called again after stop() or kill().
+    """
+
+    kind = "server"
+    stop_signal = signal.SIGTERM
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self, timeout: float = 15.0, *, strict: bool = False) -> None:
+        if self.proc is not None:
+            try:
+                stop_process(self.proc, timeout, strict=strict, sig=self.stop_signal)
+            finally:
+                self.proc = None
+
+    def kill(self, wait: float = 15.0) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(wait)
+            self.proc = None
+
+    def wipe(self) -> None:
+        if self.proc is not None:
+            raise RuntimeError(f"{self.kind} is running: stop or kill it before wiping its state")
+        self._clear_state()
+
+    def _clear_state(self) -> None:
+        """Delete the saved state; nothing by default."""
+
+
+class MosquittoProcess(ServerProcess):
     """A Mosquitto of our own with the project's queue settings (deploy/mosquitto/conf.d).
 
     Listens on 127.0.0.1:``port`` (a free one by default), allows anonymous clients
@@ -220,27 +254,8 @@ class MosquittoProcess:
             raise RuntimeError(f"mosquitto did not start on port {self.port}; see {self.workdir}")
         return self
 
-    def stop(self, timeout: float = 15.0, *, strict: bool = False) -> None:
-        """A clean shutdown (SIGTERM): Mosquitto saves its persistent state.
-
-        If it has not ended in ``timeout`` s it is killed (see stop_process).
-        """
-        if self.proc is not None:
-            try:
-                stop_process(self.proc, timeout, strict=strict)
-            finally:
-                self.proc = None
-
-    def kill(self, wait: float = 15.0) -> None:
-        """kill -9: whatever Mosquitto had not saved is gone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(wait)
-            self.proc = None
-
-    def wipe(self) -> None:
-        """Delete the saved state (sessions, subscriptions, queued messages); call it while stopped."""
-        if self.proc is not None:
-            raise RuntimeError("mosquitto is running: stop or kill it before wiping its state")
+    def _clear_state(self) -> None:
+        """Sessions, subscriptions and queued messages (a clean stop saves them; kill -9 loses what
+        came since the last autosave)."""
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
         (self.workdir / "data").mkdir(parents=True)
