@@ -23,16 +23,20 @@ _OUTAGE_TYPES = (
     asyncpg.InternalClientError,
 )
 
-_OUTAGE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
-"""SQLSTATE classes of a server that cannot serve now: connection exceptions, transaction rollback
-(serialization failure, deadlock: retrying is the cure), insufficient resources, operator
-intervention (shutdown, cancel), system errors."""
-_OUTAGE_STATES = frozenset({"55P03", "55006", "25P03"})
-"""lock not available, object in use, idle-in-transaction timeout."""
+_OUTAGE_CLASSES = frozenset({"08", "25", "40", "53", "57", "58"})
+"""SQLSTATE classes of a server that cannot serve now: connection exceptions, invalid transaction
+state (a read-only standby after a failover, an idle-in-transaction timeout), transaction
+rollback (serialization failure, deadlock: retrying is the cure), insufficient resources,
+operator intervention (shutdown, cancel), system errors."""
+_OUTAGE_STATES = frozenset({"55P03", "55006", "42501"})
+"""lock not available, object in use, insufficient privilege (an operator's change that every
+message meets alike, not this message's fault)."""
 
 
 def is_outage(exc: BaseException) -> bool:
     """True if ``exc`` says the database could not do the work now, not that the work is bad."""
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        return False  # asyncpg refused a query argument, client side: this input's fault
     if isinstance(exc, _OUTAGE_TYPES):
         return True
     if isinstance(exc, asyncpg.PostgresError):

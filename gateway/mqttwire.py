@@ -14,7 +14,7 @@ References: MQTT 3.1.1 (OASIS, 2014) and MQTT 5.0 (OASIS, 2019), sections 2
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
 
@@ -193,7 +193,11 @@ class _Oversized:
     left: int
     """Bytes of its body still to come."""
     head: bytearray
-    """Its first body bytes, at most the size limit: enough for a PUBLISH's topic and packet id."""
+    """Its first body bytes, at most the size limit: usually enough for a PUBLISH's topic and packet id."""
+    packet_id: bytearray = field(default_factory=bytearray)
+    """The two bytes of its packet id, picked out as they stream past when the topic is longer
+    than ``head`` can hold: without them the PUBLISH could not be acknowledged, and the broker
+    would deliver it again on every connection."""
 
 
 _PACKET_NAMES = {
@@ -283,6 +287,11 @@ class PacketReader:
         room = self.max_packet_size - len(big.head)
         if room > 0:
             big.head += data[: min(room, take)]
+        offset = big.body - big.left  # of data[0] in the body
+        if len(big.head) >= 2 and (big.first >> 1) & 0x03:
+            at = 2 + ((big.head[0] << 8) | big.head[1])  # the packet id follows the topic
+            while len(big.packet_id) < 2 and offset <= at + len(big.packet_id) < offset + take:
+                big.packet_id.append(data[at + len(big.packet_id) - offset])
         big.left -= take
         if big.left:
             return b""
@@ -291,22 +300,36 @@ class PacketReader:
         try:
             whole = self._publish(big.first, head, 0, len(head), self.version == MQTT5)
         except MqttProtocolError:
-            raise MqttProtocolError(
-                f"the broker sent a PUBLISH of {big.size} bytes whose topic and properties alone "
-                f"exceed the {self.max_packet_size}-byte limit"
-            ) from None
-        payload_size = big.body - (len(head) - len(whole.payload))
-        out.append(
-            Publish(
+            whole = self._long_topic(big, head)
+        else:
+            whole = Publish(
                 whole.topic,
                 whole.payload[:OVERSIZED_KEEP],
                 whole.packet_id,
                 whole.qos,
                 whole.dup,
-                payload_size,
+                big.body - (len(head) - len(whole.payload)),
             )
-        )
+        out.append(whole)
         return data[take:]
+
+    @staticmethod
+    def _long_topic(big: _Oversized, head: bytes) -> Publish:
+        """The marker of an oversized PUBLISH whose topic alone is longer than the bytes kept: the
+        topic's first bytes, no payload, and the packet id picked out as it streamed past."""
+        qos = (big.first >> 1) & 0x03
+        if qos == 3 or len(head) < 2:
+            raise MqttProtocolError("malformed PUBLISH from the broker")
+        n = (head[0] << 8) | head[1]
+        if qos and len(big.packet_id) < 2:
+            raise MqttProtocolError(
+                f"malformed PUBLISH from the broker: a {n}-byte topic runs past its packet"
+            )
+        packet_id = (big.packet_id[0] << 8) | big.packet_id[1] if qos else 0
+        topic = head[2 : 2 + n].decode("utf-8", "replace")
+        return Publish(
+            topic, b"", packet_id, qos, bool(big.first & 0x08), max(0, big.body - 2 - n - (2 if qos else 0))
+        )
 
     @staticmethod
     def _publish(first: int, buf: bytes, i: int, stop: int, v5: bool) -> Publish:

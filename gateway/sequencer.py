@@ -21,7 +21,7 @@ Each step, in one transaction:
    ``chain_break``.  Quarantined readings are removed from ``readings``: the
    device still holds them (no receipt) and will send them again;
 3. stores the leaf hash and every perfect subtree node completed, the new size,
-   each device's chain position, and the devices now owed a receipt.
+   and each device's chain position.
 
 Fairness: a step takes at most ``sequencer_device_share`` readings of one device,
 and fills its ``sequencer_batch`` round-robin (every device's first waiting
@@ -31,10 +31,12 @@ behind a gap, cannot hold back the others.
 A crash at any point rolls the step back as a whole: nothing is logged twice and
 nothing accepted is lost.  Every ``checkpoint_interval`` (or
 ``checkpoint_max_entries`` entries) it signs a checkpoint over the whole log and
-stores it (all checkpoints are kept).  Receipts: the devices owed one are kept in
-``receipt_due`` (so a restart still owes them); each checkpoint answers them all,
-and while the log does not grow they are answered against the newest checkpoint,
-so a device re-sending logged readings to an idle log still gets its receipt.
+stores it (all checkpoints are kept).  Receipts: each checkpoint answers the devices with
+readings logged since the one before, and those in ``receipt_due`` (devices that sent a logged
+reading again); while the log does not grow, ``receipt_due`` is answered against the newest
+checkpoint, so a device re-sending logged readings to an idle log still gets its receipt.  A
+sequencer that starts owes a receipt again to every device logged shortly before the last stop
+(see :meth:`Sequencer.load`): whatever its predecessor owed or had not sent yet.
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ class Sequencer:
     chains: dict[str, ChainPosition] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)
     """Devices whose next reading is missing: since when (monotonic)."""
+    touched: set[str] = field(default_factory=set)
+    """Devices with readings logged since the last checkpoint: owed a receipt by the next one.
+    (Kept in memory: the step cannot write ``receipt_due`` without a serialization failure
+    whenever ingest owes the same device a receipt meanwhile; a restart owes them again, see
+    :meth:`load`.)"""
     last_due_check: float = 0.0
     last_checkpoint_size: int = -1
     last_checkpoint_at: float = 0.0
@@ -148,6 +155,13 @@ class Sequencer:
                 [n.index for n in nodes],
             )
             hashes = {Node(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+        recorded = await conn.fetchval("SELECT log_key FROM log_state")
+        ours = self.signer.verifier_key().to_string()
+        if recorded is not None and recorded != ours:  # lost the race for an empty log's key
+            raise KeyFileError(
+                f"this gateway's log key {ours} is not the log's key {recorded}: it cannot be the sequencer",
+                code="wrong_log_key",
+            )
         self.size = size
         self.frontier = CompactRange.from_nodes(size, hashes)
         self.chains.clear()
@@ -169,10 +183,12 @@ class Sequencer:
     async def _owe_recent_receipts(self, conn: asyncpg.Connection) -> int:
         """Owe a receipt again to every device with readings logged shortly before the last stop.
 
-        Receipts leave through MQTT after their checkpoint is committed: a process killed in
-        between took them with it.  The devices whose newest reading was logged after the
-        newest checkpoint older than ``_RECEIPTS_REPEATED_FOR`` seconds (counted back from the
-        newest checkpoint) get theirs again; one receipt too many costs a device nothing.
+        A process killed after logging readings and before their checkpoint took with it the
+        devices it owed (in memory), and receipts leave through MQTT after their checkpoint is
+        committed: a process killed in between took those with it too.  The devices whose newest
+        reading was logged after the newest checkpoint older than ``_RECEIPTS_REPEATED_FOR``
+        seconds (counted back from the newest checkpoint) get theirs again, at the next
+        checkpoint; one receipt too many costs a device nothing.
         """
         since = await conn.fetchval(
             "SELECT coalesce((SELECT size FROM checkpoints WHERE signed_at < "
@@ -355,16 +371,13 @@ class Sequencer:
                     [p.hash for _, p in items],
                     [p.index for _, p in items],
                 )
-                await conn.execute(
-                    "INSERT INTO receipt_due (device_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                    [k for k, _ in items],
-                )
             await conn.copy_records_to_table("log_nodes", records=nodes, columns=["level", "idx", "hash"])
             await conn.execute("UPDATE log_state SET size = $1", size)
 
         # committed: adopt the new state
         self.size, self.frontier = size, frontier
         self.chains.update(new_chains)
+        self.touched.update(new_chains)
         return result
 
     async def _refuse_device_backlog(
@@ -375,10 +388,11 @@ class Sequencer:
         rows = await conn.fetch(
             "SELECT seq FROM readings WHERE device_id = $1 AND log_index IS NULL ORDER BY seq LIMIT $2",
             device_id,
-            share,
+            share + 1,
         )
-        if len(rows) < share:
-            self.waiting.pop(device_id, None)
+        if len(rows) <= share:
+            self.waiting.pop(device_id, None)  # the last of its backlog: the device waits afresh
+        rows = rows[:share]
         return [
             (
                 Refusal(
@@ -430,7 +444,9 @@ class Sequencer:
         self.last_checkpoint_size = self.size
         self.last_checkpoint_at = time.monotonic()
         self.last_checkpoint_wall = now
-        await self._send_receipts(conn, due, root, now)
+        devices = sorted(self.touched.union(due))
+        self.touched = set()
+        await self._send_receipts(conn, devices, root, now)
         return note
 
     def receipts_check_due(self) -> bool:

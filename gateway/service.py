@@ -328,16 +328,14 @@ class Gateway:
                     )
                 return result
             except Exception as again:
-                if not is_outage(again):
-                    # Not even its quarantine row can be written: say everything there is to say
-                    # about it in the log, which is where it stays.
-                    log.error(
-                        "could not quarantine the message on %r either (%s: %s); dropped it: %s",
-                        message.topic, type(again).__name__, again, message.payload.hex(),
-                    )  # fmt: skip
-                    return result
+                # A quarantine row fails only when the database fails every write (a read-only
+                # standby, a revoked privilege): an outage whatever its code. The message is not
+                # acknowledged before it is kept, so the broker keeps it meanwhile.
                 delay = backoff.next_delay()
-                log.warning("cannot quarantine a message (%s); retrying in %.1f s", again, delay)
+                log.error(
+                    "cannot quarantine the message on %r (%s: %s); retrying in %.1f s",
+                    message.topic, type(again).__name__, again, delay,
+                )  # fmt: skip
             await asyncio.sleep(delay)
 
     # --- the sequencer ----------------------------------------------------------------
@@ -363,7 +361,13 @@ class Gateway:
                 log.info("this process is the sequencer")
                 backoff.reset()
                 while True:
-                    result = await sequencer.step(conn)
+                    try:
+                        result = await sequencer.step(conn)
+                    except asyncpg.SerializationError:
+                        # A revocation updated a device row this step updates too: the step
+                        # rolled back as a whole; it is simply taken again.
+                        await asyncio.sleep(0.02)
+                        continue
                     if result.entries or result.readings:
                         self.metrics.logged.inc(result.entries + result.readings)
                         self.metrics.log_size.set(sequencer.size)

@@ -90,6 +90,8 @@ def test_a_log_with_entries_but_no_checkpoint_yet_needs_its_key_too(database: st
         with pytest.raises(KeyFileError):
             await other.checkpoint(conn)
         assert await conn.fetchval("SELECT count(*) FROM checkpoints") == 1
+        with pytest.raises(KeyFileError):  # nor does it become the sequencer later
+            await Sequencer(settings_for("unused", tmp_path), other.signer).load(conn)
 
     run(database, go)
 

@@ -13,6 +13,7 @@ from attest_core.device import RotationStatement, sign_rotation
 from attest_core.entries import EntryType, decode_entry
 from attest_core.receipt import open_receipt
 from gateway.devices import rotate
+from gateway.ingest import DeviceCache, store_batch
 from gateway.sequencer import Sequencer
 from tests.gateway.helpers import enrol_device, log_signer
 from tests.gateway.test_log import World, msg
@@ -160,3 +161,56 @@ async def test_one_device_cannot_fill_a_step(w: World) -> None:
     logged = [decode_entry(e) for e in await w.all_entries()]
     seqs = [e.reading.seq for e in logged if e.type == EntryType.READING]  # type: ignore[union-attr]
     assert seqs == [1, 2, 3]
+
+
+def test_a_step_is_not_undone_by_a_receipt_owed_meanwhile(database: str, tmp_path: Path) -> None:
+    """Ingest records a device owed a receipt (it re-sent a logged reading) while a step logs that
+    device's next readings: both commit (the step used to fail on a serialization conflict)."""
+    from tests.gateway.test_log import _Interleave
+
+    async def go() -> None:
+        conn, other = await asyncpg.connect(database), await asyncpg.connect(database)
+        try:
+            w = await World(conn, tmp_path).setup()
+            d = TestDevice("dev-1", "asset-1")
+            await enrol_device(conn, d)
+            first = d.reading(T0, 1).encode()
+            await w.ingest(msg(d, first))
+            await w.sequence()
+            await w.sequencer.checkpoint(conn)
+            assert receipts(w) == [("dev-1", 1)]
+            await w.ingest(msg(d, d.reading(T0 + 1, 2).encode()))
+
+            async def resend() -> None:  # another process, committing between the step's reads
+                assert (
+                    await store_batch(other, [msg(d, first)], DeviceCache(ttl=0), w.settings)
+                ).duplicates == 1
+
+            result = await w.sequencer.step(_Interleave(conn, resend))  # type: ignore[arg-type]
+            assert result.readings == 1
+            await w.sequencer.checkpoint(conn)
+            assert receipts(w) == [("dev-1", 2)]
+        finally:
+            await conn.close()
+            await other.close()
+
+    asyncio.run(go())
+
+
+@with_world(gap_timeout=1.0, sequencer_device_share=2)
+async def test_a_device_whose_backlog_was_refused_waits_afresh_for_its_next_gap(w: World) -> None:
+    d = TestDevice("dev-1", "asset-1")
+    await enrol_device(w.conn, d)
+    envelopes = [d.reading(T0 + i, i).encode() for i in range(1, 9)]  # seq 1..8
+    await w.ingest(msg(d, envelopes[0]))
+    await w.sequence()
+    await w.ingest(*(msg(d, e) for e in envelopes[2:6]))  # 3..6: two step shares behind the gap at 2
+    await w.sequence()
+    await asyncio.sleep(1.1)
+    for _ in range(3):
+        await w.sequencer.step(w.conn)
+    refused = [r["seq"] for r in await w.conn.fetch("SELECT seq FROM quarantine ORDER BY seq")]
+    assert refused == [3, 4, 5, 6]
+    await w.ingest(msg(d, envelopes[7]))  # 8, still behind the gap: it waits its own gap_timeout
+    await w.sequencer.step(w.conn)
+    assert await w.conn.fetchval("SELECT count(*) FROM quarantine WHERE seq = 8") == 0

@@ -269,6 +269,29 @@ def test_any_other_oversized_packet_is_a_protocol_error() -> None:
     reader = wire.PacketReader(wire.MQTT5, max_packet_size=1024)
     with pytest.raises(wire.MqttProtocolError, match="SUBACK packet of 2004 bytes, over the 1024-byte limit"):
         reader.feed(b"\x90" + wire.varint(2001))  # the header alone is enough to know
-    huge_topic = b"\x32" + wire.varint(3000) + b"\x0b\xb8" + b"t" * 100
-    with pytest.raises(wire.MqttProtocolError, match="topic and properties alone exceed"):
-        wire.PacketReader(wire.MQTT311, max_packet_size=1024).feed(huge_topic + b"t" * 2900)
+
+
+@pytest.mark.parametrize("version", [wire.MQTT311, wire.MQTT5])
+@pytest.mark.parametrize("chunk", [1, 7, 1000, 100_000])
+def test_an_oversized_publish_whose_topic_alone_is_too_long_still_gets_its_marker(
+    version: int, chunk: int
+) -> None:
+    """Its packet id is picked out as it streams past, so it can be acknowledged: otherwise the
+    broker would deliver it again on every connection and nothing behind it would get through."""
+    topic = "t" * 5000
+    stream = _broker_publish(topic, b"payload", 1, 4242, version, b"") + _broker_publish(
+        "attest/v1/small/readings", b"fine", 1, 43, version, b""
+    )
+    reader = wire.PacketReader(version, max_packet_size=1024)
+    got: list[wire.Publish | wire.Control] = []
+    for pos in range(0, len(stream), chunk):
+        got += reader.feed(stream[pos : pos + chunk])
+        assert reader.buffered <= 1024
+    big, small = got
+    assert isinstance(big, wire.Publish)
+    assert isinstance(small, wire.Publish)
+    assert (big.packet_id, big.qos, big.payload) == (4242, 1, b"")
+    assert topic.startswith(big.topic)
+    assert big.topic
+    assert big.size > 0
+    assert (small.topic, small.payload, small.packet_id) == ("attest/v1/small/readings", b"fine", 43)

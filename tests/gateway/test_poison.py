@@ -87,6 +87,10 @@ def test_outages_and_data_errors_are_told_apart() -> None:
     assert is_outage(asyncpg.exceptions.SerializationError())
     assert is_outage(asyncpg.exceptions.CannotConnectNowError())
     assert is_outage(asyncpg.exceptions.TooManyConnectionsError())
+    assert is_outage(asyncpg.exceptions.ReadOnlySQLTransactionError())  # a standby after a failover
+    assert is_outage(asyncpg.exceptions.InsufficientPrivilegeError())
+    assert is_outage(asyncpg.exceptions.IdleInTransactionSessionTimeoutError())
+    assert not is_outage(asyncpg.exceptions._base.DataError("invalid input for query argument $1"))
     assert not is_outage(asyncpg.exceptions.RaiseError())
     assert not is_outage(asyncpg.exceptions.CharacterNotInRepertoireError())
     assert not is_outage(asyncpg.exceptions.NumericValueOutOfRangeError())
