@@ -72,6 +72,14 @@ Publish = Callable[[str, bytes], None]
 """publish(topic, payload): hands a receipt to MQTT (QoS 1)."""
 
 
+_ALL_WAITING_READINGS = """
+SELECT device_id, seq, envelope, payload_hash FROM readings
+WHERE log_index IS NULL AND NOT (device_id = ANY($2::text[]))
+ORDER BY device_id, seq LIMIT $1
+"""
+"""Readings not yet logged, per device in sequence order, from one scan: $1 at most; devices in
+$2 are skipped."""
+
 _WAITING_READINGS = """
 WITH RECURSIVE waiting(d) AS (
     (SELECT device_id FROM readings WHERE log_index IS NULL ORDER BY device_id LIMIT 1)
@@ -269,9 +277,7 @@ class Sequencer:
 
             # 2. readings, per device in sequence order, a fair share each
             exclude = [d for d, since in self.waiting.items() if now - since < 1.0] + held
-            rows = await conn.fetch(
-                _WAITING_READINGS, batch, exclude, max(1, self.settings.sequencer_device_share)
-            )
+            rows = await self._waiting_readings(conn, batch, exclude)
             await self._chain(conn, sorted({r["device_id"] for r in rows}))
             assigned: list[tuple[str, int, int]] = []
             refusals: list[tuple[Refusal, tuple[str, int]]] = []
@@ -379,6 +385,30 @@ class Sequencer:
         self.chains.update(new_chains)
         self.touched.update(new_chains)
         return result
+
+    async def _waiting_readings(
+        self, conn: asyncpg.Connection, batch: int, exclude: list[str]
+    ) -> list[asyncpg.Record]:
+        """This step's readings: per device in sequence order, a fair share each (see the module).
+
+        Usually everything waiting fits in one step: then one scan of the pending index takes
+        it all, and only each device's share is kept.  With more waiting than a step takes, the
+        round-robin query deals the step out (it costs a probe per waiting device).
+        """
+        share = max(1, self.settings.sequencer_device_share)
+        rows: list[asyncpg.Record] = await conn.fetch(_ALL_WAITING_READINGS, batch + 1, exclude)
+        if len(rows) > batch:
+            dealt: list[asyncpg.Record] = await conn.fetch(_WAITING_READINGS, batch, exclude, share)
+            return dealt
+        kept: list[asyncpg.Record] = []
+        device, taken = None, 0
+        for row in rows:
+            if row["device_id"] != device:
+                device, taken = row["device_id"], 0
+            if taken < share:
+                kept.append(row)
+                taken += 1
+        return kept
 
     async def _refuse_device_backlog(
         self, conn: asyncpg.Connection, device_id: str, logged_seq: int

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from attest_core.device import RotationStatement, sign_rotation
 from attest_core.entries import EntryType, decode_entry
@@ -214,3 +215,34 @@ async def test_a_device_whose_backlog_was_refused_waits_afresh_for_its_next_gap(
     await w.ingest(msg(d, envelopes[7]))  # 8, still behind the gap: it waits its own gap_timeout
     await w.sequencer.step(w.conn)
     assert await w.conn.fetchval("SELECT count(*) FROM quarantine WHERE seq = 8") == 0
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [(100, [3, 3]), (5, [3, 2])],  # all waiting fits in a step / more waits than a step takes: dealt
+)
+def test_a_step_takes_at_most_a_share_of_one_devices_readings(
+    database: str, tmp_path: Path, batch: int, expected: list[int]
+) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(database)
+        try:
+            w = await World(conn, tmp_path, sequencer_batch=batch, sequencer_device_share=3).setup()
+            devices = [TestDevice("dev-a", "asset-a"), TestDevice("dev-b", "asset-b")]
+            for d in devices:
+                await enrol_device(conn, d)
+            await w.sequence()
+            await w.ingest(*(msg(d, d.reading(T0 + i, i).encode()) for d in devices for i in range(1, 11)))
+            result = await w.sequencer.step(conn)
+            logged = await conn.fetch(
+                "SELECT device_id, count(*) AS n FROM readings WHERE log_index IS NOT NULL GROUP BY device_id "
+                "ORDER BY device_id"
+            )
+            assert [r["n"] for r in logged] == expected
+            assert result.readings == sum(expected)
+            await w.sequence()
+            assert await conn.fetchval("SELECT count(*) FROM readings WHERE log_index IS NULL") == 0
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
