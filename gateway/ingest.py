@@ -102,12 +102,14 @@ class DeviceCache:
         else:
             self.loaded.pop(device_id, None)
 
-    async def sync(self, conn: asyncpg.Connection) -> None:
-        """Forget every record if the registry changed since they were read."""
+    async def sync(self, conn: asyncpg.Connection) -> bool:
+        """Forget every record if the registry changed since they were read; True if it did."""
         version = await conn.fetchval("SELECT version FROM registry_state")
-        if version != self.version:
-            self.invalidate()
-            self.version = version
+        if version == self.version:
+            return False
+        self.invalidate()
+        self.version = version
+        return True
 
     async def refresh(self, conn: asyncpg.Connection, device_ids: set[str]) -> None:
         now = time.monotonic()
@@ -223,26 +225,41 @@ _INSERT = (
 async def store_batch(
     conn: asyncpg.Connection, messages: list[Message], cache: DeviceCache, settings: Settings
 ) -> BatchResult:
-    """Check and store a batch in one transaction. Raises only on database trouble."""
-    result = BatchResult()
+    """Check and store a batch in one transaction. Raises only on database trouble.
+
+    The messages are checked before the transaction (the signature checks are most of a
+    batch's time, and a long transaction holds back the database's clean-up of the readings
+    the sequencer updates), then stored under the registry lock, taken shared: if a key
+    rotation or revocation committed meanwhile, the batch is checked again under the lock.
+    """
     wanted = {d for m in messages if (d := device_of_readings_topic(m.topic)) is not None}
+    await cache.sync(conn)
+    await cache.refresh(conn, wanted)
+    checked = _check_all(messages, cache, settings)
     async with conn.transaction():
         # Shared with other batches, exclusive to a key rotation or revocation: the records this
         # batch is checked against stay the registry's until it commits (gateway.devices).
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", REGISTRY_LOCK)
-        await cache.sync(conn)
-        await cache.refresh(conn, wanted)
-        await _store_checked(conn, messages, cache, settings, result)
-    return result
+        if await cache.sync(conn):
+            await cache.refresh(conn, wanted)
+            checked = _check_all(messages, cache, settings)
+        return await _store_checked(conn, checked)
 
 
-async def _store_checked(
-    conn: asyncpg.Connection,
-    messages: list[Message],
-    cache: DeviceCache,
-    settings: Settings,
-    result: BatchResult,
-) -> None:
+@dataclass
+class _Checked:
+    """A batch's messages as checked: accepted (the first of each (device, seq)), repeated within
+    the batch, and refused."""
+
+    result: BatchResult
+    accepted: dict[tuple[str, int], tuple[Message, Accepted]]
+    repeats: list[tuple[Message, Accepted]]
+    refused: list[tuple[str, bytes, Refusal]]
+    garbage_bytes: int
+
+
+def _check_all(messages: list[Message], cache: DeviceCache, settings: Settings) -> _Checked:
+    result = BatchResult()
     now_ms = int(time.time() * 1000)
     skew_ms = int(settings.max_clock_skew * 1000)
     accepted: dict[tuple[str, int], tuple[Message, Accepted]] = {}
@@ -271,7 +288,12 @@ async def _store_checked(
         if count > 1:
             refusal = replace(refusal, detail=f"{refusal.detail} ({count} such readings in one batch)")
         refused.append((message.topic, message.payload, refusal))
+    return _Checked(result, accepted, repeats, refused, settings.quarantine_garbage_bytes)
 
+
+async def _store_checked(conn: asyncpg.Connection, checked: _Checked) -> BatchResult:
+    result, accepted, repeats = checked.result, checked.accepted, checked.repeats
+    refused = list(checked.refused)
     inserted: set[tuple[str, int]] = set()
     if accepted:
         items = [a for _, a in accepted.values()]
@@ -318,5 +340,6 @@ async def _store_checked(
                 "INSERT INTO receipt_due (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
                 [(d,) for d in due],
             )
-    await quarantine_many(conn, refused, settings.quarantine_garbage_bytes)
+    await quarantine_many(conn, refused, checked.garbage_bytes)
     result.accepted = len(inserted)
+    return result

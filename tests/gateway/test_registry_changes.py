@@ -103,3 +103,42 @@ def test_a_rotation_waits_for_the_batches_being_checked(database: str, tmp_path:
         await asyncio.wait_for(change, 10)
 
     run_two(database, go)
+
+
+class _RotateBeforeLock:
+    """A connection on which ``change`` commits (on another connection) just before ingest takes the
+    registry lock: after the batch was checked, before it is stored."""
+
+    def __init__(self, conn: asyncpg.Connection, change) -> None:  # type: ignore[no-untyped-def]
+        self._conn, self._change = conn, change
+
+    async def execute(self, query: str, *args):  # type: ignore[no-untyped-def]
+        if "pg_advisory_xact_lock_shared" in query and self._change is not None:
+            change, self._change = self._change, None
+            await change()
+        return await self._conn.execute(query, *args)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._conn, name)
+
+
+def test_a_rotation_made_while_a_batch_was_checked_has_the_batch_checked_again(
+    database: str, tmp_path: Path
+) -> None:
+    settings = settings_for(database, tmp_path)
+
+    async def go(api: asyncpg.Connection, ingest: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(api, d)
+        cache = DeviceCache(ttl=3600)
+        assert (await store_batch(ingest, [msg(d, d.reading(T0, 1).encode())], cache, settings)).accepted == 1
+        old_key = d.reading(T0 + 1, 2).encode()
+
+        async def rotate_now() -> None:
+            await rotate(api, *rotation(d, 2), "installer-1")
+
+        result = await store_batch(_RotateBeforeLock(ingest, rotate_now), [msg(d, old_key)], cache, settings)  # type: ignore[arg-type]
+        assert result.refused == {"key_not_valid_for_seq": 1}
+        assert await ingest.fetchval("SELECT count(*) FROM readings WHERE seq = 2") == 0
+
+    run_two(database, go)
