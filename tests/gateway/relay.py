@@ -6,7 +6,8 @@ keeping every socket open: no FIN, no RST, and each side's kernel keeps acknowle
 what is sent to it, so neither end learns anything from TCP.  Bytes already read are
 held, not dropped; ``heal()`` delivers them and forwards again, as TCP does when a
 partition ends.  New connections made during the black hole are accepted by the kernel
-and then left hanging until it heals.
+and then left hanging until it heals.  ``switch(port)`` makes it a load balancer that moves
+to another node: new connections go to ``port``, the open ones are cut.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ class Relay:
 
     def heal(self) -> None:
         self.flowing.set()
+
+    def switch(self, port: int) -> None:
+        """Forward new connections to ``port`` (same host); cut the open ones, as a dead node's are."""
+        self.target = (self.target[0], port)
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     def close(self) -> None:
         self.closed.set()

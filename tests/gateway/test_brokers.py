@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,10 +25,10 @@ from attest_core.broker import parse_broker_url
 from gateway.ingest import Message
 from gateway.mqtt import MqttLink, MQTTv5, probe_protocol
 from stack.brokers import BROKERS, BrokerProcess, NatsCluster, broker_process
-from stack.embedded import free_port
 from stack.processes import GatewayProcess, wait_for
 from tests.gateway.fleet import Fleet
 from tests.gateway.helpers import log_signer
+from tests.gateway.relay import Relay
 from tests.gateway.test_crash import assert_log_complete, crash_gateway, enrol_all
 from tests.support import TestDevice
 
@@ -193,69 +191,13 @@ def test_what_the_broker_supports(broker: BrokerProcess) -> None:
     assert heard(broker, [dotted, plain]) == ({dotted, plain} if dots else {plain})
 
 
-class Balancer:
-    """A TCP load balancer in front of broker nodes, as an operator would put one: one address
-    for the gateway, forwarding to whichever node it is told is alive."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = free_port()
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return  # closed
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self.lock:
-                self.pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for s in (source, sink):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def switch(self, target: int) -> None:
-        """Send new connections to ``target``; the open ones are cut, as the dead node's were."""
-        self.target = target
-        with self.lock:
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for s in pair:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-    def close(self) -> None:
-        self.server.close()
-        self.switch(self.target)
-
-
 def test_nats_cluster_loses_the_gateways_node(database: str, tmp_path: Path) -> None:
     """A 3-node NATS cluster replicates the MQTT sessions and queued readings: the node the
     gateway is connected to is killed, the balancer sends the gateway to another node, and
     the gateway's session (subscription and unacknowledged readings) is there."""
     cluster = NatsCluster(tmp_path / "nats").start()
     first, second, third = cluster.nodes
-    balancer = Balancer(first.port)
+    balancer = Relay("127.0.0.1", first.port).start()
     try:
         devices = fleet_devices()
         enrol_all(database, devices)

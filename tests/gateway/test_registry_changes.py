@@ -56,37 +56,36 @@ def test_a_rotation_must_take_effect_above_every_accepted_reading(database: str,
     run_two(database, go)
 
 
-def test_no_ingest_process_accepts_an_old_key_reading_once_the_rotation_is_made(
-    database: str, tmp_path: Path
+async def _rotate_from_2(api: asyncpg.Connection, d: TestDevice) -> None:
+    await rotate(api, *rotation(d, 2), "installer-1")
+
+
+async def _revoke_after_1(api: asyncpg.Connection, d: TestDevice) -> None:
+    assert await revoke(api, d.device_id, "stolen", "installer-1") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [(_rotate_from_2, "key_not_valid_for_seq"), (_revoke_after_1, "revoked_device")],
+    ids=["rotation", "revocation"],
+)
+def test_no_ingest_process_accepts_a_reading_the_change_disowns_once_it_is_made(
+    database: str,
+    tmp_path: Path,
+    change,
+    refusal: str,  # type: ignore[no-untyped-def]
 ) -> None:
+    """Reading 2, signed with the old key, after a rotation from 2 or a revocation after 1."""
     settings = settings_for(database, tmp_path)
 
     async def go(api: asyncpg.Connection, ingest: asyncpg.Connection) -> None:
         d = TestDevice("dev-1", "asset-1")
         await enrol_device(api, d)
-        cache = DeviceCache(ttl=3600)  # another process's cache, read before the rotation
+        cache = DeviceCache(ttl=3600)  # another process's cache, read before the change
         assert (await store_batch(ingest, [msg(d, d.reading(T0, 1).encode())], cache, settings)).accepted == 1
-        await rotate(api, *rotation(d, 2), "installer-1")
-        old_key = d.reading(T0 + 1, 2).encode()
-        result = await store_batch(ingest, [msg(d, old_key)], cache, settings)
-        assert result.refused == {"key_not_valid_for_seq": 1}
-
-    run_two(database, go)
-
-
-def test_no_ingest_process_accepts_a_disowned_reading_once_the_revocation_is_made(
-    database: str, tmp_path: Path
-) -> None:
-    settings = settings_for(database, tmp_path)
-
-    async def go(api: asyncpg.Connection, ingest: asyncpg.Connection) -> None:
-        d = TestDevice("dev-1", "asset-1")
-        await enrol_device(api, d)
-        cache = DeviceCache(ttl=3600)
-        assert (await store_batch(ingest, [msg(d, d.reading(T0, 1).encode())], cache, settings)).accepted == 1
-        assert await revoke(api, "dev-1", "stolen", "installer-1") == 1
+        await change(api, d)
         result = await store_batch(ingest, [msg(d, d.reading(T0 + 1, 2).encode())], cache, settings)
-        assert result.refused == {"revoked_device": 1}
+        assert result.refused == {refusal: 1}
 
     run_two(database, go)
 
