@@ -23,6 +23,10 @@ _OUTAGE_TYPES = (
     asyncpg.InternalClientError,
 )
 
+DB_ERRORS = (*_OUTAGE_TYPES, asyncpg.PostgresError)
+"""Every failure of a database call, for loops that retry whatever went wrong (connecting the
+pool, the sequencer, the quarantine prune); ingest tells them apart with :func:`is_outage`."""
+
 _OUTAGE_CLASSES = frozenset({"08", "25", "40", "53", "57", "58"})
 """SQLSTATE classes of a server that cannot serve now: connection exceptions, invalid transaction
 state (a read-only standby after a failover, an idle-in-transaction timeout), transaction

@@ -230,10 +230,10 @@ async def store_batch(
     The messages are checked before the transaction (the signature checks are most of a
     batch's time, and a long transaction holds back the database's clean-up of the readings
     the sequencer updates), then stored under the registry lock, taken shared: if a key
-    rotation or revocation committed meanwhile, the batch is checked again under the lock.
+    rotation or revocation committed since its records were read, the batch is checked again
+    under the lock (one query per batch tells: registry_state.version).
     """
     wanted = {d for m in messages if (d := device_of_readings_topic(m.topic)) is not None}
-    await cache.sync(conn)
     await cache.refresh(conn, wanted)
     checked = _check_all(messages, cache, settings)
     async with conn.transaction():

@@ -15,7 +15,7 @@ from gateway import lease, logkey, quarantine
 from gateway.api import ApiState, create_app
 from gateway.config import Settings
 from gateway.errors import NotLeaderError
-from gateway.faults import is_outage
+from gateway.faults import DB_ERRORS, is_outage
 from gateway.ingest import BatchResult, DeviceCache, Message, store_batch
 from gateway.metrics import Metrics
 from gateway.migrations import migrate
@@ -32,18 +32,6 @@ log = logging.getLogger("gateway")
 def _printable(text: str) -> str:
     """Text PostgreSQL can store: no NUL characters (an MQTT topic or an error may carry them)."""
     return text.replace("\x00", "\\x00")
-
-
-DB_ERRORS = (
-    OSError,
-    ConnectionError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # e.g. "cannot switch to state 15; another operation is in progress" on a pooled
-    # connection broken by a database restart: seen here, and it used to end ingest silently
-    asyncpg.InternalClientError,
-)
 
 
 POOL_SESSION_LIMITS = {
