@@ -26,9 +26,9 @@ from edge_agent.config import (
     load_config,
     render_config,
     update_config,
-    write_private_file,
 )
 from edge_agent.errors import AgentError, Exit
+from edge_agent.files import write_private_file
 
 TOKEN_ENV = "IOT_ATTEST_INSTALLER_TOKEN"  # noqa: S105 - the variable's name, not a token
 

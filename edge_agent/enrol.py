@@ -60,8 +60,8 @@ from attest_core.device import (
 from attest_core.errors import AttestError
 from attest_core.keys import Signer
 from attest_core.note import VerifierKey
-from edge_agent.config import fsync_dir, write_private_file
 from edge_agent.errors import AgentError, Exit
+from edge_agent.files import fsync_dir, write_private_file
 
 REQUEST_FILE = "enrolment-request.json"
 REQUEST_FORMAT = "iot-attest-enrolment-request/v1"
