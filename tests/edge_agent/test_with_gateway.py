@@ -31,7 +31,7 @@ from attest_core.device import AssetKind, EnrolmentStatement, Location, decode_e
 from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry
 from attest_core.reading import decode_envelope, reading_hash
 from edge_agent.config import load_config, update_config
-from edge_agent.enrol import EnrolmentRequest
+from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.signer import load_signer
 from tests.edge_agent.chaincheck import outbox
 from tests.gateway.apiworld import Api, api_gateway, b64, secret
