@@ -4,6 +4,10 @@ Mosquitto (the project's queue settings) into its Merkle log, signed receipts ba
 Everything runs as the installer would run it: ``python -m edge_agent init / enrol / run /
 status / simulate`` as processes; the gateway is the real one (``GatewayThread``) on a fresh
 PostgreSQL database.
+
+Longer than 400 lines because its three end-to-end scenarios (an agent killed with -9, the
+fleet simulator, enrolment retries) share the one costly setup (gateway, database, broker,
+their helpers); split, each file would repeat it.
 """
 
 from __future__ import annotations
