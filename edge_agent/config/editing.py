@@ -12,9 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-
 from edge_agent.errors import AgentError
 from edge_agent.files import write_private_file
 
@@ -24,6 +21,11 @@ def update_config(path: Path, section: str, values: Mapping[str, str | int | flo
 
     The result is re-parsed before it replaces the file.
     """
+    # Imported here: only init and enrol edit the file, and `run` (whose memory the
+    # benchmark measures) should not carry the library.
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     text = path.read_text(encoding="utf-8")
     try:
         document = tomlkit.parse(text)
