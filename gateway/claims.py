@@ -49,13 +49,13 @@ from attest_core.entries import (
     RotationEntry,
     decode_entry,
     encode_entry,
+    reading_entry_bytes,
 )
 from attest_core.evaluation import AttestedReading, Evaluation, evaluate
 from attest_core.merkle import multi_inclusion_plan
 from attest_core.reading import decode_envelope, decode_payload, reading_hash
 from attest_core.registry import Registry
 from gateway import logstore
-from gateway.sequencer import reading_entry
 
 CHUNK = 2_000
 """Readings fetched per query while a bundle streams or a verdict loads."""
@@ -304,7 +304,7 @@ async def plan_bundle(
             list(limits),
             list(limits.values()),
         )
-        known += [(r["log_index"], reading_entry(bytes(r["envelope"]))) for r in rows]
+        known += [(r["log_index"], reading_entry_bytes(bytes(r["envelope"]))) for r in rows]
     known.sort()
     indices = [i for i, _ in known]
     plan = multi_inclusion_plan(heapq.merge(indices, streamed), size)
@@ -332,7 +332,7 @@ def stream_bundle(plan: BundlePlan, pool: asyncpg.Pool, loop: asyncio.AbstractEv
             raise RuntimeError(
                 f"{len(indices) - len(rows)} logged readings vanished while a bundle was streamed"
             )
-        return [(r["log_index"], reading_entry(bytes(r["envelope"]))) for r in rows]
+        return [(r["log_index"], reading_entry_bytes(bytes(r["envelope"]))) for r in rows]
 
     def streamed() -> Iterator[tuple[int, bytes]]:
         for start in range(0, len(plan.streamed), CHUNK):

@@ -49,11 +49,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from attest_core.checkpoint import Checkpoint, sign_checkpoint
-from attest_core.entries import EntryType
+from attest_core.entries import PREV_HASH_IN_ENVELOPE, reading_entry_bytes
 from attest_core.merkle import CompactRange, Node, frontier_nodes, leaf_hash
 from attest_core.note import NoteSigner
 from attest_core.receipt import Receipt
-from attest_core.topics import receipts_topic
+from attest_core.topics import readings_topic, receipts_topic
 from gateway.config import Settings
 from gateway.errors import KeyFileError, NotLeaderError
 from gateway.lease import Lease
@@ -61,12 +61,10 @@ from gateway.quarantine import Refusal, quarantine
 
 log = logging.getLogger("gateway.sequencer")
 
-READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
 _IDLE_RECEIPTS_EVERY = 0.25
 """Seconds between looks at ``receipt_due`` while the log is idle."""
 _RECEIPTS_REPEATED_FOR = 30.0
 """Seconds of receipts before a restart that are sent again (see Sequencer.load)."""
-_PREV_HASH = slice(-64 - 32, -64)  # prev_hash: the payload's last 32 bytes, before the signature
 
 Publish = Callable[[str, bytes], None]
 """publish(topic, payload): hands a receipt to MQTT (QoS 1)."""
@@ -105,11 +103,6 @@ ORDER BY device_id, seq
 sequence numbers), $1 in all, dealt round-robin across devices; devices in $2 are skipped.  The
 distinct devices come from a skip scan of the ``readings_pending`` index, one probe per device,
 however deep a device's backlog is."""
-
-
-def reading_entry(envelope: bytes) -> bytes:
-    """The log entry bytes of a reading (attest_core.entries, type READING)."""
-    return READING_ENTRY_HEADER + len(envelope).to_bytes(2, "big") + envelope
 
 
 @dataclass
@@ -305,7 +298,7 @@ class Sequencer:
                 if seq != position.seq + 1:
                     blocked = True  # a gap inside this batch: the rest waits
                     continue
-                if envelope[_PREV_HASH] != position.hash:
+                if envelope[PREV_HASH_IN_ENVELOPE] != position.hash:
                     refusals.append(
                         (
                             Refusal(
@@ -320,7 +313,7 @@ class Sequencer:
                     self.waiting[device_id] = now
                     blocked = True
                     continue
-                index = append(reading_entry(envelope))
+                index = append(reading_entry_bytes(envelope))
                 assigned.append((device_id, seq, index))
                 position = ChainPosition(seq, bytes(row["payload_hash"]), index)
                 new_chains[device_id] = position
@@ -341,7 +334,7 @@ class Sequencer:
                     if key in envelopes:
                         await quarantine(
                             conn,
-                            "attest/v1/" + key[0] + "/readings",
+                            readings_topic(key[0]),
                             envelopes[key],
                             refusal,
                             self.settings.quarantine_garbage_bytes,
