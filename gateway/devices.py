@@ -23,6 +23,7 @@ from attest_core.entries import (
 from attest_core.errors import AttestError
 from attest_core.reading import device_key_id
 from attest_core.registry import DeviceRecord, KeySpan, Registry, RegistryError
+from gateway.errors import DeviceError as DeviceError  # re-exported: routes catch it from here
 
 REGISTRY_LOCK = 0x10_7A77_DE7
 """Advisory lock id: taken exclusively by a key rotation or revocation, shared by ingest while it
@@ -38,14 +39,6 @@ async def change_registry(conn: asyncpg.Connection) -> None:
     """
     await conn.execute("SELECT pg_advisory_xact_lock($1)", REGISTRY_LOCK)
     await conn.execute("UPDATE registry_state SET version = version + 1")
-
-
-class DeviceError(Exception):
-    """A refused device operation, with the HTTP status it maps to."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from attest_core.errors import AttestError
 from attest_core.keys import verify_signature
 from attest_core.note import NoteSignature, parse_note
 from gateway.errors import ConfigError
+from gateway.errors import CosignatureRefused as CosignatureRefused  # re-exported: routes catch it from here
 
 MAX_NOTE_BYTES = 64 * 1024
 
@@ -52,12 +53,6 @@ def parse_witnesses(keys: Sequence[str]) -> list[WitnessKey]:
 def witness_label(key: WitnessKey) -> str:
     """How a witness is named in the cosignatures table: ``<name>+<key id hex>``."""
     return f"{key.name}+{key.key_id.hex()}"
-
-
-class CosignatureRefused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
