@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.claims import replay
 from gateway.device_records import NOT_LOGGED, read_devices
 from gateway.devices import revoke, rotate
+from gateway.evidence import replay
 from gateway.migrations import migrate
 from tests.gateway.helpers import enrol_device, run
 from tests.gateway.test_registry_changes import rotation
