@@ -31,3 +31,13 @@ class NotLeaderError(GatewayError):
     """The sequencer lost (or never had) the log's write lock."""
 
     code = "not_leader"
+
+
+class Refused(GatewayError):
+    """A request the gateway turns down: the HTTP status, reason code and message of its answer."""
+
+    status = 400
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
