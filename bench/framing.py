@@ -8,7 +8,7 @@ socket delivers it, and each reading becomes the (topic, payload, packet id)
 that ingest needs. Measured on one core, CPU time, best of three:
 
 * ``mqttwire``: :class:`gateway.mqttwire.PacketReader` and a :class:`gateway.ingest.Message`
-  per reading, what ``gateway.mqtt._Connection.data_received`` does;
+  per reading, what ``gateway.mqttconnection.Connection.data_received`` does;
 * ``paho-socket``: paho-mqtt with manual acknowledgements, driven as aiomqtt drives
   it: ``loop_read()`` on its non-blocking socket each time it is readable (it reads
   one packet per call, the fixed header a byte at a time); the bytes come through a
@@ -19,7 +19,7 @@ that ingest needs. Measured on one core, CPU time, best of three:
   sent to nowhere: its manual mode needs a coroutine, so a task, per reading), if installed.
 
 Nothing here talks to a broker: it measures the framing alone, which is a small
-part of what a reading costs the gateway (an Ed25519 check alone is 100-200 µs).
+part of what a reading costs the gateway (its Ed25519 check costs far more).
 """
 
 from __future__ import annotations

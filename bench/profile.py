@@ -23,7 +23,7 @@ PHASES: list[tuple[str, str, str]] = [
     ("ingest: database", "store_batch", "gateway/ingest.py"),
     ("sequencer: step", "step", "gateway/sequencer.py"),
     ("sequencer: checkpoint + receipts", "checkpoint", "gateway/sequencer.py"),
-    ("MQTT: read and parse packets, hand readings to ingest", "data_received", "gateway/mqtt.py"),
+    ("MQTT: read and parse packets, hand readings to ingest", "data_received", "gateway/mqttconnection.py"),
     ("ingest: batching loop, acks, metrics", "_ingest_loop", "gateway/service.py"),
     ("asyncio event loop (wake-ups, I/O)", "_run_once", "asyncio/base_events.py"),
     ("API (uvicorn)", "serve", "uvicorn/server.py"),

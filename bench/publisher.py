@@ -2,9 +2,10 @@
 
 Run as its own process (``python -m bench.publisher``) so that its CPU is not the
 gateway's.  It speaks MQTT 3.1.1 over a plain socket with every PUBLISH packet
-built before the clock starts: a Python MQTT client (paho) spends more CPU per
-message than the gateway's own decoding, and on a 2-core machine that would be
-taken from the gateway.  The broker sees an ordinary client: CONNECT (clean
+built before the clock starts (by :mod:`gateway.mqttwire`, the project's one MQTT
+encoder): a Python MQTT client (paho) spends more CPU per message than the
+gateway's own decoding, and on a 2-core machine that would be taken from the
+gateway.  The broker sees an ordinary client: CONNECT (clean
 session), PUBLISH QoS 1 with packet ids, PUBACK for every one, DISCONNECT.
 
 Input (``--input``): frames of ``u16 topic length, topic, u16 payload length,
@@ -20,14 +21,19 @@ import argparse
 import array
 import json
 import socket
-import struct
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway import mqttwire as wire
+
 MAX_IN_FLIGHT = 30_000  # packet ids are 16-bit: never reuse one that is not acknowledged
+PUBACK_BYTE = wire.PUBACK << 4
+"""The first byte of a PUBACK; an MQTT 3.1.1 PUBACK is 4 bytes (the Acks thread counts them
+without parsing them)."""
+CONNACK_BYTE = wire.CONNACK << 4
 
 
 def read_frames(path: Path) -> list[tuple[bytes, bytes]]:
@@ -49,26 +55,6 @@ def write_frames(path: Path, messages: Sequence[tuple[str, bytes]]) -> None:
         for topic, payload in messages:
             t = topic.encode()
             fh.write(len(t).to_bytes(2, "big") + t + len(payload).to_bytes(2, "big") + payload)
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
-    body = struct.pack(">H", len(topic)) + topic + struct.pack(">H", packet_id) + payload
-    return b"\x32" + _remaining_length(len(body)) + body
-
-
-def connect_packet(client_id: str) -> bytes:
-    cid = client_id.encode()
-    body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack(">H", len(cid)) + cid  # clean session, no keepalive
-    return b"\x10" + _remaining_length(len(body)) + body
 
 
 class Acks:
@@ -99,10 +85,10 @@ class Acks:
                 return
             buf += chunk
             n = 0
-            while len(buf) >= 4 and buf[0] == 0x40:
+            while len(buf) >= 4 and buf[0] == PUBACK_BYTE:
                 buf = buf[4:]
                 n += 1
-            if buf and buf[0] != 0x40 and len(buf) >= 2:
+            if buf and buf[0] != PUBACK_BYTE and len(buf) >= 2:
                 with self.cond:
                     self.error = f"unexpected packet type 0x{buf[0]:02x} from the broker"
                     self.cond.notify_all()
@@ -118,7 +104,11 @@ class Acks:
 
 
 def build_packets(frames: list[tuple[bytes, bytes]]) -> list[bytes]:
-    return [publish_packet(t, p, (i % 65535) + 1) for i, (t, p) in enumerate(frames)]
+    """The PUBLISH packets (MQTT 3.1.1, QoS 1) of the frames, packet ids cycling through 1..65535."""
+    return [
+        wire.publish(topic.decode(), payload, qos=1, packet_id=(i % 65535) + 1, version=wire.MQTT311)
+        for i, (topic, payload) in enumerate(frames)
+    ]
 
 
 def run(
@@ -127,14 +117,14 @@ def run(
     times = array.array("d", bytes(8 * len(packets)))
     sock = socket.create_connection((host, port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(connect_packet(client_id))
+    sock.sendall(wire.connect(client_id, version=wire.MQTT311, keepalive=0, clean_start=True))
     connack = b""
     while len(connack) < 4:
         chunk = sock.recv(4 - len(connack))
         if not chunk:
             raise ConnectionError("the broker closed the connection before CONNACK")
         connack += chunk
-    if connack[0] != 0x20 or connack[3] != 0:
+    if connack[0] != CONNACK_BYTE or connack[3] != 0:
         raise ConnectionError(f"the broker refused the connection: {connack.hex()}")
     sock.settimeout(None)
     acks = Acks(sock)
@@ -165,7 +155,7 @@ def run(
     acked_at = time.time()
     cpu = time.process_time() - cpu0
     try:
-        sock.sendall(b"\xe0\x00")
+        sock.sendall(wire.DISCONNECT_PACKET)
         sock.close()
     except OSError:
         pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from attest_core.device import AssetKind
@@ -23,35 +23,19 @@ from attest_core.errors import AttestError
 from attest_core.money import format_kwh
 from attest_core.reading import Status, decode_envelope, decode_payload
 from gateway.auth import AUDITOR, ISSUER, require
-from gateway.routes.common import (
-    DEFAULT_LIMIT,
-    ID_PATTERN,
-    MAX_MS,
-    TIME_DESCRIPTION,
-    ApiError,
-    Cursor,
-    Limit,
-    Page,
-    b64,
-    decode_cursor,
-    degrees,
-    encode_cursor,
-    iso,
-    iso_dt,
-    parse_time,
-    responses,
-)
-from gateway.routes.devices import DeviceId, LocationOut
-from gateway.routes.state import ApiState, get_state
+from gateway.routes.common import MAX_MS, ApiError, b64, id_path, responses
+from gateway.routes.device_models import LocationOut, location_out
+from gateway.routes.devices import DeviceId
+from gateway.routes.paging import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, next_page
+from gateway.routes.state import State
+from gateway.routes.times import TIME_DESCRIPTION, iso, iso_dt, parse_time
 from gateway.tokens import Principal
 
 router = APIRouter(tags=["assets and readings"])
 read = require(ISSUER, AUDITOR, purpose="read assets and readings")
+Reader = Annotated[Principal, Depends(read)]
 
-AssetId = Annotated[
-    str,
-    Path(pattern=ID_PATTERN, max_length=64, description="The asset id (an identifier)", examples=["asset-1"]),
-]
+AssetId = Annotated[str, id_path("asset", "asset-1")]
 
 
 class AssetDevice(BaseModel):
@@ -112,8 +96,9 @@ _ASSET_SELECT = (
 def asset_out(row: asyncpg.Record) -> AssetOut:
     location = None
     for lat, lon in zip(row["lats"], row["lons"], strict=True):
-        if lat is not None and lon is not None:
-            location = LocationOut(lat=degrees(lat), lon=degrees(lon), lat_e6=lat, lon_e6=lon)
+        found = location_out(lat, lon)
+        if found is not None:
+            location = found
     devices = [
         AssetDevice(
             device_id=d,
@@ -136,8 +121,8 @@ def asset_out(row: asyncpg.Record) -> AssetOut:
 
 @router.get("/v1/assets", response_model=AssetPage, responses=responses(401, 403))
 async def list_assets(
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
+    _: Reader,
+    state: State,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> AssetPage:
@@ -149,16 +134,15 @@ async def list_assets(
             after,
             limit + 1,
         )
-    items = [asset_out(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return AssetPage(items=items, next_cursor=encode_cursor("assets", items[-1].asset_id) if more else None)
+    page, next_cursor = next_page(rows, limit, "assets", lambda r: (r["asset_id"],))
+    return AssetPage(items=[asset_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/v1/assets/{asset_id}", response_model=AssetOut, responses=responses(401, 403, 404))
 async def show_asset(
     asset_id: AssetId,
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
+    _: Reader,
+    state: State,
 ) -> AssetOut:
     """One asset: kind, rated power, location and devices."""
     async with state.pool.acquire() as conn:
@@ -198,28 +182,33 @@ def reading_out(row: asyncpg.Record) -> ReadingOut:
     )
 
 
-From = Annotated[
-    str | None,
-    Query(alias="from", max_length=64, description=f"device time from (inclusive): {TIME_DESCRIPTION}"),
-]
-To = Annotated[
-    str | None, Query(max_length=64, description=f"device time to (exclusive): {TIME_DESCRIPTION}")
-]
-Order = Annotated[
-    Literal["desc", "asc"], Query(description="desc: newest first (default); asc: oldest first")
-]
+class Window(BaseModel):
+    """Which readings a page holds: the device time range ``[from, to)``, order, limit and cursor
+    (the query parameters of both readings routes)."""
+
+    start: str | None = Field(
+        default=None,
+        alias="from",
+        max_length=64,
+        description=f"device time from (inclusive): {TIME_DESCRIPTION}",
+    )
+    to: str | None = Field(
+        default=None, max_length=64, description=f"device time to (exclusive): {TIME_DESCRIPTION}"
+    )
+    order: Literal["desc", "asc"] = Field(
+        default="desc", description="desc: newest first (default); asc: oldest first"
+    )
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor = None
+
+
+ReadingWindow = Annotated[Window, Query()]
 
 
 async def readings_page(
-    conn: asyncpg.Connection,
-    asset_id: str,
-    device_id: str | None,
-    start: str | None,
-    end: str | None,
-    order: str,
-    limit: int,
-    cursor: str | None,
+    conn: asyncpg.Connection, asset_id: str, device_id: str | None, window: Window
 ) -> ReadingPage:
+    start, end, order, limit, cursor = window.start, window.to, window.order, window.limit, window.cursor
     lo = parse_time(start, "from") if start is not None else 0
     hi = parse_time(end, "to") if end is not None else MAX_MS
     if lo > hi:
@@ -244,13 +233,8 @@ async def readings_page(
         query,
         *args,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if rows else None
-    next_cursor = (
-        encode_cursor(kind, last["time_ms"], last["device_id"], last["seq"]) if more and last else None
-    )
-    return ReadingPage(items=[reading_out(r) for r in rows], next_cursor=next_cursor)
+    page, next_cursor = next_page(rows, limit, kind, lambda r: (r["time_ms"], r["device_id"], r["seq"]))
+    return ReadingPage(items=[reading_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -258,36 +242,28 @@ async def readings_page(
 )
 async def device_readings(
     device_id: DeviceId,
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
-    start: From = None,
-    to: To = None,
-    order: Order = "desc",
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    _: Reader,
+    state: State,
+    window: ReadingWindow,
 ) -> ReadingPage:
     """The readings of one device in the device time range ``[from, to)``, paged."""
     async with state.pool.acquire() as conn:
         asset_id = await conn.fetchval("SELECT asset_id FROM devices WHERE device_id = $1", device_id)
         if asset_id is None:
             raise ApiError(404, "unknown_device", f"device {device_id} is not enrolled")
-        return await readings_page(conn, asset_id, device_id, start, to, order, limit, cursor)
+        return await readings_page(conn, asset_id, device_id, window)
 
 
 @router.get("/v1/assets/{asset_id}/readings", response_model=ReadingPage, responses=responses(401, 403, 404))
 async def asset_readings(
     asset_id: AssetId,
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
-    start: From = None,
-    to: To = None,
-    order: Order = "desc",
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    _: Reader,
+    state: State,
+    window: ReadingWindow,
 ) -> ReadingPage:
     """The readings of all devices of one asset in the device time range ``[from, to)``, paged."""
     async with state.pool.acquire() as conn:
         known = await conn.fetchval("SELECT 1 FROM devices WHERE asset_id = $1 LIMIT 1", asset_id)
         if known is None:
             raise ApiError(404, "unknown_asset", f"asset {asset_id} has no enrolled device")
-        return await readings_page(conn, asset_id, None, start, to, order, limit, cursor)
+        return await readings_page(conn, asset_id, None, window)

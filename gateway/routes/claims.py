@@ -1,352 +1,55 @@
-"""Claims: file one (issuer), read it with the server's verdict and fetch its evidence bundle (issuer, auditor)."""
+"""Claims: file one (issuer), read it with the server's verdict and fetch its evidence bundle (issuer, auditor).
+
+The models are in :mod:`gateway.routes.claim_models`, the verdicts kept between requests in
+:mod:`gateway.routes.verdict_cache`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import re
-import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from attest_core.claim import MAX_ASSETS, MAX_TITLE_BYTES, Claim
-from attest_core.errors import AttestError
-from attest_core.money import DECIMAL_RE, format_kwh, parse_kwh
-from attest_core.tariff import MAX_SEGMENTS, Segment, Tariff
 from gateway import claims as claim_store
 from gateway.auth import AUDITOR, ISSUER, require
-from gateway.routes.common import (
-    DEFAULT_LIMIT,
-    ID_PATTERN,
-    MAX_MS,
-    ApiError,
-    Cursor,
-    Limit,
-    Page,
-    b64,
-    check_text,
-    decode_cursor,
-    encode_cursor,
-    iso,
-    parse_time,
-    poll,
-    responses,
+from gateway.routes.claim_models import (
+    BUNDLE_SCHEMA,
+    ClaimOut,
+    ClaimPage,
+    ClaimRequest,
+    build_claim,
+    claim_out,
 )
-from gateway.routes.state import ApiState, get_state
+from gateway.routes.common import MAX_MS, ApiError, id_query, poll, responses
+from gateway.routes.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, next_page
+from gateway.routes.state import State
 from gateway.tokens import Principal
 
 router = APIRouter(tags=["claims"])
 file = require(ISSUER, purpose="file claims")
 read = require(ISSUER, AUDITOR, purpose="read claims")
+Filer = Annotated[Principal, Depends(file)]
+Reader = Annotated[Principal, Depends(read)]
 
 ClaimId = Annotated[int, Path(ge=1, le=MAX_MS, description="The claim's id")]
-_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-DECIMAL_PATTERN = "^" + DECIMAL_RE.pattern + "$"
-RFC3339_EXAMPLE = "2026-10-01T00:00:00Z"
-VERDICT_CACHE = 256
-"""Claims whose last verdict is kept (recomputed only when their evidence changed)."""
 
 
-# --- models -----------------------------------------------------------------------------------------
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SegmentIn(Strict):
-    start: str = Field(
-        max_length=5,
-        description="when this price starts each day, HH:MM in UTC; the first segment starts at 00:00",
-        json_schema_extra={"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
-        examples=["00:00"],
-    )
-    price_per_kwh: str = Field(
-        max_length=40, json_schema_extra={"pattern": DECIMAL_PATTERN}, examples=["0.35"]
-    )
-
-
-class TariffIn(Strict):
-    currency: str = Field(
-        max_length=3,
-        description="ISO 4217 code",
-        json_schema_extra={"pattern": "^[A-Z]{3}$"},
-        examples=["USD"],
-    )
-    price_per_kwh: str | None = Field(
-        default=None,
-        max_length=40,
-        description="a flat price per kWh (decimal string); give this or segments",
-        json_schema_extra={"pattern": DECIMAL_PATTERN},
-        examples=["0.35"],
-    )
-    segments: list[SegmentIn] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_SEGMENTS,
-        description="a time-of-use schedule (UTC), each segment holding until the next starts",
-    )
-
-
-class ClaimRequest(Strict):
-    title: str = Field(max_length=MAX_TITLE_BYTES, description="free text, at most 512 bytes of UTF-8")
-    assets: list[Annotated[str, Field(max_length=64, json_schema_extra={"pattern": ID_PATTERN})]] = Field(
-        min_length=1,
-        max_length=MAX_ASSETS,
-        description="the asset ids the claim covers (any order, each once)",
-    )
-    period_start: str = Field(
-        max_length=64, description="RFC 3339 with an explicit offset; inclusive", examples=[RFC3339_EXAMPLE]
-    )
-    period_end: str = Field(
-        max_length=64,
-        description="RFC 3339 with an explicit offset; exclusive",
-        examples=["2026-11-01T00:00:00Z"],
-    )
-    tariff: TariffIn
-    claimed_energy_kwh: str = Field(
-        max_length=40,
-        description="exact decimal, at most 6 decimals (1 mWh)",
-        json_schema_extra={"pattern": DECIMAL_PATTERN},
-        examples=["52310"],
-    )
-    claimed_amount: str = Field(
-        max_length=40,
-        description="exact decimal, in the tariff's currency",
-        json_schema_extra={"pattern": DECIMAL_PATTERN},
-        examples=["18308.50"],
-    )
-
-
-class SegmentOut(BaseModel):
-    start: str
-    price_per_kwh: str
-
-
-class TariffOut(BaseModel):
-    currency: str
-    price_per_kwh: str | None = Field(description="the flat price; null for a time-of-use tariff")
-    segments: list[SegmentOut]
-
-
-class FindingOut(BaseModel):
-    severity: Literal["fatal", "warning", "info"]
-    code: str
-    message: str
-    asset_id: str | None
-    device_id: str | None
-    seq: int | None
-    log_index: int | None
-
-
-class DeviceVerdict(BaseModel):
-    device_id: str
-    readings_counted: int
-    first_seq: int | None
-    last_seq: int | None
-    energy_mwh: int
-    energy_kwh: str
-
-
-class AssetVerdict(BaseModel):
-    asset_id: str
-    kind: Literal["charger", "solar"] | None
-    readings_counted: int
-    complete: bool
-    energy_mwh: int
-    energy_kwh: str
-    revenue: str
-    devices: list[DeviceVerdict]
-
-
-class Verdict(BaseModel):
-    backed: bool = Field(description="no fatal finding, and the attested energy and revenue cover the claim")
-    checkpoint_size: int = Field(description="the evidence is the log as of the checkpoint of this tree size")
-    energy_mwh: int
-    energy_kwh: str
-    revenue: str = Field(description="attested revenue, rounded down to the currency's minor unit")
-    revenue_exact: str
-    currency: str
-    readings_evaluated: int
-    assets: list[AssetVerdict]
-    findings: list[FindingOut]
-
-
-class ClaimOut(BaseModel):
-    id: int
-    issuer: str
-    title: str
-    assets: list[str]
-    period_start: str
-    period_end: str
-    period_start_ms: int
-    period_end_ms: int
-    tariff: TariffOut
-    claimed_energy_kwh: str
-    claimed_energy_mwh: int
-    claimed_amount: str
-    currency: str
-    filed_at: str
-    log_index: int | None = Field(description="the claim entry's log index; null until the sequencer logs it")
-    status: Literal["pending", "logged", "checkpointed"] = Field(
-        description="pending: not logged yet; logged: not yet inside a checkpoint; checkpointed: bundles available"
-    )
-    entry: str = Field(description="base64 of the claim's log entry bytes")
-    verdict: Verdict | None = Field(
-        default=None, description="the server's verdict on full evidence (checkpointed claims, GET only)"
-    )
-
-
-class ClaimPage(Page):
-    items: list[ClaimOut]
-
-
-BUNDLE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["format", "checkpoint", "claim_index", "entries", "proof"],
-    "properties": {
-        "format": {"type": "string", "enum": ["iot-attest-evidence/v1"]},
-        "checkpoint": {"type": "string"},
-        "claim_index": {"type": "integer", "minimum": 0},
-        "entries": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["index", "entry"],
-                "properties": {"index": {"type": "integer"}, "entry": {"type": "string"}},
-            },
-        },
-        "proof": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
-def build_claim(body: ClaimRequest, issuer: str) -> Claim:
-    """The protocol claim of a request, every value checked (400 with the core's code otherwise)."""
-    title = check_text(body.title, "title")
-    for asset in body.assets:
-        check_text(asset, "asset id")
-    assets = sorted(body.assets)
-    repeated = sorted({a for a, b in itertools.pairwise(assets) if a == b})
-    if repeated:
-        raise ApiError(400, "bad_assets", f"assets: {', '.join(repeated[:5])} named more than once")
-    start = parse_time(body.period_start, "period_start", allow_ms=False)
-    end = parse_time(body.period_end, "period_end", allow_ms=False)
-    tariff = body.tariff
-    if (tariff.price_per_kwh is None) == (tariff.segments is None):
-        raise ApiError(
-            400, "bad_tariff", "tariff: give either price_per_kwh (flat) or segments (time of use)"
-        )
-    try:
-        if tariff.segments is None:
-            assert tariff.price_per_kwh is not None
-            plan = Tariff.flat(tariff.currency, tariff.price_per_kwh)
-        else:
-            segments = []
-            for n, seg in enumerate(tariff.segments):
-                match = _HHMM.fullmatch(seg.start)
-                if match is None:
-                    raise ApiError(
-                        400, "bad_tariff", f"tariff.segments.{n}.start {seg.start!r} is not HH:MM (UTC)"
-                    )
-                segments.append(Segment(int(match.group(1)) * 60 + int(match.group(2)), seg.price_per_kwh))
-            plan = Tariff(tariff.currency, tuple(segments))
-        energy = parse_kwh(body.claimed_energy_kwh, "claimed_energy_kwh")
-        return Claim(
-            issuer,
-            title,
-            start,
-            end,
-            tuple(assets),
-            plan,
-            energy,
-            body.claimed_amount,
-            int(time.time() * 1000),
-        )
-    except AttestError as exc:
-        raise ApiError(400, exc.code, str(exc)) from exc
-
-
-def tariff_out(tariff: Tariff) -> TariffOut:
-    return TariffOut(
-        currency=tariff.currency,
-        price_per_kwh=tariff.segments[0].price_per_kwh if tariff.is_flat else None,
-        segments=[
-            SegmentOut(
-                start=f"{s.start_minute // 60:02d}:{s.start_minute % 60:02d}", price_per_kwh=s.price_per_kwh
-            )
-            for s in tariff.segments
-        ],
-    )
-
-
-def claim_out(stored: claim_store.StoredClaim, size: int | None, verdict: Verdict | None = None) -> ClaimOut:
-    c = stored.claim
-    if stored.log_index is None:
-        status: Literal["pending", "logged", "checkpointed"] = "pending"
-    elif size is None or stored.log_index >= size:
-        status = "logged"
-    else:
-        status = "checkpointed"
-    return ClaimOut(
-        id=stored.id,
-        issuer=c.issuer,
-        title=c.title,
-        assets=list(c.assets),
-        period_start=iso(c.period_start_ms),
-        period_end=iso(c.period_end_ms),
-        period_start_ms=c.period_start_ms,
-        period_end_ms=c.period_end_ms,
-        tariff=tariff_out(c.tariff),
-        claimed_energy_kwh=format_kwh(c.claimed_energy_mwh),
-        claimed_energy_mwh=c.claimed_energy_mwh,
-        claimed_amount=c.claimed_amount,
-        currency=c.currency,
-        filed_at=iso(c.filed_at_ms),
-        log_index=stored.log_index,
-        status=status,
-        entry=b64(stored.entry),
-        verdict=verdict,
-    )
-
-
-async def _verdict(state: ApiState, stored: claim_store.StoredClaim, size: int) -> Verdict:
-    """The server's verdict on the claim's full evidence as of the checkpoint of ``size`` (cached while unchanged)."""
-    lock = state.verdict_locks.setdefault(stored.id, asyncio.Lock())
-    async with lock, state.pool.acquire() as conn:
-        mark = await claim_store.fingerprint(conn, stored.claim, size)
-        cached = state.verdicts.get(stored.id)
-        if cached is not None and cached[0] == mark:
-            verdict: Verdict = cached[1]
-            return verdict.model_copy(update={"checkpoint_size": size})
-        evaluation = await claim_store.evaluate_claim(conn, stored.claim, size)
-    verdict = Verdict.model_validate(claim_store.verdict_json(evaluation, size))
-    if len(state.verdicts) >= VERDICT_CACHE:
-        state.verdicts.pop(next(iter(state.verdicts)))  # the oldest
-    state.verdicts[stored.id] = (mark, verdict)
-    if len(state.verdict_locks) > 4 * VERDICT_CACHE:
-        for claim_id in [
-            i for i, lock in state.verdict_locks.items() if not lock.locked() and i != stored.id
-        ]:
-            del state.verdict_locks[claim_id]
-    return verdict
-
-
-# --- routes -----------------------------------------------------------------------------------------
+async def _claim(conn: asyncpg.Connection, claim_id: int) -> claim_store.StoredClaim:
+    stored = await claim_store.get_claim(conn, claim_id)
+    if stored is None:
+        raise ApiError(404, "unknown_claim", f"there is no claim {claim_id}")
+    return stored
 
 
 @router.post("/v1/claims", status_code=201, response_model=ClaimOut, responses=responses(401, 403))
 async def file_claim(
     body: ClaimRequest,
     response: Response,
-    principal: Annotated[Principal, Depends(file)],
-    state: Annotated[ApiState, Depends(get_state)],
+    principal: Filer,
+    state: State,
 ) -> ClaimOut:
     """File a cash-flow claim (issuer): it becomes a log entry, so every holder sees the same claim.
 
@@ -387,11 +90,9 @@ async def file_claim(
 
 @router.get("/v1/claims", response_model=ClaimPage, responses=responses(401, 403))
 async def list_claims(
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
-    issuer: Annotated[
-        str | None, Query(pattern=ID_PATTERN, max_length=64, description="only this issuer's")
-    ] = None,
+    _: Reader,
+    state: State,
+    issuer: Annotated[str | None, id_query("only this issuer's")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> ClaimPage:
@@ -401,16 +102,15 @@ async def list_claims(
         found = await claim_store.list_claims(conn, issuer, before, limit + 1)
         checkpoint = await claim_store.latest_checkpoint(conn)
     size = None if checkpoint is None else checkpoint.size
-    items = [claim_out(s, size) for s in found[:limit]]
-    more = len(found) > limit
-    return ClaimPage(items=items, next_cursor=encode_cursor("claims", items[-1].id) if more else None)
+    page, next_cursor = next_page(found, limit, "claims", lambda s: (s.id,))
+    return ClaimPage(items=[claim_out(s, size) for s in page], next_cursor=next_cursor)
 
 
 @router.get("/v1/claims/{claim_id}", response_model=ClaimOut, responses=responses(401, 403, 404))
 async def show_claim(
     claim_id: ClaimId,
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
+    _: Reader,
+    state: State,
 ) -> ClaimOut:
     """A claim, its log index and the server's verdict on full evidence as of the latest checkpoint.
 
@@ -418,14 +118,12 @@ async def show_claim(
     bundle; it is null until a checkpoint covers the claim.
     """
     async with state.pool.acquire() as conn:
-        stored = await claim_store.get_claim(conn, claim_id)
-        if stored is None:
-            raise ApiError(404, "unknown_claim", f"there is no claim {claim_id}")
+        stored = await _claim(conn, claim_id)
         checkpoint = await claim_store.latest_checkpoint(conn)
     size = None if checkpoint is None else checkpoint.size
     verdict = None
     if size is not None and stored.log_index is not None and stored.log_index < size:
-        verdict = await _verdict(state, stored, size)
+        verdict = await state.verdicts.verdict(state.pool, stored, size)
     return claim_out(stored, size, verdict)
 
 
@@ -442,8 +140,8 @@ async def show_claim(
 )
 async def bundle(
     claim_id: ClaimId,
-    _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
+    _: Reader,
+    state: State,
     mode: Annotated[
         Literal["full", "boundary"],
         Query(description="full: every reading of the period; boundary: the first and last per device"),
@@ -454,9 +152,7 @@ async def bundle(
     409 ``not_checkpointed`` while no checkpoint covers the claim yet: retry in a few seconds.
     """
     async with state.pool.acquire() as conn:
-        stored = await claim_store.get_claim(conn, claim_id)
-        if stored is None:
-            raise ApiError(404, "unknown_claim", f"there is no claim {claim_id}")
+        stored = await _claim(conn, claim_id)
         checkpoint = await claim_store.latest_checkpoint(conn)
         size = 0 if checkpoint is None else checkpoint.size
         if checkpoint is None or stored.log_index is None or stored.log_index >= size:

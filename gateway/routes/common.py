@@ -1,36 +1,40 @@
-"""What every route shares: the error type and body, times, cursors, base64 and OpenAPI responses."""
+"""What every route shares: the error type and body, OpenAPI responses, identifiers, base64 and text.
+
+The API's error answer (status, code, message) is defined here once: :class:`ApiError`
+(a :class:`gateway.errors.Refused`), its body :class:`ErrorBody` and :func:`error`, which
+every handler and the body-size middleware answer with.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
-import json
-import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Annotated, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from attest_core.codec import ID_RE
+from gateway.errors import Refused
 
 T = TypeVar("T")
 MAX_MS: Final = 2**63 - 1
 ID_PATTERN: Final = "^" + ID_RE.pattern + "$"
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
 
 
-class ApiError(Exception):
-    """An answer other than success: status, machine code and a message that says what was wrong."""
+class ApiError(Refused):
+    """An answer other than success: status, machine code and a message that says what was wrong.
+
+    A :class:`~gateway.errors.Refused` that may also carry headers of its answer (the
+    ``WWW-Authenticate`` challenge of a 401).
+    """
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(status, code, message)
         self.headers = headers
 
 
@@ -39,12 +43,16 @@ class ErrorDetail(BaseModel):
     message: str
 
 
+# The body of every answer other than success: {"error": {"code": ..., "message": ...}}.
+# (A comment, not a docstring: a model's docstring would become its description in the OpenAPI schema.)
 class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    """The answer of a refusal: its status and headers, and an :class:`ErrorBody`."""
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 _DESCRIPTIONS: Final = {
@@ -62,98 +70,22 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in sorted({400, 503, *statuses})}
 
 
-# --- times ------------------------------------------------------------------------------
-
-_RFC3339: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
-)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-TIME_DESCRIPTION: Final = (
-    "RFC 3339 with an explicit offset (e.g. 2026-10-01T00:00:00Z; at most millisecond precision) "
-    "or Unix milliseconds (e.g. 1790812800000)"
-)
+# A request body: an unknown field is a 400, not silently ignored. (A comment: a model's
+# docstring would become its description in the OpenAPI schema.)
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-def parse_time(text: str, what: str, *, allow_ms: bool = True) -> int:
-    """Unix milliseconds from RFC 3339 (explicit offset) or, if ``allow_ms``, a plain integer of ms."""
-    if allow_ms and text.isascii() and text.isdigit():
-        if len(text) > 19 or int(text) > MAX_MS:
-            raise ApiError(400, "bad_time", f"{what} {text!r} is beyond 2^63-1 milliseconds")
-        return int(text)
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        form = TIME_DESCRIPTION if allow_ms else "RFC 3339 with an explicit offset, e.g. 2026-10-01T00:00:00Z"
-        raise ApiError(400, "bad_time", f"{what} {text[:64]!r} is not {form}")
-    fraction = match.group(7) or ""
-    if fraction[3:].strip("0"):
-        raise ApiError(400, "bad_time", f"{what} {text!r} is finer than a millisecond")
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    offset = match.group(8)
-    try:
-        if offset in ("Z", "z"):
-            zone = UTC
-        else:
-            hours, minutes = int(offset[1:3]), int(offset[4:6])
-            sign = -1 if offset[0] == "-" else 1
-            zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=zone)
-        seconds = (moment - _EPOCH) // timedelta(seconds=1)
-    except (ValueError, OverflowError) as exc:
-        raise ApiError(400, "bad_time", f"{what} {text!r} is not a valid date and time: {exc}") from None
-    if seconds < 0:
-        raise ApiError(400, "bad_time", f"{what} {text!r} is before 1970-01-01T00:00:00Z")
-    return seconds * 1000 + int((fraction + "000")[:3])
+def id_path(what: str, example: str) -> Any:
+    """The path parameter of an identifier (a device id, an asset id)."""
+    return Path(
+        pattern=ID_PATTERN, max_length=64, description=f"The {what} id (an identifier)", examples=[example]
+    )
 
 
-def iso(ms: int) -> str:
-    """Unix milliseconds as RFC 3339 UTC, with milliseconds only when there are some."""
-    try:
-        moment = _EPOCH + timedelta(milliseconds=ms - ms % 1000)
-    except OverflowError:
-        return str(ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else f"{text}Z"
-
-
-def iso_dt(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# --- cursors ----------------------------------------------------------------------------
-
-
-def encode_cursor(kind: str, *values: int | str) -> str:
-    """An opaque cursor: where the next page starts (base64url of a small JSON array)."""
-    raw = json.dumps([kind, *values], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str, kind: str, *types: type) -> list[Any]:
-    """The values of a cursor made by :func:`encode_cursor` for ``kind``; 400 ``bad_cursor`` otherwise."""
-    bad = ApiError(400, "bad_cursor", "cursor is not one this route handed out (take next_cursor of a page)")
-    if len(text) > 512:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        value = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if not isinstance(value, list) or len(value) != len(types) + 1 or value[0] != kind:
-        raise bad
-    out = value[1:]
-    for item, kind_ in zip(out, types, strict=True):
-        if type(item) is not kind_:
-            raise bad
-        if isinstance(item, int) and not 0 <= item <= MAX_MS:
-            raise bad
-        if isinstance(item, str) and (len(item) > 256 or "\x00" in item or not item.isascii()):
-            raise bad
-    return out
-
-
-# --- base64 ------------------------------------------------------------------------------
+def id_query(description: str) -> Any:
+    """An optional query parameter that filters by an identifier."""
+    return Query(pattern=ID_PATTERN, max_length=64, description=description)
 
 
 def b64decode_field(text: str, what: str, size: int | None = None) -> bytes:
@@ -168,11 +100,6 @@ def b64decode_field(text: str, what: str, size: int | None = None) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-class Page(BaseModel):
-    next_cursor: str | None
-    """Give it as ``cursor`` to get the next page; null on the last page."""
 
 
 async def poll(fetch: Callable[[], Awaitable[T | None]], seconds: float) -> T | None:
@@ -203,7 +130,3 @@ def check_text(value: str, what: str) -> str:
     except UnicodeEncodeError:
         raise ApiError(400, "bad_text", f"{what} is not valid Unicode (it holds a lone surrogate)") from None
     return value
-
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page (default 100)")]
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]

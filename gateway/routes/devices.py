@@ -9,11 +9,12 @@ index, or ``"status": "pending"`` and ``log_index: null`` if it is not logged ye
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Response
 
 from attest_core.device import (
     AssetKind,
@@ -28,129 +29,39 @@ from attest_core.reading import device_key_id
 from gateway import devices as device_ops
 from gateway.auth import AUDITOR, INSTALLER, ISSUER, require
 from gateway.routes.common import (
-    DEFAULT_LIMIT,
-    ID_PATTERN,
-    MAX_MS,
     ApiError,
-    Cursor,
-    Limit,
-    Page,
     b64,
     b64decode_field,
     check_text,
-    decode_cursor,
-    degrees,
-    encode_cursor,
-    iso_dt,
+    id_path,
+    id_query,
     poll,
     responses,
 )
-from gateway.routes.state import ApiState, get_state
+from gateway.routes.device_models import (
+    DeviceOut,
+    DevicePage,
+    EnrolmentAnswer,
+    EnrolmentRequest,
+    KeyOut,
+    RevocationAnswer,
+    RevocationRequest,
+    RotationAnswer,
+    RotationRequest,
+    location_out,
+)
+from gateway.routes.paging import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, next_page
+from gateway.routes.state import ApiState, State
+from gateway.routes.times import iso_dt
 from gateway.tokens import Principal
 
 router = APIRouter(tags=["devices"])
 
-DeviceId = Annotated[
-    str,
-    Path(pattern=ID_PATTERN, max_length=64, description="The device id (an identifier)", examples=["dev-1"]),
-]
+DeviceId = Annotated[str, id_path("device", "dev-1")]
 read_devices = require(INSTALLER, ISSUER, AUDITOR, purpose="read devices")
 install = require(INSTALLER, purpose="enrol, revoke or rotate devices")
-
-
-# --- models --------------------------------------------------------------------------------
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EnrolmentRequest(Strict):
-    statement: str = Field(
-        max_length=4096, description="base64 of the exact enrolment statement bytes the device signed"
-    )
-    proof_of_possession: str = Field(
-        max_length=128, description="base64 of the device key's 64-byte Ed25519 signature over the statement"
-    )
-
-
-class EnrolmentAnswer(BaseModel):
-    device_id: str
-    asset_id: str
-    asset_kind: Literal["charger", "solar"]
-    key_id: str = Field(description="the device key's id, 16 hex digits")
-    log_index: int | None = Field(
-        description="the enrolment's log index; null while it waits for the sequencer"
-    )
-    status: Literal["logged", "pending"]
-
-
-class RevocationRequest(Strict):
-    reason: str = Field(min_length=1, max_length=1000, description="why; at most 1000 bytes of UTF-8")
-    last_valid_seq: int | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_MS,
-        description="readings above this sequence number are disowned; default: the highest the gateway accepted",
-    )
-
-
-class RevocationAnswer(BaseModel):
-    device_id: str
-    last_valid_seq: int
-    log_index: int | None
-    status: Literal["logged", "pending"]
-
-
-class RotationRequest(Strict):
-    statement: str = Field(max_length=4096, description="base64 of the exact key-rotation statement bytes")
-    old_signature: str = Field(max_length=128, description="base64 of the old key's 64-byte authorization")
-    new_signature: str = Field(max_length=128, description="base64 of the new key's 64-byte acceptance")
-
-
-class RotationAnswer(BaseModel):
-    device_id: str
-    key_id: str = Field(description="the new key's id, 16 hex digits")
-    effective_seq: int
-    log_index: int | None
-    status: Literal["logged", "pending"]
-
-
-class LocationOut(BaseModel):
-    lat: str = Field(description="latitude in degrees, exact decimal")
-    lon: str = Field(description="longitude in degrees, exact decimal")
-    lat_e6: int
-    lon_e6: int
-
-
-class KeyOut(BaseModel):
-    key_id: str
-    from_seq: int = Field(description="the first sequence number this key signs")
-
-
-class DeviceOut(BaseModel):
-    device_id: str
-    asset_id: str
-    asset_kind: Literal["charger", "solar"]
-    rated_power_w: int
-    location: LocationOut | None
-    installer: str
-    status: Literal["pending", "active", "revoked"] = Field(
-        description="pending: the enrolment is not logged yet; revoked: no reading above last_valid_seq counts"
-    )
-    enrolled_at: str | None
-    enrolment_log_index: int | None
-    keys: list[KeyOut]
-    revoked_at: str | None
-    last_valid_seq: int | None
-    revocation_log_index: int | None
-    last_accepted_seq: int | None = Field(description="the highest sequence number the gateway accepted")
-    last_logged_seq: int = Field(description="the highest sequence number logged (0: none yet)")
-    statement: str = Field(description="base64 of the enrolment statement")
-
-
-class DevicePage(Page):
-    items: list[DeviceOut]
+Reader = Annotated[Principal, Depends(read_devices)]
+Installer = Annotated[Principal, Depends(install)]
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -166,11 +77,6 @@ _DEVICE_SELECT = (
 
 
 def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
-    location = None
-    if row["lat_e6"] is not None and row["lon_e6"] is not None:
-        location = LocationOut(
-            lat=degrees(row["lat_e6"]), lon=degrees(row["lon_e6"]), lat_e6=row["lat_e6"], lon_e6=row["lon_e6"]
-        )
     if row["revoked_at"] is not None:
         status: Literal["pending", "active", "revoked"] = "revoked"
     elif row["enrolment_index"] is None:
@@ -182,7 +88,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         asset_id=row["asset_id"],
         asset_kind=AssetKind(row["asset_kind"]).label,  # type: ignore[arg-type]
         rated_power_w=row["rated_power_w"],
-        location=location,
+        location=location_out(row["lat_e6"], row["lon_e6"]),
         installer=row["installer"],
         status=status,
         enrolled_at=iso_dt(row["enrolled_at"]),
@@ -216,10 +122,23 @@ async def get_device(conn: asyncpg.Connection, device_id: str) -> DeviceOut:
     return found[0]
 
 
-async def _entry_index(state: ApiState, query: str, *args: object) -> int | None:
+@contextlib.contextmanager
+def _answered() -> Iterator[None]:
+    """A device operation refused by :mod:`gateway.devices`, answered with its status, code and message."""
+    try:
+        yield
+    except device_ops.DeviceError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+
+
+async def _entry_index(state: ApiState, device_id: str, kind: EntryType) -> int | None:
+    """The log index of the device's first entry of ``kind``, waiting up to ``log_wait`` for it."""
+
     async def fetch() -> int | None:
         async with state.pool.acquire() as conn:
-            value: int | None = await conn.fetchval(query, *args)
+            value: int | None = await conn.fetchval(
+                "SELECT min(idx) FROM entries WHERE device_id = $1 AND kind = $2", device_id, int(kind)
+            )
             return value
 
     return await poll(fetch, state.log_wait)
@@ -240,8 +159,8 @@ async def _entry_index(state: ApiState, query: str, *args: object) -> int | None
 async def enrol(
     body: EnrolmentRequest,
     response: Response,
-    principal: Annotated[Principal, Depends(install)],
-    state: Annotated[ApiState, Depends(get_state)],
+    principal: Installer,
+    state: State,
 ) -> EnrolmentAnswer:
     """Enrol a device (installer): its signed enrolment statement and proof of possession.
 
@@ -266,13 +185,9 @@ async def enrol(
                 raise ApiError(400, exc.code, str(exc)) from exc
             response.status_code = 200
         else:
-            try:
+            with _answered():
                 await device_ops.enrol(conn, statement, pop, principal.name)
-            except device_ops.DeviceError as exc:
-                raise ApiError(exc.status, exc.code, exc.message) from exc
-    log_index = await _entry_index(
-        state, "SELECT min(idx) FROM entries WHERE device_id = $1 AND kind = $2", st.device_id, 1
-    )
+    log_index = await _entry_index(state, st.device_id, EntryType.ENROLMENT)
     response.headers["Location"] = f"/v1/devices/{st.device_id}"
     return EnrolmentAnswer(
         device_id=st.device_id,
@@ -286,11 +201,9 @@ async def enrol(
 
 @router.get("/v1/devices", response_model=DevicePage, responses=responses(401, 403))
 async def list_devices(
-    _: Annotated[Principal, Depends(read_devices)],
-    state: Annotated[ApiState, Depends(get_state)],
-    asset: Annotated[
-        str | None, Query(pattern=ID_PATTERN, max_length=64, description="only the devices of this asset")
-    ] = None,
+    _: Reader,
+    state: State,
+    asset: Annotated[str | None, id_query("only the devices of this asset")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> DevicePage:
@@ -309,18 +222,15 @@ async def list_devices(
                 limit + 1,
                 asset,
             )
-    more = len(items) > limit
-    items = items[:limit]
-    return DevicePage(
-        items=items, next_cursor=encode_cursor("devices", items[-1].device_id) if more else None
-    )
+    page, next_cursor = next_page(items, limit, "devices", lambda d: (d.device_id,))
+    return DevicePage(items=list(page), next_cursor=next_cursor)
 
 
 @router.get("/v1/devices/{device_id}", response_model=DeviceOut, responses=responses(401, 403, 404))
 async def show_device(
     device_id: DeviceId,
-    _: Annotated[Principal, Depends(read_devices)],
-    state: Annotated[ApiState, Depends(get_state)],
+    _: Reader,
+    state: State,
 ) -> DeviceOut:
     """One device: asset, keys, status and log indices (installer, issuer, auditor)."""
     async with state.pool.acquire() as conn:
@@ -333,23 +243,19 @@ async def show_device(
 async def revoke(
     device_id: DeviceId,
     body: RevocationRequest,
-    principal: Annotated[Principal, Depends(install)],
-    state: Annotated[ApiState, Depends(get_state)],
+    principal: Installer,
+    state: State,
 ) -> RevocationAnswer:
     """Revoke a device (installer): readings above ``last_valid_seq`` are disowned and no longer accepted."""
     if len(check_text(body.reason, "reason").encode("utf-8")) > 1000:
         raise ApiError(400, "too_large", "reason: at most 1000 bytes of UTF-8")
     async with state.pool.acquire() as conn:
-        try:
+        with _answered():
             last_valid = await device_ops.revoke(
                 conn, device_id, body.reason, principal.name, body.last_valid_seq
             )
-        except device_ops.DeviceError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from exc
     state.invalidate(device_id)
-    log_index = await _entry_index(
-        state, "SELECT min(idx) FROM entries WHERE device_id = $1 AND kind = $2", device_id, 4
-    )
+    log_index = await _entry_index(state, device_id, EntryType.REVOCATION)
     return RevocationAnswer(
         device_id=device_id,
         last_valid_seq=last_valid,
@@ -364,8 +270,8 @@ async def revoke(
 async def rotate(
     device_id: DeviceId,
     body: RotationRequest,
-    principal: Annotated[Principal, Depends(install)],
-    state: Annotated[ApiState, Depends(get_state)],
+    principal: Installer,
+    state: State,
 ) -> RotationAnswer:
     """Rotate a device's key (installer): a rotation statement signed by the old key and by the new key."""
     statement = b64decode_field(body.statement, "statement")
@@ -380,10 +286,8 @@ async def rotate(
             400, "device_mismatch", f"the rotation statement is for device {st.device_id}, not {device_id}"
         )
     async with state.pool.acquire() as conn:
-        try:
+        with _answered():
             _, key_id = await device_ops.rotate(conn, statement, old_signature, new_signature, principal.name)
-        except device_ops.DeviceError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from exc
     state.invalidate(device_id)
 
     async def fetch() -> int | None:

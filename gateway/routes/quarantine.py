@@ -12,19 +12,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from gateway.auth import AUDITOR, ISSUER, require
-from gateway.routes.common import (
-    DEFAULT_LIMIT,
-    Cursor,
-    Limit,
-    Page,
-    b64,
-    check_text,
-    decode_cursor,
-    encode_cursor,
-    iso_dt,
-    responses,
-)
-from gateway.routes.state import ApiState, get_state
+from gateway.routes.common import b64, check_text, responses
+from gateway.routes.paging import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, next_page
+from gateway.routes.state import State
+from gateway.routes.times import iso_dt
 from gateway.tokens import Principal
 
 router = APIRouter(tags=["quarantine"])
@@ -61,7 +52,7 @@ class QuarantinePage(Page):
 @router.get("/v1/quarantine", response_model=QuarantinePage, responses=responses(401, 403))
 async def list_quarantine(
     _: Annotated[Principal, Depends(read)],
-    state: Annotated[ApiState, Depends(get_state)],
+    state: State,
     reason: Annotated[str | None, Query(max_length=64, description="only this reason")] = None,
     device: Annotated[str | None, Query(max_length=64, description="only this device")] = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -86,7 +77,7 @@ async def list_quarantine(
             query,
             *args,
         )
-    more = len(rows) > limit
+    page, next_cursor = next_page(rows, limit, "quarantine", lambda r: (r["id"],))
     items = [
         QuarantineItem(
             id=r["id"],
@@ -104,8 +95,6 @@ async def list_quarantine(
             payload_truncated=len(r["payload"]) < r["payload_length"],
             evidence=r["evidence"],
         )
-        for r in rows[:limit]
+        for r in page
     ]
-    return QuarantinePage(
-        items=items, next_cursor=encode_cursor("quarantine", items[-1].id) if more else None
-    )
+    return QuarantinePage(items=items, next_cursor=next_cursor)

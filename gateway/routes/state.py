@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated
 
 import asyncpg
-from fastapi import Request
+from fastapi import Depends, Request
 
 from attest_core.checkpoint import WitnessKey
 from attest_core.note import VerifierKey
 from gateway.bodylimit import DEFAULT_MAX_REQUEST_BYTES
 from gateway.ingest import DeviceCache
 from gateway.metrics import Metrics
+from gateway.routes.verdict_cache import VerdictCache
 from gateway.tokens import TokenTable
 
 
@@ -29,9 +29,8 @@ class ApiState:
     """Ingest's device cache in this process, invalidated at once after a revocation or rotation."""
     log_wait: float = 5.0
     """Seconds a write waits for the sequencer to give its entry a log index."""
-    verdicts: dict[int, tuple[Any, Any]] = field(default_factory=dict)
-    """Claim id -> (evidence fingerprint, verdict): the last server-side verdict of each claim."""
-    verdict_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    verdicts: VerdictCache = field(default_factory=VerdictCache)
+    """The last server-side verdict of each claim."""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     """The cap on a request body (gateway.bodylimit), fixed when the app is created."""
     log_size_seen: int = 0
@@ -46,3 +45,7 @@ class ApiState:
 def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.gateway
     return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+"""A route's parameter for the shared state."""

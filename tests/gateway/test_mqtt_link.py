@@ -345,7 +345,9 @@ class FakeBroker:
         if reason is None:
             self.writer.write(wire.pubacks([packet_id]))
         else:  # MQTT 5: a reason code and an empty property block
-            self.writer.write(b"\x40\x04" + packet_id.to_bytes(2, "big") + bytes((reason,)) + b"\x00")
+            self.writer.write(
+                wire.frame(wire.PUBACK << 4, wire.U16.pack(packet_id) + bytes((reason,)) + b"\x00")
+            )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections.append(asyncio.get_running_loop().time())
@@ -360,14 +362,14 @@ class FakeBroker:
                         props = b""
                         if self.version == wire.MQTT5:
                             props = wire.varint(len(self.connack_props)) + self.connack_props
-                        writer.write(b"\x20" + wire.varint(2 + len(props)) + b"\x00\x00" + props)
+                        writer.write(wire.frame(wire.CONNACK << 4, b"\x00\x00" + props))
                     elif p.type == wire.SUBSCRIBE:
                         granted = (b"\x00" if self.version == wire.MQTT5 else b"") + b"\x01"
-                        writer.write(b"\x90" + wire.varint(2 + len(granted)) + p.body[:2] + granted)
+                        writer.write(wire.frame(wire.SUBACK << 4, p.body[:2] + granted))
                     elif p.type == wire.PINGREQ:
                         self.pings += 1
                         if self.answer_pings:
-                            writer.write(b"\xd0\x00")
+                            writer.write(wire.frame(wire.PINGRESP << 4, b""))
         except ConnectionError:
             pass
         finally:
