@@ -38,7 +38,6 @@ from urllib.parse import urlencode
 import asyncpg
 import httpx
 
-from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import open_checkpoint
 from attest_core.merkle import inclusion_plan, leaf_hash, verify_consistency, verify_inclusion
 from attest_core.money import format_kwh
@@ -50,6 +49,7 @@ from gateway.config import Settings
 from gateway.sequencer import Sequencer
 from stack.processes import GatewayProcess, MosquittoProcess
 from stack.system import Tokens
+from verifier.bundle import verify_bundle
 
 PRICE = "0.35"
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from attest_core.bundle import Progress as ProgressCallback
-from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import WitnessKey
 from attest_core.errors import AttestError
 from verifier import checks, witnesskey
+from verifier.bundle import verify_bundle
 from verifier.errors import ExitCode, UsageError, VerifierError
 from verifier.html import render_html
 from verifier.inputs import load_log_key, load_witness_key, read_file, witness_policy
@@ -397,6 +398,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     data = read_file(args.bundle, "BUNDLE")
     info = bundle_info(args.bundle, data)
     show_progress = not args.json and sys.stderr.isatty()
+    started = time.perf_counter()
     try:
         with _progress(show_progress) as progress:
             result = verify_bundle(
@@ -419,7 +421,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             info,
         )
     else:
-        doc = valid_report(result, log_key, info)
+        doc = valid_report(result, time.perf_counter() - started, log_key, info)
     if args.html is not None:
         _write_html(args.html, doc)
     if args.json:
