@@ -42,6 +42,7 @@ from attest_core.reading import (
     Reading,
     Status,
     Trigger,
+    _decode_payload_fast,
     _decode_payload_slowly,
     decode_envelope,
     decode_payload,
@@ -138,6 +139,7 @@ def test_payload_round_trip(reading: Reading) -> None:
     payload = reading.encode()
     assert decode_payload(payload) == reading
     assert _decode_payload_slowly(payload) == reading
+    assert _decode_payload_fast(payload) == reading
 
 
 def _outcome(fn, data):  # type: ignore[no-untyped-def]
@@ -145,6 +147,31 @@ def _outcome(fn, data):  # type: ignore[no-untyped-def]
         return ("ok", fn(data))
     except DecodeError:
         return ("error", None)
+
+
+def _fast_outcome(data: bytes) -> tuple[str, Reading | None]:
+    reading = _decode_payload_fast(data)
+    return ("error", None) if reading is None else ("ok", reading)
+
+
+def _error(data: bytes) -> tuple[str, str] | None:
+    try:
+        decode_payload(data)
+    except DecodeError as exc:
+        return (exc.code, str(exc))
+    return None
+
+
+def _assert_decoders_agree(data: bytes) -> None:
+    """The fast decoder accepts what the slow one accepts, with the same value; a refusal
+    carries the slow decoder's reason code and message."""
+    slow = _outcome(_decode_payload_slowly, data)
+    assert _fast_outcome(data) == slow
+    assert _outcome(decode_payload, data) == slow
+    if slow[0] == "error":
+        with pytest.raises(DecodeError) as expected:
+            _decode_payload_slowly(data)
+        assert _error(data) == (expected.value.code, str(expected.value))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -165,11 +192,13 @@ def test_fast_and_slow_decoders_accept_the_same_bytes(reading: Reading, data: st
     fast = _outcome(decode_payload, bytes(payload))
     slow = _outcome(_decode_payload_slowly, bytes(payload))
     assert fast == slow
+    _assert_decoders_agree(bytes(payload))
 
 
 @given(st.binary(max_size=300))
 def test_payload_decoder_raises_only_decode_errors(data: bytes) -> None:
     assert _outcome(decode_payload, data) == _outcome(_decode_payload_slowly, data)
+    _assert_decoders_agree(data)
 
 
 def test_every_truncation_is_named() -> None:
