@@ -46,13 +46,13 @@ from attest_core.note import (
     NoteSigner,
     VerifierKey,
     add_signature_lines,
-    b64decode_canonical,
     check_key_name,
     check_trusted_keys,
     key_id_for,
     open_note,
     sign_note,
 )
+from attest_core.notetext import b64decode_canonical, check_lines, decode_text, echo, utf8
 
 __all__ = [
     "COSIGNATURE_KEY_TYPE",
@@ -87,26 +87,16 @@ TIME_EXTENSION_PREFIX = "time "
 _TIMESTAMP_SIZE = 8
 _COSIGNATURE_SIZE = _TIMESTAMP_SIZE + SIGNATURE_SIZE
 _CONTROL = re.compile(r"[\x00-\x1f]")
-_CONTROL_EXCEPT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _MAX_DIGITS = len(str(MAX_UINT63))
-_MAX_ECHO = 48
-
-
-def _echo(text: str) -> str:
-    if len(text) > _MAX_ECHO:
-        return repr(text[:_MAX_ECHO]) + f"... ({len(text)} characters)"
-    return repr(text)
 
 
 def _parse_uint63(text: str, what: str, code: str, overflow_code: str) -> int:
     """A decimal with no sign, no leading zeros, ASCII digits only, below 2^63."""
     if _DECIMAL.fullmatch(text) is None:
-        raise DecodeError(
-            f"the {what} {_echo(text)} is not a decimal number without leading zeros", code=code
-        )
+        raise DecodeError(f"the {what} {echo(text)} is not a decimal number without leading zeros", code=code)
     if len(text) > _MAX_DIGITS or int(text) > MAX_UINT63:
-        raise DecodeError(f"the {what} {_echo(text)} does not fit in 63 bits", code=overflow_code)
+        raise DecodeError(f"the {what} {echo(text)} does not fit in 63 bits", code=overflow_code)
     return int(text)
 
 
@@ -122,9 +112,7 @@ def _line_problem(line: str) -> str | None:
     match = _CONTROL.search(line)
     if match is not None:
         return f"contains the control character U+{ord(match.group()):04X}"
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
+    if utf8(line) is None:
         return "is not valid Unicode (lone surrogate)"
     return None
 
@@ -161,7 +149,7 @@ class Checkpoint:
             raise TypeError(f"the origin is a str, not {type(self.origin).__name__}")
         problem = _origin_problem(self.origin)
         if problem is not None:
-            raise DecodeError(f"the origin {_echo(self.origin)} {problem}", code="checkpoint_bad_origin")
+            raise DecodeError(f"the origin {echo(self.origin)} {problem}", code="checkpoint_bad_origin")
         _check_uint63(self.size, "tree size", "checkpoint_size_overflow")
         if not isinstance(self.root_hash, bytes):
             raise TypeError(f"the root hash is bytes, not {type(self.root_hash).__name__}")
@@ -182,7 +170,7 @@ class Checkpoint:
             problem = _line_problem(line)
             if problem is not None:
                 raise DecodeError(
-                    f"the extension line {_echo(line)} {problem}", code="checkpoint_control_char"
+                    f"the extension line {echo(line)} {problem}", code="checkpoint_control_char"
                 )
             if line.startswith(TIME_EXTENSION_PREFIX):
                 raise DecodeError(
@@ -217,30 +205,8 @@ def parse_checkpoint_body(text: str | bytes) -> Checkpoint:
     ``checkpoint_size_overflow``, ``checkpoint_bad_root_hash``,
     ``checkpoint_bad_time`` or ``checkpoint_empty_line``.
     """
-    if isinstance(text, bytes | bytearray | memoryview):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DecodeError(
-                f"the checkpoint is not valid UTF-8 (byte offset {exc.start})", code="checkpoint_not_utf8"
-            ) from exc
-    if not isinstance(text, str):
-        raise TypeError(f"a checkpoint body is str or bytes, not {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DecodeError(
-            "the checkpoint is not valid UTF-8 (lone surrogate)", code="checkpoint_not_utf8"
-        ) from exc
-    match = _CONTROL_EXCEPT_NEWLINE.search(text)
-    if match is not None:
-        raise DecodeError(
-            f"the checkpoint contains the control character U+{ord(match.group()):04X} "
-            f"at offset {match.start()}; only newline is allowed",
-            code="checkpoint_control_char",
-        )
-    if not text.endswith("\n"):
-        raise DecodeError("the checkpoint does not end in a newline", code="checkpoint_no_final_newline")
+    text = decode_text(text, "the checkpoint", "a checkpoint body", "checkpoint_not_utf8")
+    check_lines(text, "the checkpoint", "checkpoint")
     lines = text[:-1].split("\n")
     if len(lines) < 3:
         raise DecodeError(
@@ -250,12 +216,12 @@ def parse_checkpoint_body(text: str | bytes) -> Checkpoint:
     origin, size_text, root_text, *rest = lines
     problem = _origin_problem(origin)
     if problem is not None:
-        raise DecodeError(f"the origin {_echo(origin)} {problem}", code="checkpoint_bad_origin")
+        raise DecodeError(f"the origin {echo(origin)} {problem}", code="checkpoint_bad_origin")
     size = _parse_uint63(size_text, "tree size", "checkpoint_bad_size", "checkpoint_size_overflow")
     root_hash = b64decode_canonical(root_text)
     if root_hash is None:
         raise DecodeError(
-            f"the root hash {_echo(root_text)} is not canonical standard base64",
+            f"the root hash {echo(root_text)} is not canonical standard base64",
             code="checkpoint_bad_root_hash",
         )
     if len(root_hash) != HASH_SIZE:
@@ -413,7 +379,7 @@ def open_checkpoint(
         raise DecodeError("the checkpoint text is not in canonical form", code="checkpoint_not_canonical")
     if checkpoint.origin != log_key.name:
         raise VerificationError(
-            f"the checkpoint origin {_echo(checkpoint.origin)} is not the log key name {log_key.name!r}",
+            f"the checkpoint origin {echo(checkpoint.origin)} is not the log key name {log_key.name!r}",
             code="checkpoint_origin_mismatch",
         )
     found: dict[tuple[str, bytes], Cosignature] = {}

@@ -39,8 +39,6 @@ must be zero).  Everything is pure computation; no function here performs I/O.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -62,6 +60,7 @@ from attest_core.keys import (
     check_public_key,
     verify_signature,
 )
+from attest_core.notetext import b64decode_canonical, b64encode, check_lines, decode_text, echo, utf8
 
 __all__ = [
     "ED25519_KEY_TYPE",
@@ -107,45 +106,7 @@ _KEY_TYPE_NAMES = {
     0x06: "an ML-DSA-44 cosignature key (type 0x06)",
 }
 
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
-_MAX_ECHO = 48
-
-
-def _echo(text: str) -> str:
-    """``repr`` of a piece of untrusted input, shortened for error messages."""
-    if len(text) > _MAX_ECHO:
-        return repr(text[:_MAX_ECHO]) + f"... ({len(text)} characters)"
-    return repr(text)
-
-
-def _utf8(text: str) -> bytes | None:
-    """The UTF-8 encoding of ``text``, or None if it holds lone surrogates."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-
-
-def b64decode_canonical(text: str) -> bytes | None:
-    """Decode standard, padded base64, or return None if ``text`` is not canonical.
-
-    Canonical means that encoding the result gives back exactly ``text``: no
-    whitespace, no missing or extra padding, no non-zero unused bits.
-    """
-    if not text.isascii():
-        return None
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if base64.b64encode(raw).decode("ascii") != text:
-        return None
-    return raw
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _name_problem(name: str) -> str | None:
@@ -158,7 +119,7 @@ def _name_problem(name: str) -> str | None:
             return f"contains the white space character U+{ord(ch):04X}"
         if ord(ch) < 0x20 or ch == "\x7f":
             return f"contains the control character U+{ord(ch):04X}"
-    if _utf8(name) is None:
+    if utf8(name) is None:
         return "is not valid Unicode (lone surrogate)"
     return None
 
@@ -173,7 +134,7 @@ def check_key_name(name: str) -> str:
         raise TypeError(f"a key name is a str, not {type(name).__name__}")
     problem = _name_problem(name)
     if problem is not None:
-        raise KeyFormatError(f"key name {_echo(name)} {problem}", code="bad_key_name")
+        raise KeyFormatError(f"key name {echo(name)} {problem}", code="bad_key_name")
     return name
 
 
@@ -190,20 +151,12 @@ def _check_text(text: str) -> bytes:
     """Check a note text (the signed part) and return its UTF-8 encoding."""
     if not isinstance(text, str):
         raise TypeError(f"a note text is a str, not {type(text).__name__}")
-    raw = _utf8(text)
+    raw = utf8(text)
     if raw is None:
         raise DecodeError("the note text is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
     if not text:
         raise DecodeError("the note text is empty", code="note_empty_text")
-    match = _CONTROL.search(text)
-    if match is not None:
-        raise DecodeError(
-            f"the note text contains the control character U+{ord(match.group()):04X} "
-            f"at offset {match.start()}; only newline is allowed",
-            code="note_control_char",
-        )
-    if not text.endswith("\n"):
-        raise DecodeError("the note text does not end in a newline", code="note_no_final_newline")
+    check_lines(text, "the note text", "note")
     return raw
 
 
@@ -219,10 +172,10 @@ def _key_string_parts(text: str, what: str) -> tuple[str, bytes, bytes]:
     name, hex_id, b64 = parts
     problem = _name_problem(name)
     if problem is not None:
-        raise KeyFormatError(f"{what}: the key name {_echo(name)} {problem}", code="bad_key_name")
+        raise KeyFormatError(f"{what}: the key name {echo(name)} {problem}", code="bad_key_name")
     if _HEX_KEY_ID.fullmatch(hex_id) is None:
         raise KeyFormatError(
-            f"{what}: the key ID must be 8 lowercase hex digits, got {_echo(hex_id)}", code="bad_key_string"
+            f"{what}: the key ID must be 8 lowercase hex digits, got {echo(hex_id)}", code="bad_key_string"
         )
     material = b64decode_canonical(b64)
     if material is None:
@@ -310,7 +263,7 @@ class NoteKey:
     def to_string(self) -> str:
         """The key string, ``<name>+<8 hex key ID>+<base64(type || key)>``."""
         material = bytes([self.KEY_TYPE]) + self.public_key
-        return f"{self.name}+{self.key_id.hex()}+{_b64encode(material)}"
+        return f"{self.name}+{self.key_id.hex()}+{b64encode(material)}"
 
     def matches(self, signature: NoteSignature) -> bool:
         """True if ``signature`` claims to be by this key (same name and key ID)."""
@@ -357,37 +310,37 @@ class NoteSignature:
         body = line.removesuffix("\n")
         if not body.startswith(SIGNATURE_PREFIX):
             raise DecodeError(
-                f"signature line {_echo(body)} does not start with an em dash (U+2014) and a space",
+                f"signature line {echo(body)} does not start with an em dash (U+2014) and a space",
                 code="note_bad_signature_line",
             )
         fields = body[len(SIGNATURE_PREFIX) :].split(" ")
         if len(fields) != 2:
             raise DecodeError(
-                f"signature line {_echo(body)} is not '— <key name> <base64 signature>'",
+                f"signature line {echo(body)} is not '— <key name> <base64 signature>'",
                 code="note_bad_signature_line",
             )
         name, b64 = fields
         problem = _name_problem(name)
         if problem is not None:
             raise DecodeError(
-                f"signature line {_echo(body)}: the key name {problem}", code="note_bad_signature_line"
+                f"signature line {echo(body)}: the key name {problem}", code="note_bad_signature_line"
             )
         raw = b64decode_canonical(b64)
         if raw is None:
             raise DecodeError(
-                f"signature line {_echo(body)}: the signature is not canonical standard base64",
+                f"signature line {echo(body)}: the signature is not canonical standard base64",
                 code="note_bad_signature_line",
             )
         if len(raw) <= KEY_ID_SIZE:
             raise DecodeError(
-                f"signature line {_echo(body)}: {len(raw)} bytes is too short for a key ID and a signature",
+                f"signature line {echo(body)}: {len(raw)} bytes is too short for a key ID and a signature",
                 code="note_bad_signature_line",
             )
         return cls(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:])
 
     def to_line(self) -> str:
         """The signature line, including its final newline."""
-        return f"{SIGNATURE_PREFIX}{self.name} {_b64encode(self.key_id + self.signature)}\n"
+        return f"{SIGNATURE_PREFIX}{self.name} {b64encode(self.key_id + self.signature)}\n"
 
 
 @dataclass(frozen=True)
@@ -436,21 +389,6 @@ class VerifiedNote:
         return tuple(key.name for key in self.verified_keys)
 
 
-def _decode_note(data: str | bytes) -> str:
-    if isinstance(data, bytes | bytearray | memoryview):
-        try:
-            return bytes(data).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DecodeError(
-                f"the note is not valid UTF-8 (byte offset {exc.start})", code="note_not_utf8"
-            ) from exc
-    if isinstance(data, str):
-        if _utf8(data) is None:
-            raise DecodeError("the note is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
-        return data
-    raise TypeError(f"a note is str or bytes, not {type(data).__name__}")
-
-
 def parse_note(data: str | bytes) -> Note:
     """Parse a signed note *without verifying anything*.
 
@@ -458,18 +396,10 @@ def parse_note(data: str | bytes) -> Note:
     ``note_control_char``, ``note_no_final_newline``, ``note_no_signatures``,
     ``too_many_signatures`` or ``note_bad_signature_line``.
     """
-    text = _decode_note(data)
+    text = decode_text(data, "the note", "a note", "note_not_utf8")
     if not text:
         raise DecodeError("the note is empty", code="note_no_signatures")
-    match = _CONTROL.search(text)
-    if match is not None:
-        raise DecodeError(
-            f"the note contains the control character U+{ord(match.group()):04X} at offset "
-            f"{match.start()}; only newline is allowed",
-            code="note_control_char",
-        )
-    if not text.endswith("\n"):
-        raise DecodeError("the note does not end in a newline", code="note_no_final_newline")
+    check_lines(text, "the note", "note")
     split = text.rfind("\n\n")
     if split < 0:
         raise DecodeError(
@@ -666,7 +596,7 @@ def encode_private_key(name: str, seed: bytes) -> str:
     public_key = Ed25519Signer(seed).public_key
     key_id = key_id_for(name, ED25519_KEY_TYPE, public_key)
     material = bytes([ED25519_KEY_TYPE]) + seed
-    return f"{PRIVATE_KEY_PREFIX}{name}+{key_id.hex()}+{_b64encode(material)}"
+    return f"{PRIVATE_KEY_PREFIX}{name}+{key_id.hex()}+{b64encode(material)}"
 
 
 def generate_private_key(name: str) -> str:
