@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -296,23 +297,25 @@ def test_any_changed_byte_breaks_the_signature() -> None:
             decode_envelope(bytes(mutated)).verify(SIGNER.public_key)
 
 
-def test_envelope_size_limit_and_structure() -> None:
+def _signed_envelope() -> bytes:
+    return sign_reading(make_reading(), SIGNER).encode()
+
+
+@pytest.mark.parametrize(
+    ("action", "code"),
+    [
+        (lambda: decode_envelope(b"\x01" * (MAX_ENVELOPE_SIZE + 1)), "too_large"),
+        (lambda: Envelope(b"k" * 8, b"p" * 2000, b"s" * 64).encode(), "too_large"),
+        (lambda: decode_envelope(b"\x09" + _signed_envelope()[1:]), "bad_version"),
+        (lambda: decode_envelope(_signed_envelope() + b"x"), "trailing_bytes"),
+        (lambda: decode_envelope(_signed_envelope()[:-1]), "truncated"),
+    ],
+    ids=["decode_too_large", "encode_too_large", "bad_version", "trailing_bytes", "truncated"],
+)
+def test_envelope_size_limit_and_structure(action: Callable[[], object], code: str) -> None:
     with pytest.raises(DecodeError) as info:
-        decode_envelope(b"\x01" * (MAX_ENVELOPE_SIZE + 1))
-    assert info.value.code == "too_large"
-    with pytest.raises(DecodeError) as info:
-        Envelope(b"k" * 8, b"p" * 2000, b"s" * 64).encode()
-    assert info.value.code == "too_large"
-    data = sign_reading(make_reading(), SIGNER).encode()
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(b"\x09" + data[1:])
-    assert info.value.code == "bad_version"
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(data + b"x")
-    assert info.value.code == "trailing_bytes"
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(data[:-1])
-    assert info.value.code == "truncated"
+        action()
+    assert info.value.code == code
 
 
 @given(st.binary(max_size=1100))
@@ -454,17 +457,26 @@ def test_entry_types_are_pinned() -> None:
     }  # fmt: skip
 
 
+def _reading_entry_bytes() -> bytes:
+    return encode_entry(all_entries()[1])
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (lambda: b"\x01\x09", "bad_entry_type"),
+        (lambda: b"\x02" + _reading_entry_bytes()[1:], "bad_version"),
+        (lambda: _reading_entry_bytes() + b"\x00", "trailing_bytes"),
+    ],
+    ids=["bad_entry_type", "bad_version", "trailing_bytes"],
+)
+def test_entry_decoding_error_codes(data: Callable[[], bytes], code: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_entry(data())
+    assert info.value.code == code
+
+
 def test_entry_decoding_errors() -> None:
-    reading = encode_entry(all_entries()[1])
-    with pytest.raises(DecodeError) as info:
-        decode_entry(b"\x01\x09")
-    assert info.value.code == "bad_entry_type"
-    with pytest.raises(DecodeError) as info:
-        decode_entry(b"\x02" + reading[1:])
-    assert info.value.code == "bad_version"
-    with pytest.raises(DecodeError) as info:
-        decode_entry(reading + b"\x00")
-    assert info.value.code == "trailing_bytes"
     # a reading entry whose envelope holds a malformed payload
     bad_payload = Envelope(b"k" * 8, b"\x01\x00", bytes(64)).encode()
     with pytest.raises(DecodeError):
