@@ -39,7 +39,7 @@ def verify_bundle(
 ) -> VerifiedBundle:
     """:func:`attest_core.bundle.verify_bundle`, its signatures checked in up to ``jobs`` processes.
 
-    At most one process per batch of :data:`attest_core.bundle.SIGNATURE_BATCH`
+    At most one process per batch of :data:`attest_core.bundle.verify.SIGNATURE_BATCH`
     readings, so none for a bundle of one batch; everything else runs here.
     """
     if type(jobs) is not int or jobs < 1:
