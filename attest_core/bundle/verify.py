@@ -150,6 +150,9 @@ def verify_bundle(
         done += len(where)
         if progress is not None:
             progress("readings", done, total_readings)
+    if not replay.finished or replay.where:
+        # A checker that skips batches would leave readings unchecked: never a verdict then.
+        raise RuntimeError("check_signatures did not check every batch of signatures")
     if replay.failure is not None:
         raise replay.failure
     readings = replay.readings
@@ -181,6 +184,8 @@ class _Replay:
         """The log index of each signature of each batch handed out and not yet settled."""
         self.failure: AttestError | None = None
         """The error that stopped the replay: it counts unless an earlier signature fails."""
+        self.finished = False
+        """True once every entry was replayed (or the replay stopped at :attr:`failure`)."""
         self._batch: SignatureBatch = []
         self._where: list[int] = []
 
@@ -193,6 +198,7 @@ class _Replay:
         if self._batch:
             self.where.append(self._where)
             yield self._batch
+        self.finished = True
 
     def _replay(self) -> Iterator[SignatureBatch]:
         """Replay every entry; each full batch is yielded, the last partial one stays in ``_batch``."""

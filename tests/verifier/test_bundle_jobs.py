@@ -243,3 +243,22 @@ def test_the_core_takes_any_way_of_checking_a_batch(bad_at: int) -> None:
         assert threads == here
     else:
         assert threads[1].readings_verified == here[1].readings_verified == 40
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize("skip", ["first", "last", "all"])
+def test_a_checker_that_skips_batches_gets_no_verdict(skip: str) -> None:
+    log, data = _forged_log(-1)
+
+    def careless(batches: Iterator[SignatureBatch], count: int) -> Iterator[list[int]]:
+        results = [failed_signatures(batch) for batch in batches]
+        kept = {"first": results[1:], "last": results[:-1], "all": []}[skip]
+        return iter(kept)
+
+    def lazy(batches: Iterator[SignatureBatch], count: int) -> Iterator[list[int]]:
+        return iter([failed_signatures(next(batches))])  # never takes the other batches
+
+    with pytest.raises(RuntimeError, match="did not check every batch"):
+        core.verify_bundle(data, log.key, check_signatures=careless)
+    with pytest.raises(RuntimeError, match="did not check every batch"):
+        core.verify_bundle(data, log.key, check_signatures=lazy)
