@@ -153,8 +153,8 @@ _POWER = struct.Struct(">q")
 _MAX_U63 = (1 << 63) - 1
 _TRIGGERS = {int(t): t for t in Trigger}
 _STATUSES = {bits: Status(bits) for bits in range(KNOWN_STATUS_BITS + 1)}
-# The slot descriptors of the frozen Reading: setting a field through them skips the frozen
-# __setattr__, twice as fast as object.__setattr__ (a bundle can hold millions of readings).
+# The slot descriptors of the frozen Reading: setting a field through them gets past the frozen
+# __setattr__ more cheaply than object.__setattr__ does (a bundle can hold millions of readings).
 _new_reading = Reading.__new__
 (
     _set_device_id,
