@@ -3,7 +3,9 @@
 This module assumes its inputs are already authenticated (signatures, proofs
 and device keys checked by :mod:`attest_core.bundle` or the gateway).  It
 decides what those readings *attest* (the result types are
-:mod:`attest_core.verdict`'s), by these rules:
+:mod:`attest_core.verdict`'s), by the rules below.  They stay in this one
+module (about 400 lines) so that each is read beside the others that decide a
+verdict:
 
 Which readings count
     For each device enrolled for a claimed asset, the readings whose device time

@@ -9,7 +9,9 @@ signature lines::
 
 This module implements Ed25519 note signatures (signature type ``0x01``); the
 keys and their strings are :mod:`attest_core.notekey`'s (re-exported here), the
-text rules shared with checkpoints :mod:`attest_core.notetext`'s.
+text rules shared with checkpoints :mod:`attest_core.notetext`'s.  Parsing, opening and
+signing stay in this one module (about 400 lines): they share the signature-line
+rules and are read together.
 
 The API separates the three steps on purpose:
 
