@@ -1,4 +1,4 @@
-"""C2SP signed notes (https://c2sp.org/signed-note) and their key strings.
+"""C2SP signed notes (https://c2sp.org/signed-note): parsing, opening, signing.
 
 A signed note is a text ending in a newline, a blank line, and one or more
 signature lines::
@@ -7,11 +7,11 @@ signature lines::
     <blank line>
     — <key name> <base64(4-byte key ID || signature)>
 
-This module implements Ed25519 note signatures (signature type ``0x01``), the
-verifier key string ``<name>+<8 hex key ID>+<base64(0x01 || public key)>`` and the
-private key string of ``golang.org/x/mod/sumdb/note``
-(``PRIVATE+KEY+<name>+<8 hex key ID>+<base64(0x01 || seed)>``), which is how the
-gateway stores its log key.
+This module implements Ed25519 note signatures (signature type ``0x01``); the
+keys and their strings are :mod:`attest_core.notekey`'s (re-exported here), the
+text rules shared with checkpoints :mod:`attest_core.notetext`'s.  Parsing, opening and
+signing stay in this one module (about 400 lines): they share the signature-line
+rules and are read together.
 
 The API separates the three steps on purpose:
 
@@ -39,13 +39,9 @@ must be zero).  Everything is pure computation; no function here performs I/O.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Self, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from attest_core.errors import (
     DecodeError,
@@ -54,14 +50,27 @@ from attest_core.errors import (
     VerificationError,
 )
 from attest_core.keys import (
-    PUBLIC_KEY_SIZE,
     SEED_SIZE,
     SIGNATURE_SIZE,
     Ed25519Signer,
     Signer,
-    check_public_key,
     verify_signature,
 )
+from attest_core.notekey import (
+    ED25519_KEY_TYPE,
+    KEY_ID_SIZE,
+    PRIVATE_KEY_PREFIX,
+    NoteKey,
+    VerifierKey,
+    check_key_name,
+    check_key_type,
+    encode_private_key,
+    generate_private_key,
+    key_id_for,
+    key_string_parts,
+    name_problem,
+)
+from attest_core.notetext import b64decode_canonical, b64encode, check_lines, decode_text, echo, utf8
 
 __all__ = [
     "ED25519_KEY_TYPE",
@@ -87,245 +96,23 @@ __all__ = [
     "sign_note",
 ]
 
-#: Signature type identifier byte of Ed25519 note signatures (c2sp.org/signed-note).
-ED25519_KEY_TYPE = 0x01
-#: Size in bytes of the key ID that starts every signature.
-KEY_ID_SIZE = 4
 #: The most signature lines a note may carry; more is rejected (``too_many_signatures``).
 MAX_SIGNATURES = 100
 #: The start of every signature line: an em dash (U+2014) and a space.
 SIGNATURE_PREFIX = "\u2014 "
-#: The start of a ``golang.org/x/mod/sumdb/note`` private key string.
-PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
-
-# Names of the signature types a key string may carry, for error messages.
-_KEY_TYPE_NAMES = {
-    0x01: "an Ed25519 note key (type 0x01)",
-    0x02: "an ECDSA witness key (type 0x02)",
-    0x04: "an Ed25519 cosignature/v1 witness key (type 0x04)",
-    0x05: "an RFC 6962 tree head key (type 0x05)",
-    0x06: "an ML-DSA-44 cosignature key (type 0x06)",
-}
-
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
-_HEX_KEY_ID = re.compile(r"[0-9a-f]{8}")
-_MAX_ECHO = 48
-
-
-def _echo(text: str) -> str:
-    """``repr`` of a piece of untrusted input, shortened for error messages."""
-    if len(text) > _MAX_ECHO:
-        return repr(text[:_MAX_ECHO]) + f"... ({len(text)} characters)"
-    return repr(text)
-
-
-def _utf8(text: str) -> bytes | None:
-    """The UTF-8 encoding of ``text``, or None if it holds lone surrogates."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-
-
-def b64decode_canonical(text: str) -> bytes | None:
-    """Decode standard, padded base64, or return None if ``text`` is not canonical.
-
-    Canonical means that encoding the result gives back exactly ``text``: no
-    whitespace, no missing or extra padding, no non-zero unused bits.
-    """
-    if not text.isascii():
-        return None
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if base64.b64encode(raw).decode("ascii") != text:
-        return None
-    return raw
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _name_problem(name: str) -> str | None:
-    if not name:
-        return "is empty"
-    for ch in name:
-        if ch == "+":
-            return "contains '+'"
-        if ch.isspace():
-            return f"contains the white space character U+{ord(ch):04X}"
-        if ord(ch) < 0x20 or ch == "\x7f":
-            return f"contains the control character U+{ord(ch):04X}"
-    if _utf8(name) is None:
-        return "is not valid Unicode (lone surrogate)"
-    return None
-
-
-def check_key_name(name: str) -> str:
-    """Return ``name`` if it is a valid note key name, else raise ``bad_key_name``.
-
-    A key name is non-empty and holds no white space, no ``+`` and no control
-    characters.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"a key name is a str, not {type(name).__name__}")
-    problem = _name_problem(name)
-    if problem is not None:
-        raise KeyFormatError(f"key name {_echo(name)} {problem}", code="bad_key_name")
-    return name
-
-
-def key_id_for(name: str, key_type: int, public_key: bytes) -> bytes:
-    """The 4-byte key ID: ``SHA-256(name || 0x0A || key_type || public_key)[:4]``."""
-    check_key_name(name)
-    if not 0 <= key_type <= 0xFF:
-        raise ValueError(f"a signature type is one byte, got {key_type}")
-    material = name.encode("utf-8") + b"\n" + bytes([key_type]) + public_key
-    return hashlib.sha256(material).digest()[:KEY_ID_SIZE]
 
 
 def _check_text(text: str) -> bytes:
     """Check a note text (the signed part) and return its UTF-8 encoding."""
     if not isinstance(text, str):
         raise TypeError(f"a note text is a str, not {type(text).__name__}")
-    raw = _utf8(text)
+    raw = utf8(text)
     if raw is None:
         raise DecodeError("the note text is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
     if not text:
         raise DecodeError("the note text is empty", code="note_empty_text")
-    match = _CONTROL.search(text)
-    if match is not None:
-        raise DecodeError(
-            f"the note text contains the control character U+{ord(match.group()):04X} "
-            f"at offset {match.start()}; only newline is allowed",
-            code="note_control_char",
-        )
-    if not text.endswith("\n"):
-        raise DecodeError("the note text does not end in a newline", code="note_no_final_newline")
+    check_lines(text, "the note text", "note")
     return raw
-
-
-def _key_string_parts(text: str, what: str) -> tuple[str, bytes, bytes]:
-    """Split ``<name>+<hex id>+<base64>`` into (name, key id, decoded key material)."""
-    parts = text.split("+", 2)
-    if len(parts) != 3:
-        raise KeyFormatError(
-            f"{what} must have the form <name>+<8 hex digits>+<base64>, "
-            f"got {len(parts)} '+'-separated part(s)",
-            code="bad_key_string",
-        )
-    name, hex_id, b64 = parts
-    problem = _name_problem(name)
-    if problem is not None:
-        raise KeyFormatError(f"{what}: the key name {_echo(name)} {problem}", code="bad_key_name")
-    if _HEX_KEY_ID.fullmatch(hex_id) is None:
-        raise KeyFormatError(
-            f"{what}: the key ID must be 8 lowercase hex digits, got {_echo(hex_id)}", code="bad_key_string"
-        )
-    material = b64decode_canonical(b64)
-    if material is None:
-        raise KeyFormatError(f"{what}: the key is not canonical standard base64", code="bad_key_string")
-    if not material:
-        raise KeyFormatError(f"{what}: the key is empty", code="bad_key_string")
-    return name, bytes.fromhex(hex_id), material
-
-
-def _check_key_type(what: str, got: int, want: int) -> None:
-    if got != want:
-        described = _KEY_TYPE_NAMES.get(got, f"a key of unknown type 0x{got:02x}")
-        raise KeyFormatError(
-            f"{what} is {described}, expected {_KEY_TYPE_NAMES.get(want, f'type 0x{want:02x}')}",
-            code="bad_key_type",
-        )
-
-
-@dataclass(frozen=True, repr=False)
-class NoteKey:
-    """A named public key of one signature type, as used to verify note signatures.
-
-    Do not use this class directly: use :class:`VerifierKey` (Ed25519 note
-    signatures, type ``0x01``) or ``attest_core.checkpoint.WitnessKey``
-    (cosignature/v1, type ``0x04``).  Two keys are equal when they are of the same
-    class and have the same name and public key.
-    """
-
-    #: The signature type identifier byte of this kind of key.
-    KEY_TYPE: ClassVar[int]
-    #: What this kind of key is called in error messages.
-    KIND: ClassVar[str] = "note key"
-
-    name: str
-    public_key: bytes
-    key_id: bytes = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if type(self) is NoteKey:
-            raise TypeError("NoteKey is abstract: use VerifierKey or WitnessKey")
-        check_key_name(self.name)
-        if not isinstance(self.public_key, bytes):
-            raise TypeError(f"a public key is bytes, not {type(self.public_key).__name__}")
-        check_public_key(self.public_key)
-        object.__setattr__(self, "key_id", key_id_for(self.name, self.KEY_TYPE, self.public_key))
-
-    @classmethod
-    def from_public_key(cls, name: str, public_key: bytes) -> Self:
-        """The key named ``name`` with the raw 32-byte Ed25519 ``public_key``."""
-        return cls(name, public_key)
-
-    @classmethod
-    def parse(cls, text: str) -> Self:
-        """Parse a key string ``<name>+<8 hex key ID>+<base64(type || key)>``.
-
-        The key ID must be the one computed from the name, type and key, the type
-        byte must be this class's type and the key must be 32 bytes.  Raises
-        :class:`~attest_core.errors.KeyFormatError` (codes ``bad_key_string``,
-        ``bad_key_name``, ``bad_key_type``, ``key_id_mismatch``).
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"a key string is a str, not {type(text).__name__}")
-        what = f"{cls.KIND} string"
-        if text.startswith(PRIVATE_KEY_PREFIX):
-            raise KeyFormatError(
-                f"{what}: this is a PRIVATE key string, expected a public one", code="bad_key_string"
-            )
-        name, key_id, material = _key_string_parts(text, what)
-        _check_key_type(f"the {what}", material[0], cls.KEY_TYPE)
-        public_key = material[1:]
-        if len(public_key) != PUBLIC_KEY_SIZE:
-            raise KeyFormatError(
-                f"{what}: an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}",
-                code="bad_key_string",
-            )
-        key = cls(name, public_key)
-        if key.key_id != key_id:
-            raise KeyFormatError(
-                f"{what}: the key ID {key_id.hex()} does not match the name and key "
-                f"(computed {key.key_id.hex()})",
-                code="key_id_mismatch",
-            )
-        return key
-
-    def to_string(self) -> str:
-        """The key string, ``<name>+<8 hex key ID>+<base64(type || key)>``."""
-        material = bytes([self.KEY_TYPE]) + self.public_key
-        return f"{self.name}+{self.key_id.hex()}+{_b64encode(material)}"
-
-    def matches(self, signature: NoteSignature) -> bool:
-        """True if ``signature`` claims to be by this key (same name and key ID)."""
-        return signature.name == self.name and signature.key_id == self.key_id
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_string()!r})"
-
-
-@dataclass(frozen=True, repr=False)
-class VerifierKey(NoteKey):
-    """The public key that verifies Ed25519 note signatures (signature type ``0x01``)."""
-
-    KEY_TYPE: ClassVar[int] = ED25519_KEY_TYPE
-    KIND: ClassVar[str] = "verifier key"
 
 
 K = TypeVar("K", bound=NoteKey)
@@ -357,37 +144,37 @@ class NoteSignature:
         body = line.removesuffix("\n")
         if not body.startswith(SIGNATURE_PREFIX):
             raise DecodeError(
-                f"signature line {_echo(body)} does not start with an em dash (U+2014) and a space",
+                f"signature line {echo(body)} does not start with an em dash (U+2014) and a space",
                 code="note_bad_signature_line",
             )
         fields = body[len(SIGNATURE_PREFIX) :].split(" ")
         if len(fields) != 2:
             raise DecodeError(
-                f"signature line {_echo(body)} is not '— <key name> <base64 signature>'",
+                f"signature line {echo(body)} is not '— <key name> <base64 signature>'",
                 code="note_bad_signature_line",
             )
         name, b64 = fields
-        problem = _name_problem(name)
+        problem = name_problem(name)
         if problem is not None:
             raise DecodeError(
-                f"signature line {_echo(body)}: the key name {problem}", code="note_bad_signature_line"
+                f"signature line {echo(body)}: the key name {problem}", code="note_bad_signature_line"
             )
         raw = b64decode_canonical(b64)
         if raw is None:
             raise DecodeError(
-                f"signature line {_echo(body)}: the signature is not canonical standard base64",
+                f"signature line {echo(body)}: the signature is not canonical standard base64",
                 code="note_bad_signature_line",
             )
         if len(raw) <= KEY_ID_SIZE:
             raise DecodeError(
-                f"signature line {_echo(body)}: {len(raw)} bytes is too short for a key ID and a signature",
+                f"signature line {echo(body)}: {len(raw)} bytes is too short for a key ID and a signature",
                 code="note_bad_signature_line",
             )
         return cls(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:])
 
     def to_line(self) -> str:
         """The signature line, including its final newline."""
-        return f"{SIGNATURE_PREFIX}{self.name} {_b64encode(self.key_id + self.signature)}\n"
+        return f"{SIGNATURE_PREFIX}{self.name} {b64encode(self.key_id + self.signature)}\n"
 
 
 @dataclass(frozen=True)
@@ -436,21 +223,6 @@ class VerifiedNote:
         return tuple(key.name for key in self.verified_keys)
 
 
-def _decode_note(data: str | bytes) -> str:
-    if isinstance(data, bytes | bytearray | memoryview):
-        try:
-            return bytes(data).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DecodeError(
-                f"the note is not valid UTF-8 (byte offset {exc.start})", code="note_not_utf8"
-            ) from exc
-    if isinstance(data, str):
-        if _utf8(data) is None:
-            raise DecodeError("the note is not valid UTF-8 (lone surrogate)", code="note_not_utf8")
-        return data
-    raise TypeError(f"a note is str or bytes, not {type(data).__name__}")
-
-
 def parse_note(data: str | bytes) -> Note:
     """Parse a signed note *without verifying anything*.
 
@@ -458,18 +230,10 @@ def parse_note(data: str | bytes) -> Note:
     ``note_control_char``, ``note_no_final_newline``, ``note_no_signatures``,
     ``too_many_signatures`` or ``note_bad_signature_line``.
     """
-    text = _decode_note(data)
+    text = decode_text(data, "the note", "a note", "note_not_utf8")
     if not text:
         raise DecodeError("the note is empty", code="note_no_signatures")
-    match = _CONTROL.search(text)
-    if match is not None:
-        raise DecodeError(
-            f"the note contains the control character U+{ord(match.group()):04X} at offset "
-            f"{match.start()}; only newline is allowed",
-            code="note_control_char",
-        )
-    if not text.endswith("\n"):
-        raise DecodeError("the note does not end in a newline", code="note_no_final_newline")
+    check_lines(text, "the note", "note")
     split = text.rfind("\n\n")
     if split < 0:
         raise DecodeError(
@@ -563,8 +327,8 @@ class NoteSigner:
         what = "private key string"
         if not text.startswith(PRIVATE_KEY_PREFIX):
             raise KeyFormatError(f"a {what} starts with {PRIVATE_KEY_PREFIX!r}", code="bad_key_string")
-        name, key_id, material = _key_string_parts(text[len(PRIVATE_KEY_PREFIX) :], what)
-        _check_key_type(f"the {what}", material[0], ED25519_KEY_TYPE)
+        name, key_id, material = key_string_parts(text[len(PRIVATE_KEY_PREFIX) :], what)
+        check_key_type(f"the {what}", material[0], ED25519_KEY_TYPE)
         seed = material[1:]
         if len(seed) != SEED_SIZE:
             raise KeyFormatError(
@@ -657,19 +421,3 @@ def add_signature_lines(note: str | bytes, lines: Iterable[str]) -> str:
         if sig not in signatures:
             signatures.append(sig)
     return Note(parsed.text, tuple(signatures)).to_string()
-
-
-def encode_private_key(name: str, seed: bytes) -> str:
-    """The ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`` string of an Ed25519 seed."""
-    if not isinstance(seed, bytes) or len(seed) != SEED_SIZE:
-        raise KeyFormatError(f"an Ed25519 seed is {SEED_SIZE} bytes", code="bad_key")
-    public_key = Ed25519Signer(seed).public_key
-    key_id = key_id_for(name, ED25519_KEY_TYPE, public_key)
-    material = bytes([ED25519_KEY_TYPE]) + seed
-    return f"{PRIVATE_KEY_PREFIX}{name}+{key_id.hex()}+{_b64encode(material)}"
-
-
-def generate_private_key(name: str) -> str:
-    """A fresh random Ed25519 key for ``name``, as a private key string."""
-    check_key_name(name)
-    return encode_private_key(name, Ed25519Signer.generate().seed)

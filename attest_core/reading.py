@@ -153,8 +153,8 @@ _POWER = struct.Struct(">q")
 _MAX_U63 = (1 << 63) - 1
 _TRIGGERS = {int(t): t for t in Trigger}
 _STATUSES = {bits: Status(bits) for bits in range(KNOWN_STATUS_BITS + 1)}
-# The slot descriptors of the frozen Reading: setting a field through them skips the frozen
-# __setattr__, twice as fast as object.__setattr__ (a bundle can hold millions of readings).
+# The slot descriptors of the frozen Reading: setting a field through them gets past the frozen
+# __setattr__ more cheaply than object.__setattr__ does (a bundle can hold millions of readings).
 _new_reading = Reading.__new__
 (
     _set_device_id,
@@ -185,10 +185,23 @@ _new_reading = Reading.__new__
 def decode_payload(payload: bytes) -> Reading:
     """Decode payload bytes; raise :class:`DecodeError` naming what is malformed.
 
-    A fast path decodes well-formed payloads with a few ``struct`` calls; anything
-    it does not accept is decoded again field by field to name the problem.  The
-    two paths accept exactly the same bytes (tested).
+    Two decoders, proven to agree: :func:`_decode_payload_fast` decodes with a few
+    ``struct`` calls and only says yes or no; :func:`_decode_payload_slowly` reads field
+    by field and names the problem.  The fast one decides; the slow one runs only
+    on bytes the fast one refuses, to give the reason code.  A hypothesis property
+    test (tests/core/test_records.py) checks on valid and changed payloads that both
+    accept the same bytes and decode them to the same reading, the slow one serving
+    as the oracle.
     """
+    reading = _decode_payload_fast(payload)
+    if reading is not None:
+        return reading
+    _decode_payload_slowly(payload)
+    raise DecodeError("reading payload is malformed", code="malformed")  # pragma: no cover
+
+
+def _decode_payload_fast(payload: bytes) -> Reading | None:
+    """The reading of a well-formed payload, or None (then the slow decoder says why)."""
     try:
         if payload[0] != PAYLOAD_VERSION:
             raise IndexError
@@ -237,12 +250,11 @@ def decode_payload(payload: bytes) -> Reading:
         _set_prev_hash(reading, bytes(prev_hash))
         return reading
     except (IndexError, struct.error, TypeError):
-        pass
-    _decode_payload_slowly(payload)
-    raise DecodeError("reading payload is malformed", code="malformed")  # pragma: no cover
+        return None
 
 
 def _decode_payload_slowly(payload: bytes) -> Reading:
+    """Field by field, naming the first problem: the reason codes, and the fast decoder's oracle."""
     r = Reader(payload, "reading payload")
     version = r.u8("version")
     if version != PAYLOAD_VERSION:

@@ -25,7 +25,6 @@ from typing import Any
 import asyncpg
 import httpx
 
-from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import open_checkpoint
 from attest_core.money import format_kwh
 from bench.env import Postgres, bench_gateway, say, write_log_key
@@ -36,6 +35,7 @@ from bench.proofs import measure_proofs
 from gateway import logkey
 from stack.processes import GatewayProcess, MosquittoProcess
 from stack.system import Tokens
+from verifier.bundle import verify_bundle
 
 PRICE = "0.35"
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from attest_core.errors import ProofError
 from attest_core.merkle import HASH_SIZE
-from attest_core.note import b64decode_canonical
+from attest_core.notetext import b64decode_canonical
 
 MAX_PROOF_BYTES = 1024 * 1024
 """A proof of a 2^63-leaf tree has fewer than 130 hashes; a megabyte is generous."""

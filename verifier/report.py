@@ -190,15 +190,16 @@ def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
     }
 
 
-def valid_report(result: VerifiedBundle, log_key: VerifierKey, bundle: dict[str, Any]) -> dict[str, Any]:
-    """The report of a bundle whose evidence is valid (verdict backed or not_backed)."""
+def valid_report(
+    result: VerifiedBundle, seconds: float, log_key: VerifierKey, bundle: dict[str, Any]
+) -> dict[str, Any]:
+    """The report of a bundle whose evidence is valid (verdict backed or not_backed), verified in ``seconds``."""
     evaluation = result.evaluation
     claim = result.claim
     backed = result.backed
     counts = {s.value: 0 for s in Severity}
     for finding in evaluation.findings:
         counts[finding.severity.value] += 1
-    seconds = result.seconds
     return {
         "format": REPORT_FORMAT,
         "verdict": "backed" if backed else "not_backed",

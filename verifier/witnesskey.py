@@ -21,7 +21,8 @@ from pathlib import Path
 from attest_core.checkpoint import COSIGNATURE_KEY_TYPE, Checkpoint, WitnessKey, cosign_checkpoint
 from attest_core.errors import AttestError
 from attest_core.keys import SEED_SIZE, Ed25519Signer
-from attest_core.note import PRIVATE_KEY_PREFIX, b64decode_canonical, check_key_name
+from attest_core.note import PRIVATE_KEY_PREFIX, check_key_name
+from attest_core.notetext import b64decode_canonical
 from verifier.errors import UsageError
 from verifier.inputs import read_file
 

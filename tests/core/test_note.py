@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -83,6 +84,16 @@ def error_code(exc: pytest.ExceptionInfo[AttestError]) -> str:
 # ============================================================================================
 # Key strings
 # ============================================================================================
+
+
+def go_manglings(key: str) -> Iterator[str]:
+    """Every proper substring of ``key`` and every single-character increment of it."""
+    for i in range(len(key) + 1):
+        for j in range(i + 1, len(key) + 1):
+            if (i, j) != (0, len(key)):
+                yield key[i:j]
+    for i in range(len(key)):
+        yield key[:i] + chr(ord(key[i]) + 1) + key[i + 1 :]
 
 
 class TestVerifierKey:
@@ -173,13 +184,7 @@ class TestVerifierKey:
 
     def test_go_manglings_are_rejected(self) -> None:
         # Every proper substring and every single-byte increment (sumdb/note TestNewVerifier).
-        for i in range(len(PETER_VKEY) + 1):
-            for j in range(i + 1, len(PETER_VKEY) + 1):
-                if (i, j) != (0, len(PETER_VKEY)):
-                    with pytest.raises(KeyFormatError):
-                        VerifierKey.parse(PETER_VKEY[i:j])
-        for i in range(len(PETER_VKEY)):
-            mangled = PETER_VKEY[:i] + chr(ord(PETER_VKEY[i]) + 1) + PETER_VKEY[i + 1 :]
+        for mangled in go_manglings(PETER_VKEY):
             with pytest.raises(KeyFormatError):
                 VerifierKey.parse(mangled)
 
@@ -228,13 +233,7 @@ class TestPrivateKey:
         assert generate_private_key("example.com/log") != skey
 
     def test_go_manglings_are_rejected(self) -> None:
-        for i in range(len(PETER_SKEY) + 1):
-            for j in range(i + 1, len(PETER_SKEY) + 1):
-                if (i, j) != (0, len(PETER_SKEY)):
-                    with pytest.raises(KeyFormatError):
-                        NoteSigner.from_private_key(PETER_SKEY[i:j])
-        for i in range(len(PETER_SKEY)):
-            mangled = PETER_SKEY[:i] + chr(ord(PETER_SKEY[i]) + 1) + PETER_SKEY[i + 1 :]
+        for mangled in go_manglings(PETER_SKEY):
             with pytest.raises(KeyFormatError):
                 NoteSigner.from_private_key(mangled)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -42,6 +43,7 @@ from attest_core.reading import (
     Reading,
     Status,
     Trigger,
+    _decode_payload_fast,
     _decode_payload_slowly,
     decode_envelope,
     decode_payload,
@@ -138,6 +140,7 @@ def test_payload_round_trip(reading: Reading) -> None:
     payload = reading.encode()
     assert decode_payload(payload) == reading
     assert _decode_payload_slowly(payload) == reading
+    assert _decode_payload_fast(payload) == reading
 
 
 def _outcome(fn, data):  # type: ignore[no-untyped-def]
@@ -145,6 +148,31 @@ def _outcome(fn, data):  # type: ignore[no-untyped-def]
         return ("ok", fn(data))
     except DecodeError:
         return ("error", None)
+
+
+def _fast_outcome(data: bytes) -> tuple[str, Reading | None]:
+    reading = _decode_payload_fast(data)
+    return ("error", None) if reading is None else ("ok", reading)
+
+
+def _error(data: bytes) -> tuple[str, str] | None:
+    try:
+        decode_payload(data)
+    except DecodeError as exc:
+        return (exc.code, str(exc))
+    return None
+
+
+def _assert_decoders_agree(data: bytes) -> None:
+    """The fast decoder accepts what the slow one accepts, with the same value; a refusal
+    carries the slow decoder's reason code and message."""
+    slow = _outcome(_decode_payload_slowly, data)
+    assert _fast_outcome(data) == slow
+    assert _outcome(decode_payload, data) == slow
+    if slow[0] == "error":
+        with pytest.raises(DecodeError) as expected:
+            _decode_payload_slowly(data)
+        assert _error(data) == (expected.value.code, str(expected.value))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -165,11 +193,13 @@ def test_fast_and_slow_decoders_accept_the_same_bytes(reading: Reading, data: st
     fast = _outcome(decode_payload, bytes(payload))
     slow = _outcome(_decode_payload_slowly, bytes(payload))
     assert fast == slow
+    _assert_decoders_agree(bytes(payload))
 
 
 @given(st.binary(max_size=300))
 def test_payload_decoder_raises_only_decode_errors(data: bytes) -> None:
     assert _outcome(decode_payload, data) == _outcome(_decode_payload_slowly, data)
+    _assert_decoders_agree(data)
 
 
 def test_every_truncation_is_named() -> None:
@@ -267,23 +297,25 @@ def test_any_changed_byte_breaks_the_signature() -> None:
             decode_envelope(bytes(mutated)).verify(SIGNER.public_key)
 
 
-def test_envelope_size_limit_and_structure() -> None:
+def _signed_envelope() -> bytes:
+    return sign_reading(make_reading(), SIGNER).encode()
+
+
+@pytest.mark.parametrize(
+    ("action", "code"),
+    [
+        (lambda: decode_envelope(b"\x01" * (MAX_ENVELOPE_SIZE + 1)), "too_large"),
+        (lambda: Envelope(b"k" * 8, b"p" * 2000, b"s" * 64).encode(), "too_large"),
+        (lambda: decode_envelope(b"\x09" + _signed_envelope()[1:]), "bad_version"),
+        (lambda: decode_envelope(_signed_envelope() + b"x"), "trailing_bytes"),
+        (lambda: decode_envelope(_signed_envelope()[:-1]), "truncated"),
+    ],
+    ids=["decode_too_large", "encode_too_large", "bad_version", "trailing_bytes", "truncated"],
+)
+def test_envelope_size_limit_and_structure(action: Callable[[], object], code: str) -> None:
     with pytest.raises(DecodeError) as info:
-        decode_envelope(b"\x01" * (MAX_ENVELOPE_SIZE + 1))
-    assert info.value.code == "too_large"
-    with pytest.raises(DecodeError) as info:
-        Envelope(b"k" * 8, b"p" * 2000, b"s" * 64).encode()
-    assert info.value.code == "too_large"
-    data = sign_reading(make_reading(), SIGNER).encode()
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(b"\x09" + data[1:])
-    assert info.value.code == "bad_version"
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(data + b"x")
-    assert info.value.code == "trailing_bytes"
-    with pytest.raises(DecodeError) as info:
-        decode_envelope(data[:-1])
-    assert info.value.code == "truncated"
+        action()
+    assert info.value.code == code
 
 
 @given(st.binary(max_size=1100))
@@ -425,17 +457,26 @@ def test_entry_types_are_pinned() -> None:
     }  # fmt: skip
 
 
+def _reading_entry_bytes() -> bytes:
+    return encode_entry(all_entries()[1])
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (lambda: b"\x01\x09", "bad_entry_type"),
+        (lambda: b"\x02" + _reading_entry_bytes()[1:], "bad_version"),
+        (lambda: _reading_entry_bytes() + b"\x00", "trailing_bytes"),
+    ],
+    ids=["bad_entry_type", "bad_version", "trailing_bytes"],
+)
+def test_entry_decoding_error_codes(data: Callable[[], bytes], code: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_entry(data())
+    assert info.value.code == code
+
+
 def test_entry_decoding_errors() -> None:
-    reading = encode_entry(all_entries()[1])
-    with pytest.raises(DecodeError) as info:
-        decode_entry(b"\x01\x09")
-    assert info.value.code == "bad_entry_type"
-    with pytest.raises(DecodeError) as info:
-        decode_entry(b"\x02" + reading[1:])
-    assert info.value.code == "bad_version"
-    with pytest.raises(DecodeError) as info:
-        decode_entry(reading + b"\x00")
-    assert info.value.code == "trailing_bytes"
     # a reading entry whose envelope holds a malformed payload
     bad_payload = Envelope(b"k" * 8, b"\x01\x00", bytes(64)).encode()
     with pytest.raises(DecodeError):

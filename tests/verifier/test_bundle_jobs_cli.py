@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-import attest_core.bundle as bundle_module
-from tests.core.test_bundle_fast_paths import _forged_log
+import attest_core.bundle.verify as bundle_module
 from tests.support import T0, MemoryLog, TestDevice, flat_claim
 from tests.verifier.conftest import Cli, Files, run_process
+from tests.verifier.test_bundle_jobs import _forged_log
 
 
 def _comparable(report: str) -> dict[str, Any]:

@@ -119,23 +119,41 @@ def entry_file(audit: Audit, index: int) -> Path:
     return audit.write(f"entry-{index}.bin", audit.log.entries[index])
 
 
+def inclusion_args(
+    audit: Audit,
+    index: int,
+    *,
+    entry: Path | None = None,
+    proof: Path | None = None,
+    checkpoint: Path | None = None,
+    index_text: str | None = None,
+) -> tuple[str | Path, ...]:
+    """The arguments of ``inclusion`` for entry ``index`` (each part replaceable)."""
+    return (
+        "inclusion",
+        "--log-key",
+        audit.key,
+        "--checkpoint",
+        checkpoint or audit.new,
+        "--entry",
+        entry or entry_file(audit, index),
+        "--index",
+        index_text or str(index),
+        "--proof",
+        proof or audit.inclusion(index),
+    )
+
+
+def consistency_args(audit: Audit, old: Path, new: Path, proof: Path) -> tuple[str | Path, ...]:
+    return ("consistency", "--log-key", audit.key, "--old", old, "--new", new, "--proof", proof)
+
+
 def test_a_valid_inclusion_proof(cli: Cli, audit: Audit) -> None:
     for index in (0, 7, 20):
-        args = (
-            "--log-key",
-            audit.key,
-            "--checkpoint",
-            audit.new,
-            "--entry",
-            entry_file(audit, index),
-            "--index",
-            str(index),
-            "--proof",
-            audit.inclusion(index),
-        )
-        r = cli("inclusion", *args)
+        args = inclusion_args(audit, index)
+        r = cli(*args)
         assert r.code == 0, r.out
-        doc = json.loads(cli("inclusion", *args, "--json").out)
+        doc = json.loads(cli(*args, "--json").out)
         assert doc["valid"]
         assert doc["entry"]["index"] == index
     assert "enrolment of device dev-a" in doc_for(cli, audit, 0)["entry"]["description"]
@@ -143,40 +161,14 @@ def test_a_valid_inclusion_proof(cli: Cli, audit: Audit) -> None:
 
 
 def doc_for(cli: Cli, audit: Audit, index: int) -> dict[str, object]:
-    r = cli(
-        "inclusion",
-        "--log-key",
-        audit.key,
-        "--checkpoint",
-        audit.new,
-        "--entry",
-        entry_file(audit, index),
-        "--index",
-        str(index),
-        "--proof",
-        audit.inclusion(index),
-        "--json",
-    )
+    r = cli(*inclusion_args(audit, index), "--json")
     doc: dict[str, object] = json.loads(r.out)
     return doc
 
 
 def test_broken_inclusion_proofs(cli: Cli, audit: Audit) -> None:
     def run(entry: Path, index: int, proof: Path, checkpoint: Path | None = None) -> tuple[int, str]:
-        r = cli(
-            "inclusion",
-            "--log-key",
-            audit.key,
-            "--checkpoint",
-            checkpoint or audit.new,
-            "--entry",
-            entry,
-            "--index",
-            str(index),
-            "--proof",
-            proof,
-            "--json",
-        )
+        r = cli(*inclusion_args(audit, index, entry=entry, proof=proof, checkpoint=checkpoint), "--json")
         doc = json.loads(r.out)
         assert r.code == doc["exit_code"]
         return r.code, doc["error"]["code"] if "error" in doc else ""
@@ -195,75 +187,27 @@ def test_broken_inclusion_proofs(cli: Cli, audit: Audit) -> None:
         "malformed_proof",
     )
     assert run(entry7, 7, audit.write("trunc.json", '{"index": 7, "si')) == (2, "malformed_proof")
-    missing = cli(
-        "inclusion",
-        "--log-key",
-        audit.key,
-        "--checkpoint",
-        audit.new,
-        "--entry",
-        entry7,
-        "--index",
-        "7",
-        "--proof",
-        audit.dir / "none.json",
-    )
+    missing = cli(*inclusion_args(audit, 7, entry=entry7, proof=audit.dir / "none.json"))
     assert missing.code == 3
     assert "no such file" in missing.err
-    assert (
-        cli(
-            "inclusion",
-            "--log-key",
-            audit.key,
-            "--checkpoint",
-            audit.new,
-            "--entry",
-            entry7,
-            "--index",
-            "seven",
-            "--proof",
-            audit.inclusion(7),
-        ).code
-        == 3
-    )
+    assert cli(*inclusion_args(audit, 7, entry=entry7, index_text="seven")).code == 3
 
 
 # --- consistency -----------------------------------------------------------------------------
 
 
 def test_a_valid_consistency_proof(cli: Cli, audit: Audit) -> None:
-    r = cli(
-        "consistency",
-        "--log-key",
-        audit.key,
-        "--old",
-        audit.old,
-        "--new",
-        audit.new,
-        "--proof",
-        audit.consistency(13, 21),
-    )
+    r = cli(*consistency_args(audit, audit.old, audit.new, audit.consistency(13, 21)))
     assert r.code == 0, r.out
     assert "extends the log of size 13" in r.out
-    same = cli(
-        "consistency",
-        "--log-key",
-        audit.key,
-        "--old",
-        audit.new,
-        "--new",
-        audit.new,
-        "--proof",
-        audit.consistency(21, 21),
-        "--json",
-    )
+    same = cli(*consistency_args(audit, audit.new, audit.new, audit.consistency(21, 21)), "--json")
     assert same.code == 0
     assert json.loads(same.out)["valid"]
 
 
 def test_broken_consistency_proofs(cli: Cli, audit: Audit) -> None:
     def run(old: Path, new: Path, proof: Path) -> tuple[int, str]:
-        r = cli("consistency", "--log-key", audit.key, "--old", old, "--new", new, "--proof", proof, "--json")
+        r = cli(*consistency_args(audit, old, new, proof), "--json")
         doc = json.loads(r.out)
         return r.code, doc["error"]["code"] if "error" in doc else ""
 
@@ -286,18 +230,7 @@ def test_broken_consistency_proofs(cli: Cli, audit: Audit) -> None:
 
 
 def test_checks_as_a_process(audit: Audit) -> None:
-    r = run_process(
-        "consistency",
-        "--log-key",
-        audit.key,
-        "--old",
-        audit.old,
-        "--new",
-        audit.new,
-        "--proof",
-        audit.consistency(13, 21),
-        "--json",
-    )
+    r = run_process(*consistency_args(audit, audit.old, audit.new, audit.consistency(13, 21)), "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["valid"] is True
     r = run_process("inclusion", "--log-key", audit.key, "--checkpoint", audit.new)

@@ -286,6 +286,25 @@ def witness_key(cli: Cli, tmp_path: Path) -> tuple[Path, WitnessKey]:
     return path, key
 
 
+def witness_argv(
+    server: LogServer, key_file: Path, state: Path, witness_key_file: Path
+) -> tuple[str | Path, ...]:
+    """``witness --submit --once`` against ``server``, keeping its state in ``state``."""
+    return (
+        "witness",
+        "--gateway",
+        server.url,
+        "--log-key",
+        key_file,
+        "--state",
+        state,
+        "--witness-key-file",
+        witness_key_file,
+        "--submit",
+        "--once",
+    )
+
+
 def test_witness_keygen_never_overwrites(cli: Cli, witness_key: tuple[Path, WitnessKey]) -> None:
     path, _ = witness_key
     before = path.read_bytes()
@@ -302,21 +321,7 @@ def test_the_witness_cosigns_consistent_checkpoints(
 ) -> None:
     path, key = witness_key
     state = tmp_path / "witness-state"
-    argv = (
-        "witness",
-        "--gateway",
-        server.url,
-        "--log-key",
-        key_file,
-        "--state",
-        state,
-        "--witness-key-file",
-        path,
-        "--name",
-        "witness.example.org",
-        "--submit",
-        "--once",
-    )
+    argv = (*witness_argv(server, key_file, state, path), "--name", "witness.example.org")
     r = cli(*argv)
     assert r.code == 0, r.err
     assert len(server.cosignatures) == 1
@@ -352,19 +357,7 @@ def test_a_refused_cosignature_is_retried(
 ) -> None:
     path, _key = witness_key
     state = tmp_path / "witness-state"
-    argv = (
-        "witness",
-        "--gateway",
-        server.url,
-        "--log-key",
-        key_file,
-        "--state",
-        state,
-        "--witness-key-file",
-        path,
-        "--submit",
-        "--once",
-    )
+    argv = witness_argv(server, key_file, state, path)
     server.cosignature_status = 409
     r = cli(*argv)
     assert r.code == 4
@@ -401,19 +394,7 @@ def test_monitor_and_witness_as_processes(server: LogServer, key_file: Path, tmp
     r = run_process("witness-keygen", "--name", "w.example", "--out", key_path)
     assert r.code == 0, r.err
     witness = WitnessKey.parse(r.out.strip())
-    r = run_process(
-        "witness",
-        "--gateway",
-        server.url,
-        "--log-key",
-        key_file,
-        "--state",
-        tmp_path / "w",
-        "--witness-key-file",
-        key_path,
-        "--submit",
-        "--once",
-    )
+    r = run_process(*witness_argv(server, key_file, tmp_path / "w", key_path))
     assert r.code == 0, r.err
     open_checkpoint(server.cosignatures[0], server.log.key, witnesses=[witness], min_witnesses=1)
     server.size = 5

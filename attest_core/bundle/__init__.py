@@ -1,0 +1,58 @@
+"""Evidence bundles: everything an auditor needs to check a claim offline.
+
+A bundle is one UTF-8 JSON object with exactly these members::
+
+    {
+      "format": "iot-attest-evidence/v1",
+      "checkpoint": "<signed note: C2SP tlog-checkpoint signed by the log key>",
+      "claim_index": 1234,
+      "entries": [{"index": 7, "entry": "<base64 entry bytes>"}, ...],
+      "proof": ["<base64 hash>", ...]
+    }
+
+``entries`` holds the claim entry and every entry the evaluation needs
+(enrolments, key rotations and revocations of the claimed assets' devices,
+and their readings), sorted by log index with no index twice.  ``proof`` is
+one multi-leaf inclusion proof of all those entries into the checkpoint's tree
+(:func:`attest_core.merkle.verify_multi_inclusion`): hashes are shared, never
+repeated.
+
+Nothing in a bundle goes unchecked: the checkpoint is verified with the log
+key the auditor supplies (never a key from the bundle), every entry is proven
+by the proof, and every other member is recomputed or cross-checked, so a change
+to any single value fails verification.  Unknown members, duplicate members,
+floats, non-canonical base64 and entries the claim does not need are rejected.
+
+Boundary mode carries, per device, the first and last reading in the claim
+period (enough for the energy figure); full mode carries every reading in the
+period, so the chain and plausibility checks run on all of them.  The verifier
+needs no mode flag: it checks whatever readings are present and reports how
+complete each asset's evidence is.
+
+The format is read by :mod:`attest_core.bundle.parse`, written (streamed) by
+:mod:`attest_core.bundle.write` and checked by :mod:`attest_core.bundle.verify`.
+"""
+
+from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, decode_b64, parse_bundle
+from attest_core.bundle.verify import (
+    CheckSignatures,
+    Progress,
+    VerifiedBundle,
+    check_here,
+    verify_bundle,
+)
+from attest_core.bundle.write import bundle_chunks, encode_bundle
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "CheckSignatures",
+    "Progress",
+    "VerifiedBundle",
+    "bundle_chunks",
+    "check_here",
+    "decode_b64",
+    "encode_bundle",
+    "parse_bundle",
+    "verify_bundle",
+]

@@ -1,0 +1,38 @@
+"""Writing a bundle: its JSON in pieces, so that a large bundle is streamed, never held whole."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+
+from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, b64
+
+
+def bundle_chunks(
+    checkpoint: str,
+    claim_index: int,
+    entries: Iterable[tuple[int, bytes]],
+    proof: Iterable[bytes],
+) -> Iterator[bytes]:
+    """The bundle's JSON in pieces, for streaming a large bundle without building it in memory.
+
+    ``entries`` must come sorted by index.
+    """
+    yield b'{"format":' + json.dumps(BUNDLE_FORMAT).encode()
+    yield b',\n"checkpoint":' + json.dumps(checkpoint).encode()
+    yield b',\n"claim_index":' + str(claim_index).encode()
+    yield b',\n"entries":['
+    sep = b"\n"
+    for index, data in entries:
+        yield sep + b'{"index":' + str(index).encode() + b',"entry":"' + b64(data).encode() + b'"}'
+        sep = b",\n"
+    yield b'\n],\n"proof":['
+    sep = b"\n"
+    for digest in proof:
+        yield sep + b'"' + b64(digest).encode() + b'"'
+        sep = b",\n"
+    yield b"\n]}\n"
+
+
+def encode_bundle(bundle: Bundle) -> bytes:
+    return b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof))
