@@ -33,7 +33,7 @@ from attest_core.errors import AttestError
 from attest_core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from attest_core.money import format_kwh
 from attest_core.note import VerifierKey
-from verifier.errors import ExitCode
+from verifier.errors import ExitCode, InvalidEvidence
 from verifier.inputs import describe_key
 from verifier.proofs import parse_consistency_proof, parse_inclusion_proof
 from verifier.report import checkpoint_info, iso_ms
@@ -43,13 +43,6 @@ MAX_NOTE_BYTES = 64 * 1024
 """A checkpoint note with 100 signature lines is a few kilobytes."""
 MAX_ENTRY_BYTES = 1024 * 1024
 MAX_PROOF_FILE_BYTES = 1024 * 1024
-
-
-class _Invalid(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _doc(check: str, log_key: VerifierKey) -> dict[str, Any]:
@@ -63,7 +56,7 @@ def _doc(check: str, log_key: VerifierKey) -> dict[str, Any]:
     }
 
 
-def _finish(doc: dict[str, Any], error: AttestError | _Invalid | None, summary: str) -> dict[str, Any]:
+def _finish(doc: dict[str, Any], error: AttestError | InvalidEvidence | None, summary: str) -> dict[str, Any]:
     if error is None:
         doc.update(valid=True, exit_code=int(ExitCode.OK), summary=summary)
     else:
@@ -78,7 +71,7 @@ def _open(
     try:
         return open_checkpoint(note, log_key, witnesses=witnesses, min_witnesses=min_witnesses)
     except AttestError as exc:
-        raise _Invalid(exc.code, f"{what}: {exc.message}") from None
+        raise InvalidEvidence(exc.code, f"{what}: {exc.message}") from None
 
 
 def check_checkpoint(
@@ -87,7 +80,7 @@ def check_checkpoint(
     doc = _doc("checkpoint", log_key)
     try:
         signed = _open(note, log_key, "the checkpoint", witnesses, min_witnesses)
-    except _Invalid as exc:
+    except InvalidEvidence as exc:
         return _finish(doc, exc, "")
     doc["checkpoint"] = info = checkpoint_info(signed)
     names = ", ".join(w["name"] for w in info["witnesses"])
@@ -146,22 +139,24 @@ def check_inclusion(
         try:
             parsed = parse_inclusion_proof(proof)
         except AttestError as exc:
-            raise _Invalid(exc.code, exc.message) from None
+            raise InvalidEvidence(exc.code, exc.message) from None
         doc["proof"] = parsed.to_json()
         if parsed.index != index:
-            raise _Invalid("proof_mismatch", f"the proof is for entry {parsed.index}, not for entry {index}")
+            raise InvalidEvidence(
+                "proof_mismatch", f"the proof is for entry {parsed.index}, not for entry {index}"
+            )
         if parsed.size != cp.size:
-            raise _Invalid(
+            raise InvalidEvidence(
                 "proof_mismatch",
                 f"the proof is for a tree of size {parsed.size}, the checkpoint's tree has size {cp.size}",
             )
         try:
             verify_inclusion(index, cp.size, leaf, parsed.hashes, cp.root_hash)
         except AttestError as exc:
-            raise _Invalid(
+            raise InvalidEvidence(
                 exc.code, f"entry {index} is not proven in the checkpoint's tree: {exc.message}"
             ) from None
-    except _Invalid as exc:
+    except InvalidEvidence as exc:
         return _finish(doc, exc, "")
     return _finish(
         doc, None, f"entry {index} ({doc['entry']['description']}) is in the log of size {cp.size}"
@@ -177,16 +172,16 @@ def check_consistency(old: bytes, new: bytes, proof: bytes, log_key: VerifierKey
         doc["new"] = checkpoint_info(new_signed)
         size1, size2 = old_signed.checkpoint.size, new_signed.checkpoint.size
         if size1 > size2:
-            raise _Invalid(
+            raise InvalidEvidence(
                 "rollback", f"the old checkpoint (size {size1}) is larger than the new one (size {size2})"
             )
         try:
             parsed = parse_consistency_proof(proof)
         except AttestError as exc:
-            raise _Invalid(exc.code, exc.message) from None
+            raise InvalidEvidence(exc.code, exc.message) from None
         doc["proof"] = parsed.to_json()
         if (parsed.size1, parsed.size2) != (size1, size2):
-            raise _Invalid(
+            raise InvalidEvidence(
                 "proof_mismatch",
                 f"the proof goes from size {parsed.size1} to {parsed.size2}, the checkpoints have sizes "
                 f"{size1} and {size2}",
@@ -196,11 +191,11 @@ def check_consistency(old: bytes, new: bytes, proof: bytes, log_key: VerifierKey
                 size1, size2, old_signed.checkpoint.root_hash, new_signed.checkpoint.root_hash, parsed.hashes
             )
         except AttestError as exc:
-            raise _Invalid(
+            raise InvalidEvidence(
                 exc.code,
                 f"the tree of size {size2} does not provably extend the tree of size {size1}: {exc.message}",
             ) from None
-    except _Invalid as exc:
+    except InvalidEvidence as exc:
         return _finish(doc, exc, "")
     return _finish(
         doc, None, f"the log of size {size2} extends the log of size {size1}: nothing was rewritten"

@@ -50,3 +50,13 @@ class GatewayUnreachable(VerifierError):
     """The gateway could not be reached or gave an unusable answer (not an alert: retried)."""
 
     exit_code = ExitCode.UNREACHABLE
+
+
+class InvalidEvidence(VerifierError):
+    """Evidence refused with a protocol reason code, as ``verify-checkpoint`` and the proof checks report it (exit 2)."""
+
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
