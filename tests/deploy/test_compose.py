@@ -10,7 +10,6 @@ operator's `.env`), so that the services agree with each other either way.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import hashlib
 import re
 import tomllib
@@ -86,7 +85,7 @@ def listener_port() -> int:
 
 def gateway_env_names() -> set[str]:
     """The environment variables gateway.config.load_settings reads, found by trying them."""
-    names = {f"GATEWAY_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    names = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
     base = {"DATABASE_URL": "postgresql://probe@db.invalid/probe"}
     assert load_settings(None, env=base).database_url == base["DATABASE_URL"]
     names.add("DATABASE_URL")

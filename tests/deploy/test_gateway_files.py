@@ -3,7 +3,6 @@ and with each other."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 import shlex
@@ -146,7 +145,7 @@ def test_agent_unit_runs_the_agent() -> None:
 def test_example_config_has_every_setting() -> None:
     with open(EXAMPLE, "rb") as fh:
         table = tomllib.load(fh)["gateway"]
-    names = {f.name for f in dataclasses.fields(Settings)}
+    names = set(Settings.model_fields)
     assert set(table) == names, (
         f"missing: {sorted(names - set(table))}, unknown: {sorted(set(table) - names)}"
     )
@@ -163,8 +162,8 @@ def test_example_config_loads() -> None:
     settings = load_settings(EXAMPLE, env={"DATABASE_URL": DSN})
     assert settings.database_url == DSN
     defaults = Settings()
-    for field in dataclasses.fields(Settings):
-        assert type(getattr(settings, field.name)) is type(getattr(defaults, field.name)), field.name
+    for name in Settings.model_fields:
+        assert type(getattr(settings, name)) is type(getattr(defaults, name)), name
     # without a database it says so, instead of starting with none
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         load_settings(EXAMPLE, env={})
