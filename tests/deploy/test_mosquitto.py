@@ -1,18 +1,19 @@
-"""deploy/mosquitto/: the ACL, the user scripts, and a real Mosquitto running the
-production mosquitto.conf.
+"""deploy/mosquitto/: the user scripts, and a real Mosquitto started the way docker-compose.yml
+starts it, enforcing the ACL.
 
-The live tests start the machine's mosquitto binary with a copy of
-deploy/mosquitto/mosquitto.conf in which only the listener (a free port on
-127.0.0.1) and the file paths (a temporary password file and persistence
-directory, the repository's acl and conf.d) are rewritten; the users are made by
-the repository's own scripts (compose-users.sh, add-device.sh).  A denied publish
-is silent in MQTT 3.1.1 (the PUBACK still comes), so "cannot publish" is checked
-from the receiving side: the forbidden message is published and acknowledged
-first, an allowed one after it; Mosquitto routes a message before it acknowledges
-it, so once the allowed message has arrived the forbidden one would have arrived
-too.  Each forbidden publish uses a connection of its own: with conf.d's
-``max_queued_messages 0``, Mosquitto 2.0.11 closes the connection of a client right
-after acknowledging a publish it denied.
+The live tests run the mosquitto service's command from docker-compose.yml (compose-users.sh,
+which makes the users and then starts the machine's mosquitto binary) with its environment and
+its copy of deploy/mosquitto/mosquitto.conf, every path in which is taken through the service's
+volumes: a bind mount to the repository's file, a named volume to a temporary directory.  Only
+the listener moves (to a free port on 127.0.0.1).  So the configuration, the ACL, the scripts and
+the compose file are checked by what the broker does, not by reading them.
+
+A denied publish is silent in MQTT 3.1.1 (the PUBACK still comes), so "cannot publish" is checked
+from the receiving side: the forbidden message is published and acknowledged first, an allowed one
+after it; Mosquitto routes a message before it acknowledges it, so once the allowed message has
+arrived the forbidden one would have arrived too.  Each forbidden publish uses a connection of its
+own: with conf.d's ``max_queued_messages 0``, Mosquitto 2.0.11 closes the connection of a client
+right after acknowledging a publish it denied.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -36,7 +40,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.topics import READINGS_FILTER, readings_topic, receipts_topic, status_topic
 from stack.processes import stop_process
-from tests.deploy.deployfiles import MOSQUITTO_DIR, conf_directives, parse_acl
+from tests.deploy.deployfiles import (
+    MOSQUITTO_DIR,
+    command,
+    environment,
+    load_compose,
+    mount_of,
+    port_mappings,
+)
 from tests.services import free_port, port_open, wait_for
 
 ACL = MOSQUITTO_DIR / "acl"
@@ -51,38 +62,6 @@ def mosquitto_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed (apt install mosquitto mosquitto-clients)")
     return path
-
-
-# ---------------------------------------------------------------------------- the ACL file
-
-
-def test_acl_confines_devices_by_pattern() -> None:
-    acl = parse_acl(ACL.read_text(encoding="utf-8"))
-    assert acl.anonymous == [], "no rules for anonymous clients"
-    assert sorted(acl.patterns) == sorted(
-        [
-            ("write", readings_topic("%u")),
-            ("write", status_topic("%u")),
-            ("read", receipts_topic("%u")),
-        ]
-    )
-    gateway = set(acl.users["gateway"])
-    assert ("read", READINGS_FILTER) in gateway
-    assert ("read", f"$share/+/{READINGS_FILTER}") in gateway
-    assert ("write", receipts_topic("+")) in gateway
-    assert ("read", status_topic("+")) in gateway
-    assert not any(access in ("write", "readwrite") and "readings" in topic for access, topic in gateway)
-    assert set(acl.users) == {"gateway", "simulator"}
-
-
-def test_conf_has_auth_acl_persistence_and_the_queue_settings() -> None:
-    directives = dict(conf_directives(CONF.read_text(encoding="utf-8")))
-    assert directives["allow_anonymous"] == "false"
-    assert directives["persistence"] == "true"
-    for name in ("password_file", "acl_file", "persistence_location", "include_dir", "listener"):
-        assert directives.get(name), f"mosquitto.conf sets no {name}"
-    queues = dict(conf_directives((MOSQUITTO_DIR / "conf.d" / "queues.conf").read_text(encoding="utf-8")))
-    assert queues["max_queued_messages"] == "0", "QoS 1 readings must never be dropped"
 
 
 # ---------------------------------------------------------------------------- the scripts
@@ -176,26 +155,49 @@ def test_compose_users(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- a live broker
 
 
-def adapted_conf(text: str, port: int, workdir: Path) -> str:
-    """mosquitto.conf with the listener and the paths replaced, everything else kept."""
-    replace = {
-        "listener": f"{port} 127.0.0.1",
-        "password_file": str(workdir / "passwd"),
-        "acl_file": str(ACL),
-        "persistence_location": f"{workdir / 'data'}/",
-        "include_dir": str(MOSQUITTO_DIR / "conf.d"),
-    }
+PATHS = ("password_file", "acl_file", "persistence_location", "include_dir")
+
+
+def compose_service() -> dict[str, Any]:
+    service: dict[str, Any] = load_compose()["services"]["mosquitto"]
+    return service
+
+
+def on_host(service: dict[str, Any], container_path: str, volumes: Path) -> str:
+    """Where ``container_path`` of the service is here: its bind mount's repository file, or the
+    named volume's directory under ``volumes``."""
+    found = mount_of(service, container_path)
+    assert found is not None, f"{container_path} is on none of the mosquitto service's volumes"
+    mount, rel = found
+    base = mount.host_path() if mount.is_bind else volumes / mount.source
+    if not mount.is_bind:
+        base.mkdir(parents=True, exist_ok=True)
+    return str(base / rel) + ("/" if container_path.endswith("/") else "")
+
+
+def adapted_conf(text: str, port: int, service: dict[str, Any], volumes: Path) -> str:
+    """mosquitto.conf with each path taken through the service's volumes and the listener on ``port``."""
     seen: dict[str, int] = {}
     out = []
     for line in text.splitlines():
         stripped = line.strip()
-        name = stripped.split(" ", 1)[0] if stripped and not stripped.startswith("#") else ""
-        if name in replace:
-            seen[name] = seen.get(name, 0) + 1
-            out.append(f"{name} {replace[name]}")
+        name, _, value = (
+            stripped.partition(" ") if stripped and not stripped.startswith("#") else ("", "", "")
+        )
+        if name == "listener":
+            assert int(value.split()[0]) in [c for _, c in port_mappings(service)], (
+                "the port compose publishes"
+            )
+            out.append(f"listener {port} 127.0.0.1")
+        elif name in PATHS:
+            out.append(f"{name} {on_host(service, value.strip(), volumes)}")
         else:
             out.append(line)
-    assert seen == dict.fromkeys(replace, 1), f"expected each of {sorted(replace)} once, got {seen}"
+        if name in (*PATHS, "listener"):
+            seen[name] = seen.get(name, 0) + 1
+    assert seen == dict.fromkeys((*PATHS, "listener"), 1), (
+        f"expected each of {PATHS} and listener once, got {seen}"
+    )
     if os.geteuid() == 0:
         # Started as root, Mosquitto switches to the user `mosquitto`, who cannot
         # read the test's private temporary directory: stay this user instead.
@@ -215,38 +217,49 @@ class Broker:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def start_as_compose_does(workdir: Path, devices: tuple[str, ...] = ()) -> Broker:
+    """The mosquitto service of docker-compose.yml (defaults of every variable), here."""
     binary = mosquitto_tool("mosquitto")
     mosquitto_tool("mosquitto_passwd")
-    workdir = tmp_path_factory.mktemp("mosquitto")
-    (workdir / "data").mkdir()
-    pwfile = workdir / "passwd"
-    passwords = {"gateway": "gw-secret-1", "simulator": "sim-secret-1"}
-    made = run_script(
-        COMPOSE_USERS,
-        "true",
-        password_file=pwfile,
-        MQTT_GATEWAY_PASSWORD=passwords["gateway"],
-        MQTT_SIMULATOR_PASSWORD=passwords["simulator"],
-    )
-    assert made.returncode == 0, made.stderr
-    for device in ("dev-a", "dev-b"):
+    service = compose_service()
+    volumes = workdir / "volumes"
+    env = environment(service)
+    pwfile = Path(on_host(service, env["MOSQUITTO_PASSWORD_FILE"], volumes))
+    passwords = {"gateway": env["MQTT_GATEWAY_PASSWORD"], "simulator": env["MQTT_SIMULATOR_PASSWORD"]}
+    if not pwfile.exists():
+        script_env = {k: v for k, v in env.items() if k != "MOSQUITTO_PASSWORD_FILE"}
+        made = run_script(COMPOSE_USERS, "true", password_file=pwfile, **script_env)
+        assert made.returncode == 0, made.stderr
+    for device in devices:
         passwords[device] = add_device(device, pwfile)
+    cmd = command(service)
+    conf_at = cmd.index("-c") + 1
     port = free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(adapted_conf(CONF.read_text(encoding="utf-8"), port, workdir), encoding="utf-8")
+    conf_text = Path(on_host(service, cmd[conf_at], volumes)).read_text(encoding="utf-8")
+    conf.write_text(adapted_conf(conf_text, port, service, volumes), encoding="utf-8")
+    assert Path(cmd[2]).name == "mosquitto", cmd
+    here = [on_host(service, c, volumes) if c.startswith("/mosquitto/") else c for c in cmd]
+    here[2], here[conf_at] = binary, str(conf)
     log = workdir / "mosquitto.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=fh, stderr=subprocess.STDOUT)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(here, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **env,
+                                "MOSQUITTO_PASSWORD_FILE": str(pwfile)})  # fmt: skip
     running = Broker(port, proc, log, pwfile, passwords)
+    if not wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 15):
+        stop_process(proc, 10, kill_wait=10)
+        pytest.fail(f"mosquitto did not start:\n{running.log_text()}")
+    assert proc.poll() is None, f"mosquitto refused the configuration:\n{running.log_text()}"
+    return running
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    running = start_as_compose_does(tmp_path_factory.mktemp("mosquitto"), ("dev-a", "dev-b"))
     try:
-        if not wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 15):
-            pytest.fail(f"mosquitto did not start:\n{running.log_text()}")
-        assert proc.poll() is None, f"mosquitto refused the configuration:\n{running.log_text()}"
         yield running
     finally:
-        stop_process(proc, 10, kill_wait=10)
+        stop_process(running.proc, 10, kill_wait=10)
 
 
 class Client:
@@ -422,3 +435,65 @@ def test_a_new_device_after_add_device_and_sighup(broker: Broker, clients: list[
     gateway.wait_for_message(readings_topic("dev-new"), b"first reading")
     assert gateway.received == [(readings_topic("dev-new"), b"first reading")]
     assert broker.proc.poll() is None
+
+
+def test_the_compose_services_log_in_with_their_urls(broker: Broker, clients: list[Client]) -> None:
+    """The gateway's and the simulator's MQTT_URL in docker-compose.yml name this broker's port and
+    the users compose-users.sh made, with their passwords: the simulated fleet's readings reach the gateway."""
+    services = load_compose()["services"]
+    urls = {name: urlsplit(environment(services[name])["MQTT_URL"]) for name in ("gateway", "simulator")}
+    listener = [c for _, c in port_mappings(compose_service())]
+    for name, url in urls.items():
+        assert (url.scheme, url.hostname) == ("mqtt", "mosquitto"), name
+        assert url.port in listener, name
+    gateway = connect(clients, broker, urls["gateway"].username, urls["gateway"].password)
+    gateway.subscribe(READINGS_FILTER)
+    simulator = connect(clients, broker, urls["simulator"].username, urls["simulator"].password)
+    simulator.publish(readings_topic("dev-compose-1"), b"a simulated reading")
+    gateway.wait_for_message(readings_topic("dev-compose-1"), b"a simulated reading")
+
+
+def test_queued_readings_survive_a_restart_and_none_are_dropped(tmp_path: Path) -> None:
+    """Persistence, and no cap on a session's queue: readings for a gateway that is away (more than
+    Mosquitto's default limit of 1000) are all delivered after the broker restarts."""
+    count = 1500
+    first = start_as_compose_does(tmp_path)
+    try:
+        session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-persistent", clean_session=False,
+                              protocol=mqtt.MQTTv311)  # fmt: skip
+        session.username_pw_set("gateway", first.passwords["gateway"])
+        session.connect("127.0.0.1", first.port)
+        session.loop_start()
+        assert session.subscribe(READINGS_FILTER, qos=1)[0] == mqtt.MQTT_ERR_SUCCESS
+        time.sleep(0.5)
+        session.disconnect()
+        session.loop_stop()
+        sender = Client(first, "simulator")
+        try:
+            for i in range(count):
+                sender.client.publish(readings_topic("dev-q"), str(i).encode(), qos=1)
+            sender.publish(readings_topic("dev-q"), b"last")
+        finally:
+            sender.close()
+    finally:
+        stop_process(first.proc, 10, kill_wait=10)
+    again = start_as_compose_does(tmp_path)
+    received: queue.Queue[bytes] = queue.Queue()
+    try:
+        back = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-persistent", clean_session=False,
+                           protocol=mqtt.MQTTv311)  # fmt: skip
+        back.username_pw_set("gateway", again.passwords["gateway"])
+        back.on_message = lambda c, u, msg: received.put(bytes(msg.payload))
+        back.connect("127.0.0.1", again.port)
+        back.loop_start()
+        got: list[bytes] = []
+        while b"last" not in got:
+            try:
+                got.append(received.get(timeout=WAIT))
+            except queue.Empty:
+                raise AssertionError(f"{len(got)} of {count + 1} queued readings arrived") from None
+        back.disconnect()
+        back.loop_stop()
+    finally:
+        stop_process(again.proc, 10, kill_wait=10)
+    assert got == [str(i).encode() for i in range(count)] + [b"last"]
