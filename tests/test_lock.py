@@ -104,3 +104,8 @@ def test_this_venv_has_the_versions_of_the_dev_lock() -> None:
         if installed != version:
             wrong[name] = (version, installed)
     assert not wrong, f"(locked, installed) differ: {wrong}; run make venv"
+
+
+def test_the_pi_gets_the_versions_the_simulator_image_is_built_with() -> None:
+    """pi.txt (no hashes, for piwheels) pins the same versions as edge.txt (with PyPI's hashes)."""
+    assert pinned(LOCKS["pi.txt"].path) == pinned(LOCKS["edge.txt"].path)
