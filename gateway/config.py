@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -56,7 +56,6 @@ class Settings(BaseSettings):
         frozen=True,
         use_attribute_docstrings=True,
         coerce_numbers_to_str=True,  # `origin = 5` in the file is the name "5", as it always was
-        populate_by_name=True,
     )
 
     database_url: str = Field(
@@ -193,15 +192,20 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
+    """``url`` with its password (``user:password@`` or a ``password=`` parameter) replaced by ``***``."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        secret = [k for k, _ in query if k.lower() in ("password", "sslpassword")]
+        if parts.password is None and not secret:
             return url
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}"))
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}")
+        hidden = [(k, REDACTED if k in secret else v) for k, v in query]
+        return urlunsplit(parts._replace(query=urlencode(hidden, safe="*/")))
     except ValueError:
-        return REDACTED if "@" in url else url
+        return REDACTED if "@" in url or "password" in url.lower() else url
 
 
 class _EnvironmentSource(EnvSettingsSource):

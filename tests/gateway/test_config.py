@@ -118,3 +118,22 @@ def test_python_m_gateway_says_what_is_wrong_without_a_traceback(tmp_path: Path)
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "gateway: role must be all, ingest, sequencer or api, got 'boss'"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        (
+            "postgresql://u@h/db?password=pw&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
+        ("postgresql:///db?host=/run/postgresql", "postgresql:///db?host=/run/postgresql"),
+        ("mqtts://gateway:pw@broker:8883", "mqtts://gateway:***@broker:8883"),
+        ("mqtt://127.0.0.1:1883", "mqtt://127.0.0.1:1883"),
+    ],
+)
+def test_each_form_of_password_is_hidden(url: str, shown: str) -> None:
+    settings = Settings(database_url=url)
+    assert settings.redacted()["database_url"] == shown
+    assert settings.database_url == url
