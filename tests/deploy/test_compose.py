@@ -4,7 +4,9 @@ No Docker engine here: the files are parsed, and every file, directory, port,
 command and environment variable they name is checked against what exists and
 what the code reads.  Variables are resolved as Compose does, once with nothing
 set (the demo defaults) and once with every variable set to its own value (an
-operator's `.env`), so that the services agree with each other either way.
+operator's `.env`), so that the services agree with each other either way.  The
+health checks run against a real PostgreSQL and gateway; the mosquitto service
+runs for real in test_mosquitto.py, the images' install steps in test_images.py.
 """
 
 from __future__ import annotations
@@ -318,9 +320,9 @@ def test_dockerignore_keeps_secrets_and_state_out() -> None:
 
 
 def test_the_gateway_health_check_passes_only_on_a_ready_gateway(
-    compose: dict[str, Any], postgres: Postgres, broker: Broker, tmp_path: Path
+    postgres: Postgres, broker: Broker, tmp_path: Path
 ) -> None:
-    probe = command({"command": service(compose, "gateway")["healthcheck"]["test"][1:]})
+    probe = command({"command": service(load_compose(), "gateway")["healthcheck"]["test"][1:]})
     assert probe[0] == "python"
     url = re.search(r"https?://[^\s'\"]+", probe[-1])
     assert url is not None
