@@ -71,6 +71,7 @@ __all__ = [
     "open_checkpoint",
     "parse_checkpoint_body",
     "sign_checkpoint",
+    "verify_cosignature",
 ]
 
 #: Signature type byte of Ed25519 cosignature/v1 witness keys (c2sp.org/tlog-cosignature).
@@ -358,6 +359,29 @@ class Cosignature:
         return NoteSignature(self.witness.name, self.witness.key_id, raw).to_line()
 
 
+def verify_cosignature(checkpoint: Checkpoint, witness: WitnessKey, signature: NoteSignature) -> Cosignature:
+    """Check ``witness``'s cosignature/v1 ``signature`` over ``checkpoint``.
+
+    Raises :class:`~attest_core.errors.SignatureError` (code ``bad_cosignature``) if it is
+    malformed or does not verify.  The caller matches the signature line to the witness (name
+    and key ID).
+    """
+    try:
+        timestamp = cosignature_timestamp(signature)
+    except DecodeError as exc:
+        raise SignatureError(
+            f"the cosignature by witness {witness.name}+{witness.key_id.hex()} is malformed: {exc}",
+            code="bad_cosignature",
+        ) from exc
+    raw = signature.signature[_TIMESTAMP_SIZE:]
+    if not verify_signature(witness.public_key, cosignature_message(checkpoint, timestamp), raw):
+        raise SignatureError(
+            f"the cosignature by witness {witness.name}+{witness.key_id.hex()} does not verify",
+            code="bad_cosignature",
+        )
+    return Cosignature(witness, timestamp, raw)
+
+
 @dataclass(frozen=True)
 class SignedCheckpoint:
     """A checkpoint whose log signature (and witness cosignatures) verified.
@@ -422,21 +446,7 @@ def open_checkpoint(
         witness = index.get(ident)
         if witness is None:
             continue
-        try:
-            timestamp = cosignature_timestamp(sig)
-        except DecodeError as exc:
-            raise SignatureError(
-                f"the cosignature by witness {witness.name}+{witness.key_id.hex()} is malformed: {exc}",
-                code="bad_cosignature",
-            ) from exc
-        signature = sig.signature[_TIMESTAMP_SIZE:]
-        message = cosignature_message(checkpoint, timestamp)
-        if not verify_signature(witness.public_key, message, signature):
-            raise SignatureError(
-                f"the cosignature by witness {witness.name}+{witness.key_id.hex()} does not verify",
-                code="bad_cosignature",
-            )
-        found.setdefault(ident, Cosignature(witness, timestamp, signature))
+        found.setdefault(ident, verify_cosignature(checkpoint, witness, sig))
     if len(found) < min_witnesses:
         raise VerificationError(
             f"the checkpoint is cosigned by {len(found)} trusted witness(es), "

@@ -30,13 +30,13 @@ from typing import Any
 
 import asyncpg
 
+from attest_core.entries import reading_entry_bytes
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes
 from attest_core.topics import readings_topic
 from bench import profile
 from bench.env import Postgres, bench_gateway, cpu_seconds, say
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
 from bench.publisher import write_frames
-from gateway.sequencer import reading_entry
 from stack.processes import REPO, GatewayProcess, MosquittoProcess
 from stack.system import Tokens
 
@@ -337,7 +337,7 @@ async def _analyse(
     leaves: dict[int, bytes] = {int(e["idx"]): leaf_hash(bytes(e["data"])) for e in entry_data}
     for r in rows:
         if r["log_index"] is not None:
-            leaves[int(r["log_index"])] = leaf_hash(reading_entry(bytes(r["envelope"])))
+            leaves[int(r["log_index"])] = leaf_hash(reading_entry_bytes(bytes(r["envelope"])))
     last_size = cp_sizes[-1] if cp_sizes else 0
     root_ok = sorted(leaves) == list(range(int(log_size))) and root_from_leaf_hashes(
         [leaves[i] for i in range(last_size)]

@@ -1,15 +1,9 @@
 """A log of a million entries, its proofs over HTTP, and the verifier on the gateway's bundles.
 
-Growing the log: the fleet is enrolled with ``gateway.devices.enrol``; its
-signed readings are inserted into ``readings`` with COPY, a round at a time
-(``round`` readings per device), exactly as ingest leaves them (signature
-checked, ``log_index`` null); after each round the gateway's own
-``gateway.sequencer.Sequencer.step`` runs in this process, on a connection
-holding the sequencer's advisory lock, and appends them.  So the log's
-entries, nodes, chain positions and checkpoints are what the gateway writes,
-without MQTT (measured separately) in the way.  A ``VACUUM ANALYZE`` follows
-(what autovacuum does to a table after a million updates), then a gateway
-process serves the API over that database.
+The log is grown by bench/logfill.py, exactly as the gateway writes it; a
+gateway process then serves the API over that database, and bench/proofs.py
+measures its proofs.  Claims over the fleet's assets are filed, their bundles
+fetched and verified here.
 
 Reaching 10 million entries: the same method (``--log-devices``,
 ``--log-readings``); the time is signing (both cores) plus the sequencer's
@@ -20,221 +14,30 @@ append rate, both measured and extrapolated in the results
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
-import json
 import math
 import os
-import random
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import asyncpg
 import httpx
 
 from attest_core.bundle import verify_bundle
 from attest_core.checkpoint import open_checkpoint
-from attest_core.merkle import inclusion_plan, leaf_hash, verify_consistency, verify_inclusion
 from attest_core.money import format_kwh
-from bench.env import ORIGIN, Postgres, bench_gateway, say, write_log_key
+from bench.env import Postgres, bench_gateway, say, write_log_key
 from bench.fleet import DeviceReadings, FleetSpec, enrol_fleet_sync
-from bench.ingest import percentile, table_bytes
-from gateway import lease, logkey, logstore
-from gateway.config import Settings
-from gateway.sequencer import Sequencer
+from bench.ingest import table_bytes
+from bench.logfill import LogSizes, fill_log
+from bench.proofs import measure_proofs
+from gateway import logkey
 from stack.processes import GatewayProcess, MosquittoProcess
 from stack.system import Tokens
 
 PRICE = "0.35"
-
-
-@dataclass
-class LogSizes:
-    round: int = 5
-    proof_requests: int = 2000
-    portfolio_assets: int = 1000
-    verifier_readings: int = 100_000
-    checkpoint_every: int = 100_000
-
-
-async def _fill(
-    dsn: str, spec: FleetSpec, fleet: list[DeviceReadings], sizes: LogSizes, key_file: Path
-) -> dict[str, Any]:
-    signer = logkey.load_key_file(key_file)
-    per_round = max(1, sizes.round)
-    settings = Settings(database_url=dsn, origin=ORIGIN, sequencer_batch=spec.devices * per_round)
-    conn = await asyncpg.connect(dsn, command_timeout=600)
-    try:
-        # a TTL longer than any step here: the benchmark's steps are far bigger than a gateway's
-        held = await lease.acquire(conn, lease.holder_id(), 3600.0)
-        if held is None:
-            raise RuntimeError("another sequencer holds the lease on the benchmark's database")
-        sequencer = Sequencer(settings, signer, None, lease=held)
-        await sequencer.load(conn)
-        while (await sequencer.step(conn)).entries:
-            pass  # the enrolments
-        await sequencer.checkpoint(conn)
-        columns = ["device_id", "seq", "asset_id", "time_ms", "energy_mwh", "payload_hash", "envelope"]
-        copy_s = step_s = 0.0
-        last_cp = sequencer.size
-        next_say = time.monotonic() + 5
-        total = spec.devices * spec.readings
-        for lo in range(0, spec.readings, per_round):
-            hi = min(lo + per_round, spec.readings)
-            records = [
-                (
-                    spec.device_id(d), k + 1, spec.asset_id(d), spec.time_ms(k),
-                    fleet[d].energies[k], fleet[d].hashes[k], fleet[d].envelopes[k],
-                )
-                for d in range(spec.devices)
-                for k in range(lo, hi)
-            ]  # fmt: skip
-            t0 = time.perf_counter()
-            await conn.copy_records_to_table("readings", records=records, columns=columns)
-            t1 = time.perf_counter()
-            while (await sequencer.step(conn)).readings:
-                pass
-            step_s += time.perf_counter() - t1
-            copy_s += t1 - t0
-            if sequencer.size - last_cp >= sizes.checkpoint_every:
-                await sequencer.checkpoint(conn)
-                last_cp = sequencer.size
-            if time.monotonic() >= next_say:
-                done = hi * spec.devices
-                say(
-                    f"log: {sequencer.size:,} entries ({done:,} of {total:,} readings appended by the sequencer)"
-                )
-                next_say = time.monotonic() + 5
-        await sequencer.checkpoint(conn)
-        # A bulk fill leaves a million dead row versions (the sequencer UPDATEs log_index) and no
-        # planner statistics; autovacuum would catch up in the middle of the proof measurements.
-        t0 = time.perf_counter()
-        await conn.execute("VACUUM ANALYZE")
-        vacuum_s = time.perf_counter() - t0
-        return {
-            "vacuum_analyze_s": round(vacuum_s, 2),
-            "size": sequencer.size,
-            "copy_s": round(copy_s, 2),
-            "sequencer_s": round(step_s, 2),
-            "sequencer_entries_per_s": round(total / max(step_s, 1e-9), 1),
-        }
-    finally:
-        await conn.close()
-
-
-class _Http:
-    """A keep-alive HTTP/1.1 connection (the standard library's: its own overhead is small next to the
-    server's, so the latency measured is mostly the gateway's)."""
-
-    def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def get(self, path: str, params: dict[str, int] | None = None) -> tuple[float, bytes]:
-        url = path + ("?" + urlencode(params) if params else "")
-        t0 = time.perf_counter()
-        self.conn.request("GET", url)
-        response = self.conn.getresponse()
-        body = response.read()
-        elapsed = time.perf_counter() - t0
-        if response.status != 200:
-            raise RuntimeError(f"GET {url}: {response.status} {body[:300]!r}")
-        return elapsed, body
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _proofs(gw: GatewayProcess, size: int, requests: int, dsn: str, key_file: Path) -> dict[str, Any]:
-    rng = random.Random(8)  # noqa: S311 - which indices to ask for
-    key = logkey.load_key_file(key_file).verifier_key()
-    inclusion: list[float] = []
-    consistency: list[float] = []
-    client = _Http(gw.port)
-    try:
-        for _ in range(50):  # warm the connection, the pool and the caches
-            client.get("/v1/log/proof/inclusion", {"index": rng.randrange(size), "size": size})
-        for _ in range(requests):
-            n = rng.randint(1, size)
-            inclusion.append(client.get("/v1/log/proof/inclusion", {"index": rng.randrange(n), "size": n})[0])
-        for _ in range(requests):
-            a = rng.randint(1, size - 1) if size > 1 else 0
-            b = rng.randint(a + 1, size) if size > 1 else 1
-            consistency.append(client.get("/v1/log/proof/consistency", {"from": a, "to": b})[0])
-        # the answers are right: a sample verified against signed checkpoints
-        latest = open_checkpoint(client.get("/v1/log/checkpoint")[1].decode(), key).checkpoint
-        for _ in range(20):
-            i = rng.randrange(latest.size)
-            entry = client.get(f"/v1/log/entries/{i}")[1]
-            body = json.loads(client.get("/v1/log/proof/inclusion", {"index": i, "size": latest.size})[1])
-            verify_inclusion(
-                i, latest.size, leaf_hash(entry), [_b64(h) for h in body["hashes"]], latest.root_hash
-            )
-        checked = 0
-        for old_size, old_root in asyncio.run(_checkpoints(dsn)):
-            if 0 < old_size < latest.size:
-                body = json.loads(
-                    client.get("/v1/log/proof/consistency", {"from": old_size, "to": latest.size})[1]
-                )
-                verify_consistency(
-                    old_size, latest.size, old_root, latest.root_hash, [_b64(h) for h in body["hashes"]]
-                )
-                checked += 1
-    finally:
-        client.close()
-
-    db = asyncio.run(_nodes_query_times(dsn, size, min(requests, 1000)))
-
-    def ms(values: list[float], q: float) -> float:
-        return round(1000 * percentile(values, q), 3)
-
-    return {
-        "inclusion_proof_p50_ms": ms(inclusion, 50),
-        "inclusion_proof_p99_ms": ms(inclusion, 99),
-        "inclusion_proof_mean_ms": round(1000 * statistics.fmean(inclusion), 3),
-        "consistency_proof_p50_ms": ms(consistency, 50),
-        "consistency_proof_p99_ms": ms(consistency, 99),
-        "inclusion_nodes_query_p50_ms": ms(db, 50),
-        "inclusion_nodes_query_p99_ms": ms(db, 99),
-        "proof_requests_each": requests,
-        "proof_client": "sequential requests on one keep-alive connection (http.client) from the bench process",
-        "proofs_verified": {"inclusion": 20, "consistency": checked},
-    }
-
-
-async def _nodes_query_times(dsn: str, size: int, n: int) -> list[float]:
-    """The database's share of an inclusion proof: the one indexed query the route makes for its nodes."""
-    rng = random.Random(9)  # noqa: S311
-    conn = await asyncpg.connect(dsn)
-    try:
-        times = []
-        for _ in range(n):
-            m = rng.randint(1, size)
-            plan = inclusion_plan(rng.randrange(m), m)
-            t0 = time.perf_counter()
-            await logstore.nodes(conn, plan.nodes)
-            times.append(time.perf_counter() - t0)
-        return times
-    finally:
-        await conn.close()
-
-
-def _b64(text: str) -> bytes:
-    return base64.b64decode(text)
-
-
-async def _checkpoints(dsn: str) -> list[tuple[int, bytes]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT size, root_hash FROM checkpoints ORDER BY id")
-        return [(int(r["size"]), bytes(r["root_hash"])) for r in rows]
-    finally:
-        await conn.close()
 
 
 def _iso(ms: int) -> str:
@@ -334,7 +137,7 @@ def run_log(
             f"({sizes.round} per device per sequencer step)")  # fmt: skip
         enrol_fleet_sync(dsn, spec)
         t0 = time.perf_counter()
-        fill = asyncio.run(_fill(dsn, spec, fleet, sizes, key_file))
+        fill = asyncio.run(fill_log(dsn, spec, fleet, sizes, key_file))
         fill_s = time.perf_counter() - t0
         size = int(fill["size"])
         readings = spec.devices * spec.readings
@@ -355,7 +158,7 @@ def run_log(
             f"proofs: {sizes.proof_requests} inclusion and {sizes.proof_requests} consistency requests over HTTP"
         )
         out["loadavg_at_proofs"] = [round(x, 2) for x in os.getloadavg()]
-        out.update(_proofs(gw, size, sizes.proof_requests, dsn, key_file))
+        out.update(measure_proofs(gw, size, sizes.proof_requests, dsn, key_file))
         say(
             f"proofs: inclusion p50 {out['inclusion_proof_p50_ms']:.2f} ms p99 {out['inclusion_proof_p99_ms']:.2f} ms; "
             f"consistency p99 {out['consistency_proof_p99_ms']:.2f} ms"

@@ -28,7 +28,8 @@ from attest_core.reading import Trigger
 from edge_agent.clock import Clock, SyncCheck
 from edge_agent.config import Config
 from edge_agent.device import DeviceRuntime
-from edge_agent.enrol import load_enrolment, request_path
+from edge_agent.enrol import load_enrolment
+from edge_agent.enrolment_request import request_path
 from edge_agent.errors import AgentError, Exit
 from edge_agent.meters import Meter, MeterUnavailable, open_meter
 from edge_agent.mqtt import MqttLink, parse_mqtt_url

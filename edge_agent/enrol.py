@@ -16,8 +16,9 @@ The installer compares its key id with the one the operator publishes.
 
 Local state:
 
-* ``<state_dir>/enrolment-request.json``: the exact statement bytes and proof of
-  possession, written (durably) *before* they are posted.  The statement holds
+* ``<state_dir>/enrolment-request.json`` (edge_agent/enrolment_request.py): the
+  exact statement bytes and proof of possession, written (durably) *before* they
+  are posted.  The statement holds
   the time it was made, so building a new one on a retry would give other bytes,
   which the gateway refuses (409) once it holds the first: if the gateway
   accepted the enrolment but its answer was lost, the device could never be
@@ -37,10 +38,7 @@ running the same command again.
 from __future__ import annotations
 
 import base64
-import binascii
-import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,32 +52,13 @@ from attest_core.device import (
     EnrolmentStatement,
     Location,
     decode_enrolment_statement,
-    sign_enrolment,
-    verify_enrolment,
 )
 from attest_core.errors import AttestError
 from attest_core.keys import Signer
 from attest_core.note import VerifierKey
-from edge_agent.config import fsync_dir, write_private_file
+from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.errors import AgentError, Exit
-
-REQUEST_FILE = "enrolment-request.json"
-REQUEST_FORMAT = "iot-attest-enrolment-request/v1"
-DISCARDED_FILE = "enrolment-request.discarded.json"
-
-
-@dataclass(frozen=True)
-class EnrolmentRequest:
-    """A signed enrolment statement, exactly as it is (or was) posted to the gateway."""
-
-    statement: EnrolmentStatement
-    statement_bytes: bytes
-    proof: bytes
-
-    @classmethod
-    def sign(cls, statement: EnrolmentStatement, signer: Signer) -> EnrolmentRequest:
-        statement_bytes, proof = sign_enrolment(statement, signer)
-        return cls(statement, statement_bytes, proof)
+from edge_agent.files import write_private_file
 
 
 @dataclass(frozen=True)
@@ -293,155 +272,6 @@ def send_request(
     answer = post_enrolment(client, gateway, token, request.statement_bytes, request.proof)
     log_index = None if answer is None else check_answer(answer, request.statement)
     return EnrolmentResult(request.statement, request.statement_bytes, log_index, answer)
-
-
-# --------------------------------------------------------------------------- the stored request
-
-
-def request_path(state_dir: Path) -> Path:
-    return state_dir / REQUEST_FILE
-
-
-def save_request(state_dir: Path, request: EnrolmentRequest, gateway: str) -> None:
-    """Durably keep the exact request (before it is posted: see the module docstring)."""
-    doc = {
-        "format": REQUEST_FORMAT,
-        "statement": base64.b64encode(request.statement_bytes).decode("ascii"),
-        "proof_of_possession": base64.b64encode(request.proof).decode("ascii"),
-        "device_id": request.statement.device_id,
-        "asset_id": request.statement.asset_id,
-        "kind": request.statement.asset_kind.label,
-        "rated_power_w": request.statement.rated_power_w,
-        "time_ms": request.statement.time_ms,
-        "first_sent_to": gateway,
-    }
-    write_private_file(request_path(state_dir), (json.dumps(doc, indent=2) + "\n").encode(), exclusive=False)
-
-
-def load_request(state_dir: Path) -> EnrolmentRequest | None:
-    """The stored request, checked (statement decodes, proof of possession verifies); None if none."""
-    path = request_path(state_dir)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgentError(f"cannot read {path}: {exc}", Exit.USAGE) from None
-    try:
-        doc = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("format") != REQUEST_FORMAT:
-            raise ValueError(f"not an {REQUEST_FORMAT} document")
-        statement_bytes = base64.b64decode(doc["statement"], validate=True)
-        proof = base64.b64decode(doc["proof_of_possession"], validate=True)
-        statement = verify_enrolment(statement_bytes, proof)
-    except (ValueError, KeyError, TypeError, binascii.Error, AttestError) as exc:
-        raise AgentError(
-            f"{path} is damaged ({exc}): the stored enrolment request cannot be resent. Run enrol with "
-            "--new to make a new one (if the gateway already holds the old one it answers 409: then ask "
-            "the operator)",
-            Exit.FAILED,
-        ) from None
-    return EnrolmentRequest(statement, statement_bytes, proof)
-
-
-def discarded_path(state_dir: Path) -> Path:
-    return state_dir / DISCARDED_FILE
-
-
-def discard_request(state_dir: Path) -> bool:
-    """Set the stored request aside (``--new``), keeping it as ``enrolment-request.discarded.json``."""
-    path = request_path(state_dir)
-    if not path.exists():
-        return False
-    os.replace(path, discarded_path(state_dir))
-    fsync_dir(state_dir)
-    return True
-
-
-def same_enrolment(a: EnrolmentStatement, b: EnrolmentStatement) -> bool:
-    """The same device, key, asset, kind, rated power and location (the time may differ)."""
-    return dataclasses.replace(a, time_ms=b.time_ms) == b
-
-
-def describe_statement(statement: EnrolmentStatement) -> str:
-    """The installer's arguments that made the statement, e.g. ``--asset a --kind solar ...``."""
-    text = (
-        f"--asset {statement.asset_id} --kind {statement.asset_kind.label} "
-        f"--rated-power {statement.rated_power_w}"
-    )
-    if statement.location is not None:
-        text += f" --lat {_degrees(statement.location.lat_e6)} --lon {_degrees(statement.location.lon_e6)}"
-    return text
-
-
-def _degrees(e6: int) -> str:
-    sign = "-" if e6 < 0 else ""
-    whole, frac = divmod(abs(e6), 1_000_000)
-    return f"{sign}{whole}.{frac:06d}".rstrip("0").rstrip(".")
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
-
-
-def choose_request(
-    state_dir: Path,
-    wanted: EnrolmentStatement,
-    signer: Signer,
-    *,
-    confirmed: EnrolmentStatement | None,
-    new: bool,
-) -> tuple[EnrolmentRequest, bool]:
-    """The request to post: the stored one if there is one, else a new one; (request, stored before).
-
-    ``wanted`` is the statement the installer's arguments make now; ``confirmed``
-    the statement the gateway already confirmed (``enrolment.bin``), if any.
-    """
-    stored: EnrolmentRequest | None = None
-    if confirmed is not None:
-        try:
-            stored = load_request(state_dir)
-        except AgentError:  # rebuilt from the confirmed statement below
-            stored = None
-    elif new:
-        discard_request(state_dir)
-    else:
-        stored = load_request(state_dir)
-    for have in (confirmed, stored.statement if stored else None):
-        if have is not None and (have.public_key != signer.public_key or have.device_id != wanted.device_id):
-            raise AgentError(
-                f"the enrolment stored in {state_dir} belongs to another key or device: refusing to continue",
-                Exit.USAGE,
-            )
-    if confirmed is not None:
-        if not same_enrolment(wanted, confirmed) or new:
-            raise AgentError(
-                f"this device is already enrolled for asset {confirmed.asset_id} (confirmed by the gateway, "
-                f"with {describe_statement(confirmed)}); an enrolment cannot be changed. Running enrol again "
-                "with exactly those arguments is safe. A device serves one asset with the details it was "
-                "enrolled with: for another asset or other details, ask the operator to revoke this device, "
-                "then `init` a new device (a new key) and enrol that",
-                Exit.ALREADY_ENROLLED,
-            )
-        if stored is None or stored.statement_bytes != confirmed.encode():
-            # a state directory from before requests were kept: Ed25519 signs deterministically
-            stored = EnrolmentRequest.sign(confirmed, signer)
-            save_request(state_dir, stored, "")
-        return stored, True
-    if stored is not None:
-        if same_enrolment(wanted, stored.statement):
-            return stored, True
-        raise AgentError(
-            f"a different enrolment request is stored in {request_path(state_dir)}, made on "
-            f"{_iso(stored.statement.time_ms)} with: {describe_statement(stored.statement)}. It was sent "
-            "to the gateway but no answer came back, so the gateway may hold it. To finish it, run enrol "
-            "again with exactly those arguments. If it is wrong and the gateway never accepted it (the "
-            f"operator can check GET /v1/devices/{stored.statement.device_id}), run this command again "
-            "with --new: the stored request is discarded and a new one is made",
-            Exit.USAGE,
-        )
-    request = EnrolmentRequest.sign(wanted, signer)
-    return request, False
 
 
 def _describe(exc: httpx.HTTPError) -> str:

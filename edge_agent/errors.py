@@ -4,6 +4,11 @@ Every failure a command can meet is turned into an :class:`AgentError` at the
 place where it is understood, with a message that says what went wrong and what
 to do.  The command line prints the message and exits with the code; it never
 shows a traceback for an expected failure.
+
+The agent's other failures are subclasses, caught where they are expected:
+``MeterUnavailable`` (edge_agent/meters/base.py: no reading this time) and
+``ChainConflict`` (edge_agent/store.py: the reading is not stored).  Both keep
+the default code, ``Exit.FAILED``.
 """
 
 from __future__ import annotations

@@ -33,68 +33,29 @@ import os
 import signal
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from attest_core.device import EnrolmentStatement, decode_enrolment_statement
-from attest_core.keys import Ed25519Signer
+from attest_core.device import decode_enrolment_statement
 from attest_core.reading import MIN_TIME_MS, Status, Trigger
 from edge_agent.clock import Clock
 from edge_agent.config import MqttConfig
 from edge_agent.device import DeviceRuntime
 from edge_agent.enrol import (
-    build_statement,
     check_gateway_url,
-    enrol_device,
     fetch_log_key,
     http_client,
 )
 from edge_agent.errors import AgentError, Exit
+from edge_agent.fleet_devices import SimDevice, enrol_all, load_or_create, power_model
 from edge_agent.meters.base import MeterEvent, MeterSample
-from edge_agent.meters.simulated import ChargerModel, PowerModel, SolarModel, seeded_random
+from edge_agent.meters.simulated import PowerModel
 from edge_agent.mqtt import MqttLink, parse_mqtt_url
-from edge_agent.signer import derive_device_id, ensure_private_dir
+from edge_agent.signer import ensure_private_dir
 from edge_agent.store import NewReading, Store
 
 log = logging.getLogger("edge_agent.fleet")
 
 BATCH = 4000
-_FLEET_SCHEMA = """
-CREATE TABLE IF NOT EXISTS fleet (
-    idx INTEGER PRIMARY KEY,
-    device_id TEXT NOT NULL UNIQUE,
-    seed BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    asset_id TEXT NOT NULL,
-    rated_power_w INTEGER NOT NULL,
-    lat TEXT,
-    lon TEXT,
-    origin_ms INTEGER NOT NULL,
-    statement BLOB
-)
-"""
-
-
-@dataclass
-class SimDevice:
-    idx: int
-    signer: Ed25519Signer
-    kind: str
-    asset_id: str
-    rated_power_w: int
-    lat: str | None
-    lon: str | None
-    origin_ms: int
-    statement: EnrolmentStatement | None
-    runtime: DeviceRuntime | None = None
-    model: PowerModel | None = None
-    link: MqttLink | None = None
-    next_due: int = 0
-    last_time: int = 0
-
-    @property
-    def device_id(self) -> str:
-        return derive_device_id(self.signer.public_key)
 
 
 def _parse_start(text: str | None) -> int | None:
@@ -109,89 +70,6 @@ def _parse_start(text: str | None) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
-
-
-def _load_or_create(store: Store, args: argparse.Namespace, origin_ms: int) -> list[SimDevice]:
-    db = store.db
-    db.execute(_FLEET_SCHEMA)
-    devices: list[SimDevice] = []
-    for idx, seed, kind, asset_id, rated, lat, lon, origin, statement in db.execute(
-        "SELECT idx, seed, kind, asset_id, rated_power_w, lat, lon, origin_ms, statement FROM fleet ORDER BY idx"
-    ):
-        decoded = decode_enrolment_statement(bytes(statement)) if statement is not None else None
-        devices.append(
-            SimDevice(idx, Ed25519Signer(bytes(seed)), kind, asset_id, rated, lat, lon, origin, decoded)
-        )
-    devices = devices[: args.devices]
-    for idx in range(len(devices), args.devices):
-        rng = seeded_random(args.seed, "fleet", str(idx))
-        kind = ("charger" if idx % 2 == 0 else "solar") if args.kind == "mixed" else args.kind
-        signer = Ed25519Signer.generate()
-        device_id = derive_device_id(signer.public_key)
-        if kind == "charger":
-            rated = rng.choice([11_000, 22_000])
-            lat = lon = None
-        else:
-            rated = rng.choice([5_000, 10_000, 30_000, 100_000])
-            lat = f"{args.lat + rng.uniform(-0.5, 0.5):.6f}"
-            lon = f"{args.lon + rng.uniform(-0.5, 0.5):.6f}"
-        asset_id = f"sim-{kind}-{device_id[4:14]}"
-        db.execute(
-            "INSERT INTO fleet (idx, device_id, seed, kind, asset_id, rated_power_w, lat, lon, origin_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (idx, device_id, signer.seed, kind, asset_id, rated, lat, lon, origin_ms),
-        )
-        devices.append(SimDevice(idx, signer, kind, asset_id, rated, lat, lon, origin_ms, None))
-    return devices
-
-
-def _enrol_all(
-    devices: list[SimDevice], gateway: str, token: str
-) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
-    """Enrol the devices that are not enrolled yet (8 at a time), through the REST API.
-
-    Runs in worker threads; returns the enrolments made and the first error met.
-    """
-    todo = [d for d in devices if d.statement is None]
-    if not todo:
-        return [], None
-    log.info("enrolling %d simulated device(s) at %s", len(todo), gateway)
-
-    def enrol_slice(part: list[SimDevice]) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
-        done: list[tuple[SimDevice, bytes]] = []
-        try:
-            with http_client() as client:
-                for device in part:
-                    statement = build_statement(
-                        device.signer,
-                        device_id=device.device_id,
-                        asset_id=device.asset_id,
-                        kind=device.kind,
-                        rated_power_w=device.rated_power_w,
-                        lat=device.lat,
-                        lon=device.lon,
-                        time_ms=max(device.origin_ms, MIN_TIME_MS),
-                    )
-                    result = enrol_device(client, gateway, token, statement, device.signer)
-                    done.append((device, result.statement_bytes))
-        except AgentError as exc:
-            return done, exc
-        return done, None
-
-    slices = [todo[i::8] for i in range(min(8, len(todo)))]
-    with ThreadPoolExecutor(len(slices)) as pool:
-        outcomes = list(pool.map(enrol_slice, slices))
-    errors = [error for _, error in outcomes if error is not None]
-    return [item for done, _ in outcomes for item in done], errors[0] if errors else None
-
-
-def _model(device: SimDevice, seed: int) -> PowerModel:
-    label = f"{seed}/{device.device_id}"
-    if device.kind == "charger":
-        return ChargerModel(label, device.rated_power_w, device.origin_ms)
-    assert device.lat is not None
-    assert device.lon is not None
-    return SolarModel(label, device.rated_power_w, float(device.lat), float(device.lon), device.origin_ms)
 
 
 async def run_fleet(args: argparse.Namespace) -> int:
@@ -213,9 +91,9 @@ async def run_fleet(args: argparse.Namespace) -> int:
         requested = now - span
     store = Store(state / "fleet.db")
     try:
-        devices = _load_or_create(store, args, max(requested, MIN_TIME_MS))
+        devices = load_or_create(store, args, max(requested, MIN_TIME_MS))
         loop = asyncio.get_running_loop()
-        enrolled, error = await loop.run_in_executor(None, _enrol_all, devices, gateway, args.token)
+        enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token)
         for device, statement_bytes in enrolled:  # kept even if another device failed
             store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
             device.statement = decode_enrolment_statement(statement_bytes)
@@ -254,7 +132,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
                 quiet=True,
             )
             device.runtime = runtime
-            device.model = _model(device, args.seed)
+            device.model = power_model(device, args.seed)
             device.last_time = max(runtime.committed.last_time_ms or 0, device.origin_ms)
             start = max(start, device.last_time + 1)
             device.link = MqttLink(

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from attest_core.keys import SEED_SIZE, Ed25519Signer, Signer
-from edge_agent.config import Config, KeyConfig, fsync_dir
+from edge_agent.config import Config, KeyConfig
 from edge_agent.errors import AgentError, Exit
+from edge_agent.files import fsync_dir
 
 KEY_FILE_PREFIX = "iot-attest-ed25519-seed:"
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from attest_core.chain import ChainState
 from attest_core.receipt import Receipt
+from edge_agent.errors import AgentError
 
 SCHEMA_VERSION = 1
 
@@ -79,8 +80,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 """
 
 
-class ChainConflict(Exception):
-    """The chain row moved on since the reading was built: the reading is not stored."""
+class ChainConflict(AgentError):
+    """The chain row moved on since the reading was built: the reading is not stored.
+
+    An :class:`AgentError` with the default exit code (1, a runtime failure): the
+    agent catches it and retries at the next interval.
+    """
 
 
 @dataclass(frozen=True, slots=True)

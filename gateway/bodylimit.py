@@ -20,6 +20,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import BodyTooLarge
 from gateway.routes.common import error
 
 DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
@@ -28,10 +29,6 @@ assets a claim may hold (65,535, attest_core.claim.MAX_ASSETS), each an identifi
 up to 64 characters: 65,535 x (64 + 3 bytes of quotes and comma) is 4.39 MB of JSON,
 plus under 2 KB for the other fields.  8 MiB leaves that request room for generous
 white space (indentation adds about 5 bytes per asset) and nothing else comes near."""
-
-
-class BodyTooLarge(Exception):
-    """Raised from ``receive`` once the body has passed the cap (the 413 is already sent)."""
 
 
 class BodyLimit:
@@ -99,4 +96,5 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
-    await error(413, "request_too_large", message)(scope, receive, send)
+    refusal = BodyTooLarge(message)
+    await error(refusal.status, refusal.code, message)(scope, receive, send)

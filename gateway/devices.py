@@ -12,17 +12,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from attest_core.device import decode_enrolment_statement, verify_rotation
+from attest_core.device import verify_rotation
 from attest_core.entries import (
     EnrolmentEntry,
-    EntryType,
     RevocationEntry,
     RotationEntry,
     encode_entry,
 )
 from attest_core.errors import AttestError
 from attest_core.reading import device_key_id
-from attest_core.registry import DeviceRecord, KeySpan, Registry, RegistryError
+from attest_core.registry import DeviceRecord, Registry, RegistryError
+from gateway.device_records import read_devices
+from gateway.errors import DeviceError as DeviceError  # re-exported: routes catch it from here
 
 REGISTRY_LOCK = 0x10_7A77_DE7
 """Advisory lock id: taken exclusively by a key rotation or revocation, shared by ingest while it
@@ -40,14 +41,6 @@ async def change_registry(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE registry_state SET version = version + 1")
 
 
-class DeviceError(Exception):
-    """A refused device operation, with the HTTP status it maps to."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 @dataclass(frozen=True)
 class Enrolled:
     device_id: str
@@ -58,6 +51,32 @@ class Enrolled:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def _add_key(conn: asyncpg.Connection, device_id: str, public_key: bytes, from_seq: int) -> bytes:
+    """Store a device key, valid from reading ``from_seq`` on; returns its key id."""
+    key_id = device_key_id(public_key)
+    await conn.execute(
+        "INSERT INTO device_keys (device_id, key_id, public_key, from_seq) VALUES ($1, $2, $3, $4)",
+        device_id,
+        key_id,
+        public_key,
+        from_seq,
+    )
+    return key_id
+
+
+async def _queue(
+    conn: asyncpg.Connection, entry: EnrolmentEntry | RotationEntry | RevocationEntry, device_id: str
+) -> int:
+    """Queue a device's identity entry for the sequencer; returns its ``pending_entries`` id."""
+    pending_id: int = await conn.fetchval(
+        "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3) RETURNING id",
+        int(entry.type),
+        encode_entry(entry),
+        device_id,
+    )
+    return pending_id
 
 
 async def enrol(conn: asyncpg.Connection, statement: bytes, pop_signature: bytes, installer: str) -> Enrolled:
@@ -84,42 +103,17 @@ async def enrol(conn: asyncpg.Connection, statement: bytes, pop_signature: bytes
             installer,
             st.chain_anchor(),
         )
-        key_id = device_key_id(st.public_key)
-        await conn.execute(
-            "INSERT INTO device_keys (device_id, key_id, public_key, from_seq) VALUES ($1, $2, $3, 1)",
-            st.device_id,
-            key_id,
-            st.public_key,
-        )
-        pending_id = await conn.fetchval(
-            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3) RETURNING id",
-            int(EntryType.ENROLMENT),
-            encode_entry(entry),
-            st.device_id,
-        )
+        key_id = await _add_key(conn, st.device_id, st.public_key, 1)
+        pending_id = await _queue(conn, entry, st.device_id)
     return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
 
 
 async def _record(conn: asyncpg.Connection, device_id: str) -> DeviceRecord:
-    row = await conn.fetchrow(
-        "SELECT statement, last_valid_seq, revoked_at IS NOT NULL AS revoked FROM devices WHERE device_id = $1 "
-        "FOR UPDATE",
-        device_id,
-    )
-    if row is None:
+    """The device's record, its row locked until the transaction ends."""
+    stored = await read_devices(conn, [device_id], for_update=True)
+    if device_id not in stored:
         raise DeviceError(404, "unknown_device", f"device {device_id} is not enrolled")
-    record = DeviceRecord(decode_enrolment_statement(bytes(row["statement"])), -1)
-    record.keys = [
-        KeySpan(k["from_seq"], bytes(k["public_key"]), bytes(k["key_id"]))
-        for k in await conn.fetch(
-            "SELECT key_id, public_key, from_seq FROM device_keys WHERE device_id = $1 ORDER BY from_seq",
-            device_id,
-        )
-    ]
-    if row["revoked"]:
-        record.revocation_index = -1
-        record.last_valid_seq = row["last_valid_seq"]
-    return record
+    return stored[device_id].record
 
 
 async def rotate(
@@ -149,20 +143,8 @@ async def rotate(
             registry.rotate_verified(-1, st)
         except RegistryError as exc:
             raise DeviceError(409, exc.code, str(exc)) from exc
-        key_id = device_key_id(st.new_public_key)
-        await conn.execute(
-            "INSERT INTO device_keys (device_id, key_id, public_key, from_seq) VALUES ($1, $2, $3, $4)",
-            st.device_id,
-            key_id,
-            st.new_public_key,
-            st.effective_seq,
-        )
-        await conn.execute(
-            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3)",
-            int(EntryType.KEY_ROTATION),
-            encode_entry(entry),
-            st.device_id,
-        )
+        key_id = await _add_key(conn, st.device_id, st.new_public_key, st.effective_seq)
+        await _queue(conn, entry, st.device_id)
     return st.device_id, key_id
 
 
@@ -192,10 +174,5 @@ async def revoke(
             device_id,
             last_valid_seq,
         )
-        await conn.execute(
-            "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3)",
-            int(EntryType.REVOCATION),
-            encode_entry(entry),
-            device_id,
-        )
+        await _queue(conn, entry, device_id)
     return int(last_valid_seq)

@@ -1,4 +1,8 @@
-"""The gateway's exception hierarchy."""
+"""The gateway's exception hierarchy: every error the gateway raises itself is a GatewayError.
+
+Each carries a reason code; a :class:`Refused` also carries the HTTP status it is answered
+with (the API turns it into its ``{"error": {"code", "message"}}`` body).
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,28 @@ class NotLeaderError(GatewayError):
     """The sequencer lost (or never had) the log's write lock."""
 
     code = "not_leader"
+
+
+class Refused(GatewayError):
+    """A request the gateway turns down: the HTTP status, reason code and message of its answer."""
+
+    status = 400
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class DeviceError(Refused):
+    """A refused device operation: enrolment, key rotation or revocation (gateway.devices)."""
+
+
+class CosignatureRefused(Refused):
+    """A refused witness cosignature (gateway.witnesses)."""
+
+
+class BodyTooLarge(Refused):
+    """A request body over the cap (gateway.bodylimit), raised from ``receive`` once the 413 is sent."""
+
+    def __init__(self, message: str = "the request body exceeds the limit") -> None:
+        super().__init__(413, "request_too_large", message)

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
-from attest_core.device import decode_enrolment_statement
 from attest_core.errors import AttestError
 from attest_core.reading import MAX_ENVELOPE_SIZE, decode_envelope, decode_payload, reading_hash
-from attest_core.registry import DeviceRecord, KeySpan, Registry
+from attest_core.registry import Registry
 from attest_core.topics import device_of_readings_topic
 from gateway.config import Settings
+from gateway.device_records import read_devices
 from gateway.devices import REGISTRY_LOCK
 from gateway.quarantine import Refusal, quarantine_many
 
@@ -116,34 +116,15 @@ class DeviceCache:
         stale = [d for d in device_ids if now - self.loaded.get(d, -1e9) > self.ttl]
         if not stale:
             return
-        rows = await conn.fetch(
-            "SELECT device_id, statement, last_valid_seq, revoked_at IS NOT NULL AS revoked, logged_seq "
-            "FROM devices WHERE device_id = ANY($1)",
-            stale,
-        )
-        keys = await conn.fetch(
-            "SELECT device_id, key_id, public_key, from_seq FROM device_keys WHERE device_id = ANY($1) "
-            "ORDER BY device_id, from_seq",
-            stale,
-        )
-        spans: dict[str, list[KeySpan]] = {}
-        for k in keys:
-            spans.setdefault(k["device_id"], []).append(
-                KeySpan(k["from_seq"], bytes(k["public_key"]), bytes(k["key_id"]))
-            )
+        stored = await read_devices(conn, stale)
         for device_id in stale:
             self.registry.devices.pop(device_id, None)
             self.next_seq.pop(device_id, None)
             self.loaded.pop(device_id, None)  # an unknown device is asked for again next time
-        for r in rows:
-            self.loaded[r["device_id"]] = now
-            record = DeviceRecord(decode_enrolment_statement(bytes(r["statement"])), -1)
-            record.keys = spans.get(r["device_id"], [])
-            if r["revoked"]:
-                record.last_valid_seq = r["last_valid_seq"]
-                record.revocation_index = -1
-            self.registry.devices[r["device_id"]] = record
-            self.next_seq[r["device_id"]] = r["logged_seq"] + 1
+        for device_id, device in stored.items():
+            self.loaded[device_id] = now
+            self.registry.devices[device_id] = device.record
+            self.next_seq[device_id] = device.logged_seq + 1
 
 
 def check(

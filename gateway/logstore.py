@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from attest_core.entries import reading_entry_bytes
 from attest_core.merkle import (
     EMPTY_ROOT,
     Node,
@@ -20,7 +21,6 @@ from attest_core.merkle import (
     multi_inclusion_plan,
     range_hash,
 )
-from gateway.sequencer import reading_entry
 
 
 async def log_size(conn: asyncpg.Connection) -> int:
@@ -40,7 +40,7 @@ async def entry(conn: asyncpg.Connection, index: int) -> bytes | None:
     if data is not None:
         return bytes(data)
     envelope = await conn.fetchval("SELECT envelope FROM readings WHERE log_index = $1", index)
-    return None if envelope is None else reading_entry(bytes(envelope))
+    return None if envelope is None else reading_entry_bytes(bytes(envelope))
 
 
 async def entries(conn: asyncpg.Connection, indices: Iterable[int]) -> dict[int, bytes]:
@@ -54,7 +54,7 @@ async def entries(conn: asyncpg.Connection, indices: Iterable[int]) -> dict[int,
         for r in await conn.fetch(
             "SELECT log_index, envelope FROM readings WHERE log_index = ANY($1::bigint[])", rest
         ):
-            out[r["log_index"]] = reading_entry(bytes(r["envelope"]))
+            out[r["log_index"]] = reading_entry_bytes(bytes(r["envelope"]))
     return out
 
 

@@ -24,6 +24,7 @@ from typing import Final
 
 import asyncpg
 
+from attest_core.topics import readings_topic
 from gateway.config import Settings
 
 EVIDENCE_REASONS: Final = frozenset(
@@ -137,6 +138,26 @@ async def quarantine_many(
         )
     if rows:
         await conn.executemany(_UPSERT, rows)
+
+
+async def withdraw_readings(
+    conn: asyncpg.Connection, refusals: list[tuple[Refusal, tuple[str, int]]], garbage_bytes: int
+) -> None:
+    """Move accepted readings the sequencer refuses, by (device id, seq), from ``readings`` to
+    quarantine: the device still holds them (no receipt) and will send them again."""
+    keys = [k for _, k in refusals]
+    envelopes = {
+        (r["device_id"], r["seq"]): bytes(r["envelope"])
+        for r in await conn.fetch(
+            "DELETE FROM readings r USING unnest($1::text[], $2::bigint[]) AS q(d, s) "
+            "WHERE r.device_id = q.d AND r.seq = q.s RETURNING r.device_id, r.seq, r.envelope",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+    }
+    for refusal, key in refusals:
+        if key in envelopes:
+            await quarantine(conn, readings_topic(key[0]), envelopes[key], refusal, garbage_bytes)
 
 
 _CLASSIFY = (

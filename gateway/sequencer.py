@@ -23,20 +23,14 @@ Each step, in one transaction:
 3. stores the leaf hash and every perfect subtree node completed, the new size,
    and each device's chain position.
 
-Fairness: a step takes at most ``sequencer_device_share`` readings of one device,
-and fills its ``sequencer_batch`` round-robin (every device's first waiting
-reading before any device's second), so one device's backlog, chained or stuck
-behind a gap, cannot hold back the others.
+Fairness: a step takes at most ``sequencer_device_share`` readings of one device, dealt
+round-robin (gateway.fairness), so one device's backlog cannot hold back the others.
 
 A crash at any point rolls the step back as a whole: nothing is logged twice and
 nothing accepted is lost.  Every ``checkpoint_interval`` (or
 ``checkpoint_max_entries`` entries) it signs a checkpoint over the whole log and
-stores it (all checkpoints are kept).  Receipts: each checkpoint answers the devices with
-readings logged since the one before, and those in ``receipt_due`` (devices that sent a logged
-reading again); while the log does not grow, ``receipt_due`` is answered against the newest
-checkpoint, so a device re-sending logged readings to an idle log still gets its receipt.  A
-sequencer that starts owes a receipt again to every device logged shortly before the last stop
-(see :meth:`Sequencer.load`): whatever its predecessor owed or had not sent yet.
+stores it (all checkpoints are kept), and sends the receipts it owes: to each device with
+readings logged since the checkpoint before, and the others of gateway.receipts_due.
 """
 
 from __future__ import annotations
@@ -49,67 +43,22 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from attest_core.checkpoint import Checkpoint, sign_checkpoint
-from attest_core.entries import EntryType
+from attest_core.entries import PREV_HASH_IN_ENVELOPE, reading_entry_bytes
 from attest_core.merkle import CompactRange, Node, frontier_nodes, leaf_hash
 from attest_core.note import NoteSigner
 from attest_core.receipt import Receipt
 from attest_core.topics import receipts_topic
 from gateway.config import Settings
 from gateway.errors import KeyFileError, NotLeaderError
+from gateway.fairness import waiting_readings
 from gateway.lease import Lease
-from gateway.quarantine import Refusal, quarantine
+from gateway.quarantine import Refusal, withdraw_readings
+from gateway.receipts_due import IDLE_RECEIPTS_EVERY, owe_recent_receipts, take_due
 
 log = logging.getLogger("gateway.sequencer")
 
-READING_ENTRY_HEADER = bytes([1, int(EntryType.READING)])
-_IDLE_RECEIPTS_EVERY = 0.25
-"""Seconds between looks at ``receipt_due`` while the log is idle."""
-_RECEIPTS_REPEATED_FOR = 30.0
-"""Seconds of receipts before a restart that are sent again (see Sequencer.load)."""
-_PREV_HASH = slice(-64 - 32, -64)  # prev_hash: the payload's last 32 bytes, before the signature
-
 Publish = Callable[[str, bytes], None]
 """publish(topic, payload): hands a receipt to MQTT (QoS 1)."""
-
-
-_ALL_WAITING_READINGS = """
-SELECT device_id, seq, envelope, payload_hash FROM readings
-WHERE log_index IS NULL AND NOT (device_id = ANY($2::text[]))
-ORDER BY device_id, seq LIMIT $1
-"""
-"""Readings not yet logged, per device in sequence order, from one scan: $1 at most; devices in
-$2 are skipped."""
-
-_WAITING_READINGS = """
-WITH RECURSIVE waiting(d) AS (
-    (SELECT device_id FROM readings WHERE log_index IS NULL ORDER BY device_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.device_id FROM readings r
-            WHERE r.log_index IS NULL AND r.device_id > waiting.d ORDER BY r.device_id LIMIT 1)
-    FROM waiting WHERE waiting.d IS NOT NULL
-)
-SELECT device_id, seq, envelope, payload_hash FROM (
-    SELECT x.device_id, x.seq, x.envelope, x.payload_hash
-    FROM (SELECT d FROM waiting WHERE d IS NOT NULL AND NOT (d = ANY($2::text[]))) AS w
-    CROSS JOIN LATERAL (
-        SELECT r.device_id, r.seq, r.envelope, r.payload_hash, row_number() OVER (ORDER BY r.seq) AS turn
-        FROM readings r WHERE r.device_id = w.d AND r.log_index IS NULL
-        ORDER BY r.seq LIMIT $3
-    ) AS x
-    ORDER BY x.turn, x.device_id
-    LIMIT $1
-) AS dealt
-ORDER BY device_id, seq
-"""
-"""Readings not yet logged, per device in sequence order: at most $3 per device (its lowest
-sequence numbers), $1 in all, dealt round-robin across devices; devices in $2 are skipped.  The
-distinct devices come from a skip scan of the ``readings_pending`` index, one probe per device,
-however deep a device's backlog is."""
-
-
-def reading_entry(envelope: bytes) -> bytes:
-    """The log entry bytes of a reading (attest_core.entries, type READING)."""
-    return READING_ENTRY_HEADER + len(envelope).to_bytes(2, "big") + envelope
 
 
 @dataclass
@@ -180,35 +129,13 @@ class Sequencer:
         self.last_checkpoint_size = -1 if row is None else row["size"]
         self.last_checkpoint_wall = 0.0 if row is None else float(row["t"])
         self.last_checkpoint_at = time.monotonic()
-        owed = await self._owe_recent_receipts(conn)
+        owed = await owe_recent_receipts(conn)
         log.info(
             "log loaded: %d entries, last checkpoint at size %d; %d device(s) owed a receipt",
             size,
             self.last_checkpoint_size,
             owed,
         )
-
-    async def _owe_recent_receipts(self, conn: asyncpg.Connection) -> int:
-        """Owe a receipt again to every device with readings logged shortly before the last stop.
-
-        A process killed after logging readings and before their checkpoint took with it the
-        devices it owed (in memory), and receipts leave through MQTT after their checkpoint is
-        committed: a process killed in between took those with it too.  The devices whose newest
-        reading was logged after the newest checkpoint older than ``_RECEIPTS_REPEATED_FOR``
-        seconds (counted back from the newest checkpoint) get theirs again, at the next
-        checkpoint; one receipt too many costs a device nothing.
-        """
-        since = await conn.fetchval(
-            "SELECT coalesce((SELECT size FROM checkpoints WHERE signed_at < "
-            "(SELECT max(signed_at) FROM checkpoints) - make_interval(secs => $1) ORDER BY id DESC LIMIT 1), 0)",
-            _RECEIPTS_REPEATED_FOR,
-        )
-        status = await conn.execute(
-            "INSERT INTO receipt_due (device_id) SELECT device_id FROM devices WHERE logged_index >= $1 "
-            "ON CONFLICT DO NOTHING",
-            since,
-        )
-        return int(status.split()[-1])
 
     async def _chain(self, conn: asyncpg.Connection, device_ids: list[str]) -> None:
         missing = [d for d in device_ids if d not in self.chains]
@@ -277,7 +204,7 @@ class Sequencer:
 
             # 2. readings, per device in sequence order, a fair share each
             exclude = [d for d, since in self.waiting.items() if now - since < 1.0] + held
-            rows = await self._waiting_readings(conn, batch, exclude)
+            rows = await waiting_readings(conn, batch, exclude, max(1, self.settings.sequencer_device_share))
             await self._chain(conn, sorted({r["device_id"] for r in rows}))
             assigned: list[tuple[str, int, int]] = []
             refusals: list[tuple[Refusal, tuple[str, int]]] = []
@@ -305,7 +232,7 @@ class Sequencer:
                 if seq != position.seq + 1:
                     blocked = True  # a gap inside this batch: the rest waits
                     continue
-                if envelope[_PREV_HASH] != position.hash:
+                if envelope[PREV_HASH_IN_ENVELOPE] != position.hash:
                     refusals.append(
                         (
                             Refusal(
@@ -320,32 +247,14 @@ class Sequencer:
                     self.waiting[device_id] = now
                     blocked = True
                     continue
-                index = append(reading_entry(envelope))
+                index = append(reading_entry_bytes(envelope))
                 assigned.append((device_id, seq, index))
                 position = ChainPosition(seq, bytes(row["payload_hash"]), index)
                 new_chains[device_id] = position
             result.readings = len(assigned)
 
             if refusals:
-                keys = [k for _, k in refusals]
-                envelopes = {
-                    (r["device_id"], r["seq"]): bytes(r["envelope"])
-                    for r in await conn.fetch(
-                        "DELETE FROM readings r USING unnest($1::text[], $2::bigint[]) AS q(d, s) "
-                        "WHERE r.device_id = q.d AND r.seq = q.s RETURNING r.device_id, r.seq, r.envelope",
-                        [k[0] for k in keys],
-                        [k[1] for k in keys],
-                    )
-                }
-                for refusal, key in refusals:
-                    if key in envelopes:
-                        await quarantine(
-                            conn,
-                            "attest/v1/" + key[0] + "/readings",
-                            envelopes[key],
-                            refusal,
-                            self.settings.quarantine_garbage_bytes,
-                        )
+                await withdraw_readings(conn, refusals, self.settings.quarantine_garbage_bytes)
                 result.quarantined = len(refusals)
 
             if size == self.size:
@@ -385,30 +294,6 @@ class Sequencer:
         self.chains.update(new_chains)
         self.touched.update(new_chains)
         return result
-
-    async def _waiting_readings(
-        self, conn: asyncpg.Connection, batch: int, exclude: list[str]
-    ) -> list[asyncpg.Record]:
-        """This step's readings: per device in sequence order, a fair share each (see the module).
-
-        Usually everything waiting fits in one step: then one scan of the pending index takes
-        it all, and only each device's share is kept.  With more waiting than a step takes, the
-        round-robin query deals the step out (it costs a probe per waiting device).
-        """
-        share = max(1, self.settings.sequencer_device_share)
-        rows: list[asyncpg.Record] = await conn.fetch(_ALL_WAITING_READINGS, batch + 1, exclude)
-        if len(rows) > batch:
-            dealt: list[asyncpg.Record] = await conn.fetch(_WAITING_READINGS, batch, exclude, share)
-            return dealt
-        kept: list[asyncpg.Record] = []
-        device, taken = None, 0
-        for row in rows:
-            if row["device_id"] != device:
-                device, taken = row["device_id"], 0
-            if taken < share:
-                kept.append(row)
-                taken += 1
-        return kept
 
     async def _refuse_device_backlog(
         self, conn: asyncpg.Connection, device_id: str, logged_seq: int
@@ -470,7 +355,7 @@ class Sequencer:
                     f"this gateway's log key {ours} is not the log's key {owner}: not signing",
                     code="wrong_log_key",
                 )
-            due = await self._take_due(conn)
+            due = await take_due(conn)
         self.last_checkpoint_size = self.size
         self.last_checkpoint_at = time.monotonic()
         self.last_checkpoint_wall = now
@@ -484,7 +369,7 @@ class Sequencer:
         newest checkpoint covers the whole log (else the next checkpoint answers them)."""
         return (
             self.last_checkpoint_size == self.size
-            and time.monotonic() - self.last_due_check >= _IDLE_RECEIPTS_EVERY
+            and time.monotonic() - self.last_due_check >= IDLE_RECEIPTS_EVERY
         )
 
     async def answer_due(self, conn: asyncpg.Connection) -> int:
@@ -498,13 +383,9 @@ class Sequencer:
         async with conn.transaction():
             if self.lease is not None:
                 await self.lease.renew(conn)
-            due = await self._take_due(conn)
+            due = await take_due(conn)
         await self._send_receipts(conn, due, self.frontier.root(), time.time())
         return len(due)
-
-    @staticmethod
-    async def _take_due(conn: asyncpg.Connection) -> list[str]:
-        return [r["device_id"] for r in await conn.fetch("DELETE FROM receipt_due RETURNING device_id")]
 
     async def _send_receipts(
         self, conn: asyncpg.Connection, devices: list[str], root: bytes, now: float

@@ -16,16 +16,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from attest_core.checkpoint import (
-    WitnessKey,
-    cosignature_message,
-    cosignature_timestamp,
-    parse_checkpoint_body,
-)
-from attest_core.errors import AttestError
-from attest_core.keys import verify_signature
-from attest_core.note import NoteSignature, parse_note
+from attest_core.checkpoint import WitnessKey, parse_checkpoint_body, verify_cosignature
+from attest_core.errors import AttestError, SignatureError
+from attest_core.note import parse_note
 from gateway.errors import ConfigError
+from gateway.errors import CosignatureRefused as CosignatureRefused  # re-exported: routes catch it from here
 
 MAX_NOTE_BYTES = 64 * 1024
 
@@ -54,12 +49,6 @@ def witness_label(key: WitnessKey) -> str:
     return f"{key.name}+{key.key_id.hex()}"
 
 
-class CosignatureRefused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 @dataclass
 class CosignatureResult:
     checkpoint_size: int
@@ -86,19 +75,9 @@ def verified_cosignatures(note: str, witnesses: Sequence[WitnessKey]) -> tuple[s
             continue
         label = witness_label(key)
         try:
-            timestamp = cosignature_timestamp(sig)
-        except AttestError as exc:
-            raise CosignatureRefused(
-                403, "bad_cosignature", f"the cosignature of witness {label}: {exc}"
-            ) from exc
-        message = cosignature_message(checkpoint, timestamp)
-        if not verify_signature(key.public_key, message, sig.signature[8:]):
-            raise CosignatureRefused(
-                403,
-                "bad_cosignature",
-                f"the cosignature of witness {label} does not verify over this checkpoint",
-            )
-        line = NoteSignature(sig.name, sig.key_id, sig.signature).to_line()
+            line = verify_cosignature(checkpoint, key, sig).to_line()
+        except SignatureError as exc:
+            raise CosignatureRefused(403, exc.code, str(exc)) from exc
         if found.get(label, line) != line:
             raise CosignatureRefused(
                 400, "duplicate_cosignature", f"witness {label} cosigned twice in one note"

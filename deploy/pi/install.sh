@@ -113,6 +113,6 @@ if [[ -e "$STATE_DIR/enrolment.bin" ]]; then
     systemctl restart "$UNIT"
     echo "    enrolled: service (re)started"
 else
-    echo "    not enrolled yet: next, iot-attest-agent enrol ... (see README, Installers)"
+    echo "    not enrolled yet: next, iot-attest-agent enrol ... (see docs/installers.md, step 4)"
 fi
 echo "done."

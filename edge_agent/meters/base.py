@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from attest_core.reading import Status, Trigger
+from edge_agent.errors import AgentError
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,12 @@ class MeterEvent:
     trigger: Trigger
 
 
-class MeterUnavailable(Exception):
-    """The meter could not be read this time (no reading is taken; the next one covers the gap)."""
+class MeterUnavailable(AgentError):
+    """The meter could not be read this time (no reading is taken; the next one covers the gap).
+
+    An :class:`AgentError` with the default exit code (1, a runtime failure); the
+    agent catches it around every read, and turns a failed start into its own error.
+    """
 
 
 class Meter(Protocol):

@@ -215,7 +215,7 @@ def test_compose_config_loads() -> None:
 
 
 def test_install_procedure_names_existing_files() -> None:
-    for doc in (INSTALL, REPO / "README.md"):
+    for doc in (INSTALL, REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
         for path in set(re.findall(r"\b(deploy/[\w./-]*\w)", doc.read_text(encoding="utf-8"))):
             assert (REPO / path).exists(), f"{doc.name} names {path}, which does not exist"
 

@@ -178,8 +178,9 @@ class ReceiptIssuer:
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         device_id = device_of_readings_topic(message.topic)
         statement = self.gateway.devices.get(device_id or "")
+        if statement is None:
+            return  # another test's device on the shared broker: not ours to judge
         try:
-            assert statement is not None
             envelope = decode_envelope(message.payload)
             envelope.verify(statement.public_key)
             reading = envelope.reading()

@@ -27,10 +27,21 @@ def init(cli: Cli, tmp_path: Path, kind: str = "simulated-solar") -> Path:
     return tmp_path / "dev" / "agent.toml"
 
 
-def enrol(cli: Cli, config: Path, url: str, token: str = INSTALLER_TOKEN, *extra: str):  # type: ignore[no-untyped-def]
+def enrol(  # type: ignore[no-untyped-def]
+    cli: Cli,
+    config: Path,
+    url: str,
+    token: str = INSTALLER_TOKEN,
+    *extra: str,
+    asset: str = "solar-roof-3",
+    rated_power: int = 9800,
+    located: bool = True,
+):
+    """``enrol`` of a solar asset (by default solar-roof-3, 9800 W, at 52.52 13.405)."""
+    where = ["--lat", "52.52", "--lon", "13.405"] if located else []
     return cli(
-        "enrol", "--config", config, "--gateway", url, "--token", token, "--asset", "solar-roof-3",
-        "--kind", "solar", "--rated-power", "9800", "--lat", "52.52", "--lon", "13.405", *extra,
+        "enrol", "--config", config, "--gateway", url, "--token", token, "--asset", asset,
+        "--kind", "solar", "--rated-power", str(rated_power), *where, *extra,
     )  # fmt: skip
 
 
@@ -84,10 +95,7 @@ def test_enrol_success_stores_statement_anchor_and_log_key(
     assert len(posts) == 2
     assert gateway.log_index == 1
     assert (config.state_dir / "enrolment.bin").read_bytes() == stored
-    other_asset = cli(
-        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
-        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800",
-    )  # fmt: skip
+    other_asset = enrol(cli, config_path, gateway.url, asset="solar-roof-4", located=False)
     assert other_asset.code == 5
     assert "already enrolled for asset solar-roof-3" in other_asset.err
 
@@ -162,19 +170,13 @@ def test_a_different_enrolment_after_a_lost_answer_needs_new(
     first = json.loads((state / "enrolment-request.json").read_text())
     assert wait_for(lambda: bool(gateway.devices), 10)  # the gateway did get it, after the installer gave up
     gateway.mode = "normal"
-    other = cli(
-        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
-        "--asset", "solar-roof-3", "--kind", "solar", "--rated-power", "9900", "--lat", "52.52", "--lon", "13.405",
-    )  # fmt: skip
+    other = enrol(cli, config_path, gateway.url, rated_power=9900)
     assert other.code == 2
     assert "a different enrolment request is stored in" in other.err
     assert "--asset solar-roof-3 --kind solar --rated-power 9800 --lat 52.52 --lon 13.405" in other.err
     assert "--new" in other.err
     # --new: the stored request is set aside and a new one made; the gateway holds the first: 409
-    renewed = cli(
-        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
-        "--asset", "solar-roof-3", "--kind", "solar", "--rated-power", "9900", "--new",
-    )  # fmt: skip
+    renewed = enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--new", rated_power=9900, located=False)
     assert renewed.code == 5, renewed.err
     assert "set aside by --new probably reached the gateway" in renewed.err
     assert json.loads((state / "enrolment-request.discarded.json").read_text()) == first
@@ -192,17 +194,15 @@ def test_new_on_a_request_the_gateway_never_got(tmp_path: Path, cli: Cli, gatewa
     assert enrol(cli, config_path, gateway.url).code == 1
     assert (state / "enrolment-request.json").exists()
     gateway.mode = "normal"
-    fixed = cli(
-        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
-        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800", "--new",
-    )  # fmt: skip
+    fixed = enrol(
+        cli, config_path, gateway.url, INSTALLER_TOKEN, "--new", asset="solar-roof-4", located=False
+    )
     assert fixed.code == 0, fixed.err
     assert gateway.devices[load_config(config_path, environ={}).device_id].asset_id == "solar-roof-4"
     # once confirmed, --new changes nothing
-    again = cli(
-        "enrol", "--config", config_path, "--gateway", gateway.url, "--token", INSTALLER_TOKEN,
-        "--asset", "solar-roof-4", "--kind", "solar", "--rated-power", "9800", "--new",
-    )  # fmt: skip
+    again = enrol(
+        cli, config_path, gateway.url, INSTALLER_TOKEN, "--new", asset="solar-roof-4", located=False
+    )
     assert again.code == 5
     assert "already enrolled for asset solar-roof-4 (confirmed by the gateway" in again.err
 
@@ -282,31 +282,33 @@ def test_enrol_log_key_missing_or_bad_then_resumed(tmp_path: Path, cli: Cli, gat
     assert "Not replacing it" in result.err
 
 
-def test_enrol_bad_arguments(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
+GATEWAY, TOKEN = ["--gateway", "GATEWAY"], ["--token", INSTALLER_TOKEN]
+"""``GATEWAY`` stands for the fake gateway's URL."""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*GATEWAY, *TOKEN, "--asset", "bad asset!", "--kind", "solar", "--rated-power", "10"], "not an identifier"),
+        ([*GATEWAY, *TOKEN, "--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "52"],
+         "both --lat and --lon"),
+        ([*GATEWAY, *TOKEN, "--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "95", "--lon", "1"],
+         "outside -90"),
+        ([*GATEWAY, *TOKEN, "--asset", "a", "--kind", "solar", "--rated-power", "-5"], "must be positive"),
+        ([*GATEWAY, *TOKEN, "--asset", "a", "--kind", "wind", "--rated-power", "10"], "invalid choice"),
+        ([*GATEWAY, *TOKEN, "--asset", "a", "--kind", "solar"], "required: --rated-power"),
+        ([*GATEWAY, "--asset", "a", "--kind", "solar", "--rated-power", "1"], "no installer token"),
+        (["--gateway", "ftp://gateway", *TOKEN, "--asset", "solar-roof-3", "--kind", "solar", "--rated-power",
+          "9800", "--lat", "52.52", "--lon", "13.405"], "not an http:// or https:// URL"),
+    ],
+)  # fmt: skip
+def test_enrol_bad_arguments(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, args: list[str], message: str
+) -> None:
     config_path = init(cli, tmp_path)
-    base = ["enrol", "--config", str(config_path), "--gateway", gateway.url, "--token", INSTALLER_TOKEN]
-    cases = [
-        (["--asset", "bad asset!", "--kind", "solar", "--rated-power", "10"], "not an identifier"),
-        (["--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "52"], "both --lat and --lon"),
-        (
-            ["--asset", "a", "--kind", "solar", "--rated-power", "10", "--lat", "95", "--lon", "1"],
-            "outside -90",
-        ),
-        (["--asset", "a", "--kind", "solar", "--rated-power", "-5"], "must be positive"),
-        (["--asset", "a", "--kind", "wind", "--rated-power", "10"], "invalid choice"),
-        (["--asset", "a", "--kind", "solar"], "required: --rated-power"),
-    ]
-    for extra, message in cases:
-        result = cli(*base, *extra)
-        assert result.code == 2, (extra, result.err)
-        assert message in result.err, (extra, result.err)
-    no_token = cli("enrol", "--config", config_path, "--gateway", gateway.url, "--asset", "a", "--kind", "solar",
-                   "--rated-power", "1")  # fmt: skip
-    assert no_token.code == 2
-    assert "no installer token" in no_token.err
-    bad_url = enrol(cli, config_path, "ftp://gateway")
-    assert bad_url.code == 2
-    assert "not an http:// or https:// URL" in bad_url.err
+    result = cli("enrol", "--config", config_path, *(gateway.url if a == "GATEWAY" else a for a in args))
+    assert result.code == 2, (args, result.err)
+    assert message in result.err, (args, result.err)
     assert not gateway.devices
 
 

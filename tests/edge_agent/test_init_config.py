@@ -16,6 +16,7 @@ from edge_agent.config import load_config, update_config
 from edge_agent.errors import AgentError
 from edge_agent.signer import BACKENDS, FileSigner, derive_device_id, load_signer
 from tests.edge_agent.conftest import Cli
+from tests.edge_agent.line_editor import edit_lines
 
 
 def mode(path: Path) -> int:
@@ -143,3 +144,43 @@ def test_update_config_keeps_the_installers_edits(tmp_path: Path, cli: Cli) -> N
     assert data["gateway"]["url"] == "https://gw.example"
     assert data["gateway"]["log_key"] == 'a+b"c'
     assert mode(path) == 0o600
+
+
+EDITS = [
+    ("gateway", {"url": "https://gw.example", "log_key": "log.example+1a2b3c4d+AQ"}),
+    ("gateway", {"log_key": 'a+b"c'}),
+    ("meter", {"interval_s": 0.05}),
+    ("meter", {"interval_s": 86_400}),
+    ("meter.s0", {"pin": 27, "pull_up": False}),
+    ("mqtt", {"url": "mqtt://127.0.0.1:1883", "username": "dev-x", "password": "s3cret"}),
+]
+
+
+@pytest.mark.parametrize(("section", "values"), EDITS)
+def test_update_config_gives_the_line_editors_text(
+    tmp_path: Path, cli: Cli, section: str, values: dict[str, str | int | float | bool]
+) -> None:
+    home = tmp_path / "agent"
+    assert cli("init", "--dir", home, "--mqtt", "mqtt://a:1883").code == 0
+    path = home / "agent.toml"
+    edited = path.read_text().replace("pin = 17 ", "pin = 27 ").replace("seed = 1", "seed = 7   # mine")
+    path.write_text("# installed by Anna\n" + edited + "\n# my note\n")
+    before = path.read_text()
+    update_config(path, section, values)
+    assert path.read_text() == edit_lines(before, section, values)
+
+
+def test_update_config_adds_missing_keys_and_tables(tmp_path: Path, cli: Cli) -> None:
+    home = tmp_path / "agent"
+    assert cli("init", "--dir", home).code == 0
+    path = home / "agent.toml"
+    # The installer removed gateway.ca_file: update_config adds it back.
+    path.write_text(path.read_text().replace('ca_file = ""\n\n[outbox]', "\n[outbox]"))
+    before = path.read_text()
+    update_config(path, "gateway", {"ca_file": "/etc/ca.pem"})
+    update_config(path, "extra.table", {"flag": True})
+    after = path.read_text()
+    assert tomllib.loads(after) == tomllib.loads(
+        edit_lines(edit_lines(before, "gateway", {"ca_file": "/etc/ca.pem"}), "extra.table", {"flag": True})
+    )
+    assert after.startswith(before.split("[gateway]")[0])  # everything before the edit is as written

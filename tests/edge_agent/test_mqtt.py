@@ -154,17 +154,20 @@ def test_readings_verify_and_only_a_genuine_receipt_empties_the_outbox(
     assert "not a receipt signed by the log key" in caplog.text
 
 
-def start_mosquitto(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        # user root: when started as root, mosquitto would otherwise drop to a user that cannot read tmp_path
-        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {tmp_path}/\nmax_queued_messages 0\n"
-    )
+def start_mosquitto(tmp_path: Path, port: int, settings: str | None = None) -> subprocess.Popen[bytes]:
+    """Mosquitto on 127.0.0.1:``port`` with ``settings`` (default: anonymous, persistent, no queue limit)."""
+    if settings is None:
+        settings = f"allow_anonymous true\npersistence true\npersistence_location {tmp_path}/\nmax_queued_messages 0\n"
+    conf = tmp_path / f"mosquitto-{port}.conf"
+    # user root: when started as root, mosquitto would otherwise drop to a user that cannot read tmp_path
+    conf.write_text(f"user root\nlistener {port} 127.0.0.1\n{settings}")
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    assert wait_for(lambda: port_open("127.0.0.1", port), 10), "mosquitto did not start"
+    if not wait_for(lambda: port_open("127.0.0.1", port), 10):
+        proc.terminate()
+        proc.wait(10)
+        raise AssertionError("mosquitto did not start")
     return proc
 
 
@@ -248,16 +251,13 @@ def test_tls_and_per_device_password(
     device = config.device_id
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), device, "s3cret"], check=True)
     (tmp_path / "passwd").chmod(0o600)
-    conf = tmp_path / "tls.conf"
-    conf.write_text(
-        f"user root\nlistener {port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
-        f"keyfile {certs}/server.key\nallow_anonymous false\npassword_file {tmp_path}/passwd\n"
-    )
-    mosquitto = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    mosquitto = start_mosquitto(
+        tmp_path,
+        port,
+        f"cafile {certs}/ca.crt\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+        f"allow_anonymous false\npassword_file {tmp_path}/passwd\n",
     )
     try:
-        assert wait_for(lambda: port_open("127.0.0.1", port), 10)
         update_config(enrolled, "meter", {"interval_s": 0.1})
         update_config(
             enrolled, "mqtt",

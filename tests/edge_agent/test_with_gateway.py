@@ -4,6 +4,10 @@ Mosquitto (the project's queue settings) into its Merkle log, signed receipts ba
 Everything runs as the installer would run it: ``python -m edge_agent init / enrol / run /
 status / simulate`` as processes; the gateway is the real one (``GatewayThread``) on a fresh
 PostgreSQL database.
+
+Longer than 400 lines because its three end-to-end scenarios (an agent killed with -9, the
+fleet simulator, enrolment retries) share the one costly setup (gateway, database, broker,
+their helpers); split, each file would repeat it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from attest_core.device import AssetKind, EnrolmentStatement, Location, decode_e
 from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry
 from attest_core.reading import decode_envelope, reading_hash
 from edge_agent.config import load_config, update_config
-from edge_agent.enrol import EnrolmentRequest
+from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.signer import load_signer
 from tests.edge_agent.chaincheck import outbox
 from tests.gateway.apiworld import Api, api_gateway, b64, secret

@@ -14,7 +14,7 @@ from attest_core.bundle import VerifiedBundle, parse_bundle, verify_bundle
 from attest_core.device import AssetKind, RotationStatement, sign_rotation
 from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, decode_entry
 from attest_core.money import format_kwh
-from gateway import claims as claim_store
+from gateway import bundles
 from tests.gateway.apiworld import Api, api_gateway, b64
 from tests.services import Broker, Postgres
 from tests.support import BERLIN, DAY, HOUR, T0, TestDevice, seeded_signer
@@ -238,9 +238,9 @@ def test_a_time_of_use_claim(api: Api) -> None:
 def test_a_large_bundle_streams_in_chunks(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     claim = checkpointed(api, file(api, claim_body(ALL))["id"])
     whole = api.get(f"/v1/claims/{claim['id']}/bundle").content
-    monkeypatch.setattr(claim_store, "CHUNK", 7)
-    monkeypatch.setattr(claim_store, "NODE_CHUNK", 3)
-    monkeypatch.setattr(claim_store, "FLUSH_BYTES", 1000)
+    monkeypatch.setattr(bundles, "CHUNK", 7)
+    monkeypatch.setattr(bundles, "NODE_CHUNK", 3)
+    monkeypatch.setattr(bundles, "FLUSH_BYTES", 1000)
     with api.http.stream("GET", f"/v1/claims/{claim['id']}/bundle", headers=api.auth("auditor-1")) as r:
         assert r.headers.get("content-length") is None  # chunked: streamed, not built
         pieces = list(r.iter_raw())

@@ -1,4 +1,4 @@
-"""One device's MQTT link: publish readings from the outbox, receive receipts.
+"""One device's MQTT link: the connection and session around the outbox publisher.
 
 paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``, MQTT 3.1.1) driven by the asyncio
 loop through paho's external-loop hooks (``on_socket_open`` & co., as in paho's
@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
@@ -41,36 +40,18 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 
-from attest_core.broker import BrokerUrl, parse_broker_url
-from attest_core.errors import DecodeError
 from attest_core.topics import readings_topic, receipts_topic, status_topic
 from edge_agent.config import MqttConfig
-from edge_agent.errors import AgentError, Exit
+from edge_agent.mqtt.connecting import BrokerAddress, backoff_delay, describe_os_error
+from edge_agent.mqtt.outbox import OutboxPublisher
 from edge_agent.store import Store
 
 log = logging.getLogger("edge_agent.mqtt")
 
 
-BrokerAddress = BrokerUrl
-"""Where the broker is (the contract's MQTT URL, parsed by attest_core.broker)."""
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    try:
-        return parse_broker_url(url)
-    except DecodeError as exc:
-        raise AgentError(str(exc), Exit.USAGE) from exc
-
-
-def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: uniform in [low, min(high, low × 2^attempt)]."""
-    ceiling = min(high, low * (2 ** min(attempt, 30)))
-    return rng.uniform(low, max(low, ceiling))
-
-
-class MqttLink:
+class MqttLink(OutboxPublisher):
     """Publishes one device's outbox and hands its receipts to ``on_receipt``."""
 
     def __init__(
@@ -115,29 +96,6 @@ class MqttLink:
         self._fds: set[int] = set()
         self._last_progress = time.monotonic()
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
-
-    # ------------------------------------------------------------------ public
-
-    def offer(self, seq: int, envelope: bytes) -> None:
-        """A reading was committed to the outbox: publish it now if the link is idle and in order."""
-        if not self.connected:
-            return
-        if not self._queue and seq == self._cursor + 1 and len(self._inflight) < self.window:
-            self._publish(seq, envelope)
-            return
-        if len(self._queue) < 10 * self.window:
-            self._queue.append((seq, envelope))
-        self._wake.set()
-
-    def receipt_progress(self) -> None:
-        """Called by the device when a receipt removed readings: resets the resend timer."""
-        self._last_progress = time.monotonic()
-        if self._loop is not None and self._cursor < self._resend_to:
-            self._in_loop(self._wake.set)  # re-sending: the receipt makes room for the next readings
-
-    def idle(self) -> bool:
-        """Connected, and nothing published is still waiting for its PUBACK."""
-        return self.connected and not self._inflight and not self._queue
 
     async def run(self) -> None:
         """Connect, publish, reconnect — until :meth:`stop`."""
@@ -189,7 +147,6 @@ class MqttLink:
         self._teardown()
 
     # ------------------------------------------------------------------ connection
-
     def _new_client(self) -> paho.Client:
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -218,10 +175,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
+        self._install_socket_hooks(client)
         return client
 
     async def _connect_once(self) -> str | None:
@@ -243,7 +197,7 @@ class MqttLink:
             return f"TLS handshake failed: {exc.reason or exc} (check ca_file and the broker's certificate)"
         except (OSError, ValueError) as exc:
             self._teardown()
-            return _describe_os_error(exc)
+            return describe_os_error(exc)
         except TimeoutError:
             self._teardown()
             return "the broker did not answer the CONNECT within 30 s"
@@ -321,88 +275,6 @@ class MqttLink:
             except Exception:  # status bookkeeping must never break the link
                 log.exception("could not record the link state")
 
-    # ------------------------------------------------------------------ publishing
-
-    def _publish(self, seq: int, envelope: bytes) -> bool:
-        client = self._client
-        if client is None:
-            return False
-        info = client.publish(self.readings_topic, envelope, qos=1)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return False
-        self._inflight[info.mid] = seq
-        self._cursor = seq
-        return True
-
-    async def _pump(self) -> None:
-        """Publish the outbox in seq order, then readings as they are offered."""
-        store, device = self.store, self.device_id
-        resend_after = self.config.resend_after_s
-        while self.connected:
-            room = self.window - len(self._inflight)
-            if room <= 0:
-                await self._wait(1.0)
-                continue
-            queue = self._queue
-            while queue and queue[0][0] <= self._cursor:
-                queue.popleft()
-            if queue and queue[0][0] == self._cursor + 1:
-                while queue and room > 0 and queue[0][0] == self._cursor + 1:
-                    seq, envelope = queue.popleft()
-                    if not self._publish(seq, envelope):
-                        return
-                    room -= 1
-                continue
-            limit = min(room, 500)
-            if self._cursor < self._resend_to:
-                # Re-sending after a stall: at most a window beyond the last receipted reading.
-                first = store.oldest(device)
-                ahead = 0 if first is None else first[0] - 1 + self.window - self._cursor
-                if ahead <= 0:
-                    if time.monotonic() - self._last_progress > resend_after:
-                        self._stalled(device, resend_after)
-                        continue
-                    await self._wait(min(5.0, resend_after))
-                    continue
-                limit = min(limit, ahead)
-            rows = store.pending(device, self._cursor, limit)
-            if rows:
-                for seq, envelope in rows:
-                    if not self._publish(seq, envelope):
-                        return
-                continue
-            # Caught up.  Republish when receipts stop coming while readings wait.
-            if (
-                not self._inflight
-                and time.monotonic() - self._last_progress > resend_after
-                and store.oldest(device) is not None
-            ):
-                self._stalled(device, resend_after)
-                continue
-            await self._wait(min(5.0, resend_after))
-
-    def _stalled(self, device: str, resend_after: float) -> None:
-        """No receipt for ``resend_after`` s: publish again from the oldest reading in the outbox."""
-        first = self.store.oldest(device)
-        if first is None:
-            return
-        log.warning(
-            "%s: no receipt for %.0f s while readings wait in the outbox; publishing them again from "
-            "seq %d, at most %d ahead of the receipts",
-            device,
-            resend_after,
-            first[0],
-            self.window,
-        )
-        self._resend_to = max(self._resend_to, self._cursor)
-        self._cursor = first[0] - 1
-        self._last_progress = time.monotonic()
-
-    async def _wait(self, timeout: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-
     # ------------------------------------------------------------------ paho callbacks (loop thread)
 
     def _on_connect(
@@ -425,96 +297,9 @@ class MqttLink:
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(f"the broker closed the connection before accepting it ({reason})")
 
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        if self._inflight.pop(mid, None) is not None:
-            self.published += 1
-            self._wake.set()
-
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if message.topic == self.receipts_topic:
             try:
                 self.on_receipt(bytes(message.payload))
             except Exception:
                 log.exception("%s: could not handle a receipt", self.device_id)
-
-    def _in_loop(self, fn: Callable[[], None]) -> None:
-        assert self._loop is not None
-        if threading.get_ident() == self._loop_thread:
-            fn()
-        else:
-            self._loop.call_soon_threadsafe(fn)
-
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fd = sock.fileno()
-
-        def register() -> None:
-            assert self._loop is not None
-            if client is not self._client:
-                return
-            self._fds.add(fd)
-            self._loop.add_reader(fd, self._readable, client, sock)
-            self._misc = self._loop.create_task(self._misc_loop(client))
-
-        self._in_loop(register)
-
-    def _readable(self, client: paho.Client, sock: Any) -> None:
-        client.loop_read()
-        # TLS can hold decrypted bytes the selector cannot see.
-        while (
-            isinstance(sock, ssl.SSLSocket)
-            and client is self._client
-            and sock.fileno() >= 0
-            and sock.pending()
-        ):
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break
-
-    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fd = sock.fileno()
-
-        def unregister() -> None:
-            assert self._loop is not None
-            if fd in self._fds:
-                self._fds.discard(fd)
-                self._loop.remove_reader(fd)
-                self._loop.remove_writer(fd)
-
-        self._in_loop(unregister)
-
-    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fd = sock.fileno()
-
-        def register() -> None:
-            assert self._loop is not None
-            if client is self._client and fd in self._fds:
-                self._loop.add_writer(fd, client.loop_write)
-
-        self._in_loop(register)
-
-    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fd = sock.fileno()
-
-        def unregister() -> None:
-            assert self._loop is not None
-            if fd in self._fds:
-                self._loop.remove_writer(fd)
-
-        self._in_loop(unregister)
-
-    async def _misc_loop(self, client: paho.Client) -> None:
-        while client is self._client and client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            await asyncio.sleep(1.0)
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the broker running, is the port right?)"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the broker's host name ({exc.strerror})"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "connection timed out (network down or firewall?)"
-    if isinstance(exc, ConnectionError):
-        return str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

@@ -1,0 +1,98 @@
+"""A claim's evidence: which log entries it consists of, in the tree of a given size.
+
+Everything is taken from the log as of a checkpoint (tree size N), so the server's verdict, a
+full bundle and the auditor's verification see the same entries: the claim entry; for every
+device enrolled for a claimed asset, its enrolment, key rotations and revocation with index < N;
+and its readings with log index < N whose device time lies in the claim period.  Boundary mode
+keeps per device only the first and the last of those readings that the revocation (if any, in
+the checkpoint) does not disown: the rule of :func:`attest_core.evaluation.boundary_seqs`, which
+:func:`boundary_readings` applies in SQL (tested to agree with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+
+from attest_core.claim import Claim
+from attest_core.entries import (
+    EnrolmentEntry,
+    EntryType,
+    RevocationEntry,
+    RotationEntry,
+    decode_entry,
+    reading_entry_bytes,
+)
+from attest_core.registry import Registry
+
+CHUNK = 2_000
+"""Readings fetched per query while a bundle streams or a verdict loads."""
+
+READINGS_WHERE = "asset_id = ANY($1::text[]) AND time_ms >= $2 AND time_ms < $3 AND log_index < $4"
+"""The claim's readings in the tree of a size: arguments :func:`reading_args`."""
+
+
+def reading_args(claim: Claim, size: int) -> tuple[list[str], int, int, int]:
+    return list(claim.assets), claim.period_start_ms, claim.period_end_ms, size
+
+
+async def identity_entries(conn: asyncpg.Connection, claim: Claim, size: int) -> list[tuple[int, bytes]]:
+    """Enrolments, rotations and revocations of the claimed assets' devices in the tree of ``size``."""
+    rows = await conn.fetch(
+        "SELECT e.idx, e.data FROM entries e JOIN devices d ON d.device_id = e.device_id "
+        "WHERE d.asset_id = ANY($1::text[]) AND e.idx < $2 AND e.kind = ANY($3::smallint[]) ORDER BY e.idx",
+        list(claim.assets),
+        size,
+        [int(EntryType.ENROLMENT), int(EntryType.KEY_ROTATION), int(EntryType.REVOCATION)],
+    )
+    return [(r["idx"], bytes(r["data"])) for r in rows]
+
+
+def replay(identity: Iterable[tuple[int, bytes]]) -> Registry:
+    registry = Registry()
+    for index, data in identity:
+        entry = decode_entry(data)
+        if isinstance(entry, EnrolmentEntry):
+            registry.enrol(index, entry)
+        elif isinstance(entry, RotationEntry):
+            registry.rotate(index, entry)
+        elif isinstance(entry, RevocationEntry):
+            registry.revoke(index, entry)
+    return registry
+
+
+_BOUNDARY_READINGS = f"""
+WITH ends AS (
+    SELECT r.device_id, min(r.seq) AS lo, max(r.seq) AS hi
+    FROM readings r
+    LEFT JOIN unnest($5::text[], $6::bigint[]) AS l(device_id, last_valid) ON l.device_id = r.device_id
+    WHERE {READINGS_WHERE} AND (l.last_valid IS NULL OR r.seq <= l.last_valid)
+    GROUP BY r.device_id
+)
+SELECT r.log_index, r.envelope FROM readings r JOIN ends e ON r.device_id = e.device_id AND r.seq IN (e.lo, e.hi)
+ORDER BY r.log_index
+"""  # noqa: S608
+"""``boundary_seqs`` in SQL: per device, the lowest and highest sequence number among its
+readings of the claim (:data:`READINGS_WHERE`) that its revocation ($5, $6: device ids and
+last valid sequence numbers) does not disown, and those readings.  One query over the
+period's index range, instead of every reading of the period brought to Python."""
+
+
+async def boundary_readings(
+    conn: asyncpg.Connection, claim: Claim, size: int, identity: Iterable[tuple[int, bytes]]
+) -> list[tuple[int, bytes]]:
+    """(log index, entry bytes) of the readings a boundary-mode bundle holds, by log index.
+
+    ``identity``: the claim's :func:`identity_entries` in the tree of ``size`` (their
+    revocations set each device's last valid sequence number).
+    """
+    limits: dict[str, int] = {}
+    for _, data in identity:
+        entry = decode_entry(data)
+        if isinstance(entry, RevocationEntry):
+            limits[entry.device_id] = entry.last_valid_seq
+    rows = await conn.fetch(
+        _BOUNDARY_READINGS, *reading_args(claim, size), list(limits), list(limits.values())
+    )
+    return [(r["log_index"], reading_entry_bytes(bytes(r["envelope"]))) for r in rows]

@@ -1,0 +1,114 @@
+"""The server's verdict on a claim: what a full bundle's verifier computes, and its JSON.
+
+The verdict is evaluated by the core (attest_core.evaluation) on the claim's full evidence
+(gateway.evidence) in the tree of the latest checkpoint; :func:`fingerprint` sums that evidence
+up in a few numbers, so a verdict can be cached until the evidence changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from attest_core.claim import Claim
+from attest_core.evaluation import AttestedReading, Evaluation, evaluate
+from attest_core.money import format_kwh, round_down
+from attest_core.reading import decode_envelope, decode_payload, reading_hash
+from gateway.evidence import CHUNK, READINGS_WHERE, identity_entries, reading_args, replay
+
+
+def _attested(rows: Sequence[asyncpg.Record]) -> list[AttestedReading]:
+    out = []
+    for r in rows:
+        envelope = decode_envelope(bytes(r["envelope"]))
+        out.append(
+            AttestedReading(r["log_index"], decode_payload(envelope.payload), reading_hash(envelope.payload))
+        )
+    return out
+
+
+async def fingerprint(conn: asyncpg.Connection, claim: Claim, size: int) -> tuple[int, ...]:
+    """What the evidence of ``claim`` in the tree of ``size`` consists of, in brief (for caching a verdict)."""
+    readings = await conn.fetchrow(
+        f"SELECT count(*) AS n, coalesce(max(log_index), -1) AS last FROM readings WHERE {READINGS_WHERE}",  # noqa: S608
+        *reading_args(claim, size),
+    )
+    identity = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(max(e.idx), -1) AS last FROM entries e JOIN devices d "
+        "ON d.device_id = e.device_id WHERE d.asset_id = ANY($1::text[]) AND e.idx < $2",
+        list(claim.assets),
+        size,
+    )
+    return (readings["n"], readings["last"], identity["n"], identity["last"])
+
+
+async def evaluate_claim(conn: asyncpg.Connection, claim: Claim, size: int) -> Evaluation:
+    """The verdict on full evidence in the tree of ``size``: what a full bundle's verifier computes."""
+    registry = await asyncio.to_thread(replay, await identity_entries(conn, claim, size))
+    readings: list[AttestedReading] = []
+    async with conn.transaction():
+        cursor = await conn.cursor(
+            f"SELECT log_index, envelope FROM readings WHERE {READINGS_WHERE} ORDER BY log_index",  # noqa: S608
+            *reading_args(claim, size),
+        )
+        while rows := await cursor.fetch(CHUNK):
+            readings.extend(await asyncio.to_thread(_attested, rows))
+    return await asyncio.to_thread(evaluate, claim, registry.devices, readings)
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal written plainly (no exponent)."""
+    return format(value, "f")
+
+
+def verdict_json(evaluation: Evaluation, size: int) -> dict[str, Any]:
+    claim = evaluation.claim
+    return {
+        "backed": evaluation.backed,
+        "checkpoint_size": size,
+        "energy_mwh": evaluation.energy_mwh,
+        "energy_kwh": format_kwh(evaluation.energy_mwh),
+        "revenue": decimal_text(evaluation.revenue),
+        "revenue_exact": decimal_text(evaluation.revenue_exact),
+        "currency": claim.currency,
+        "readings_evaluated": evaluation.readings_seen,
+        "assets": [
+            {
+                "asset_id": a.asset_id,
+                "kind": None if a.kind is None else a.kind.label,
+                "readings_counted": a.readings_counted,
+                "complete": a.complete,
+                "energy_mwh": a.energy_mwh,
+                "energy_kwh": format_kwh(a.energy_mwh),
+                "revenue": decimal_text(round_down(a.revenue_exact, claim.currency)),
+                "devices": [
+                    {
+                        "device_id": d.device_id,
+                        "readings_counted": d.readings_counted,
+                        "first_seq": d.first_seq,
+                        "last_seq": d.last_seq,
+                        "energy_mwh": d.energy_mwh,
+                        "energy_kwh": format_kwh(d.energy_mwh),
+                    }
+                    for d in a.devices
+                ],
+            }
+            for a in evaluation.assets
+        ],
+        "findings": [
+            {
+                "severity": f.severity.value,
+                "code": f.code,
+                "message": f.message,
+                "asset_id": f.asset_id,
+                "device_id": f.device_id,
+                "seq": f.seq,
+                "log_index": f.log_index,
+            }
+            for f in evaluation.findings
+        ],
+    }
