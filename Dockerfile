@@ -18,6 +18,9 @@ RUN groupadd --system --gid 10001 iot-attest \
     && install -d -o iot-attest -g iot-attest -m 0700 /var/lib/iot-attest
 
 WORKDIR /src
+# Each image installs exactly the versions of its lock (pip checks every file's hash), then the
+# project itself without dependencies (requirements/lock.py says which lock is what).
+COPY requirements/gateway.txt requirements/edge.txt ./requirements/
 COPY pyproject.toml README.md ./
 COPY attest_core ./attest_core
 COPY edge_agent ./edge_agent
@@ -26,7 +29,8 @@ COPY verifier ./verifier
 
 
 FROM base AS gateway
-RUN pip install '.[gateway]' && rm -rf /src/build
+RUN pip install --require-hashes -r requirements/gateway.txt \
+    && pip install --no-deps . && rm -rf /src/build
 USER iot-attest
 WORKDIR /var/lib/iot-attest
 # The log key is created here on the first start (key_file; mode 0600).
@@ -38,7 +42,8 @@ CMD ["python", "-m", "gateway", "run"]
 
 
 FROM base AS simulator
-RUN pip install '.[edge]' && rm -rf /src/build
+RUN pip install --require-hashes -r requirements/edge.txt \
+    && pip install --no-deps . && rm -rf /src/build
 USER iot-attest
 WORKDIR /var/lib/iot-attest
 # docker-compose.yml gives the whole command; this default fits its service names.

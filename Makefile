@@ -3,16 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The extras edge, gateway, demo and dev, pinned with hashes (requirements/lock.py says which lock is what).
+LOCK := requirements/dev.txt
 
-.PHONY: venv test lint typecheck demo bench up clean
+.PHONY: venv lock lock-upgrade test lint typecheck demo bench up clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly the lock's versions (pip refuses any file whose hash differs), then the project itself
+# without dependencies. A lock older than pyproject.toml's lists stops here, saying so.
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) requirements/lock.py --check $(notdir $(LOCK))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[edge,gateway,demo,dev]'
+	@$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	@$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+## lock: re-resolve requirements/*.txt after a dependency list in pyproject.toml changed (keeps
+## the other pins); lock-upgrade: every pin to the newest version allowed.
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet 'uv>=0.4'
+	$(PY) requirements/lock.py
+
+lock-upgrade:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install --quiet 'uv>=0.4'
+	$(PY) requirements/lock.py --upgrade
 
 ## test: the full suite (lint, types, tests) against real PostgreSQL and MQTT.
 test: $(STAMP)

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -91,7 +92,9 @@ def proof_response(fields: dict[str, int], hashes: list[bytes]) -> Response:
 
 
 def create_app(state: ApiState) -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served by the gateway itself (under
+    # /static-offline-docs), not from a CDN: the API's page works on an isolated network
+    app = FastAPIOffline(
         title="iot-attest gateway",
         version="1",
         description="Device-signed meter readings in a verifiable Merkle log. "

@@ -1,10 +1,17 @@
 """Gateway settings: a TOML file (``--config``), overridden by environment variables.
 
 Environment variables: ``DATABASE_URL``, ``MQTT_URL``, and ``GATEWAY_<SETTING>``
-for any other setting (e.g. ``GATEWAY_CHECKPOINT_INTERVAL=0.5``).  ``GATEWAY_TOKENS``
-is a JSON object (``{"alice": {"role": "installer", "sha256": "..."}}``, see
-:mod:`gateway.tokens`); ``GATEWAY_WITNESSES`` a JSON list of witness key strings,
+for any setting (e.g. ``GATEWAY_CHECKPOINT_INTERVAL=0.5``; ``GATEWAY_DATABASE_URL``
+wins over ``DATABASE_URL``, an empty ``DATABASE_URL`` or ``MQTT_URL`` counts as unset).
+``GATEWAY_TOKENS`` is a JSON object (``{"alice": {"role": "installer", "sha256": "..."}}``,
+see :mod:`gateway.tokens`); ``GATEWAY_WITNESSES`` a JSON list of witness key strings,
 or the key strings separated by commas or white space.
+
+pydantic-settings reads the environment and pydantic checks every value; a bad one
+becomes a :class:`ConfigError` naming the setting.  Printed or logged, the settings
+hide the passwords in ``database_url`` and ``mqtt_url`` and the token hashes.
+``Settings(...)`` itself reads nothing but its arguments (tests and the benchmark build
+it directly): only :func:`load_settings` consults the file and the environment.
 """
 
 from __future__ import annotations
@@ -13,9 +20,21 @@ import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from attest_core.broker import BrokerUrl, parse_broker_url
 from attest_core.errors import DecodeError
@@ -25,11 +44,28 @@ from gateway.errors import ConfigError
 MqttUrl = BrokerUrl
 """The broker address (the contract's MQTT URL, parsed by attest_core.broker)."""
 
+REDACTED = "***"
+NO_DATABASE = "no database: set DATABASE_URL or database_url in the config file"
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = ""
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        coerce_numbers_to_str=True,  # `origin = 5` in the file is the name "5", as it always was
+    )
+
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("gateway_database_url", "database_url")
+    )
+    """The PostgreSQL DSN (its password is redacted when the settings are printed)."""
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883", validation_alias=AliasChoices("gateway_mqtt_url", "mqtt_url")
+    )
+    """The broker: mqtt[s]://[user:password@]host[:port] (the password is redacted when printed)."""
     origin: str = "iot-attest.example/log"
     """The log's name: the first line of every checkpoint and the log key's name."""
     key_file: str = "gateway-log.key"
@@ -46,7 +82,7 @@ class Settings:
     """Ingest turns away, before checking its signature, a reading this far or further beyond the
     device's next expected one (its last logged reading + 1, as last read): it could not be logged
     before the readings in between arrive, and a flood of them would cost everyone the checks."""
-    sequencer_lease_ttl: float = 10.0
+    sequencer_lease_ttl: float = Field(default=10.0, ge=1)
     """Seconds the sequencer's lease lasts unless renewed (every step renews it; at least 1 s). A
     sequencer cut off from the database is replaced within about 1.2 times this plus a second, and
     its database session's timeouts are derived from it (gateway.lease)."""
@@ -75,26 +111,61 @@ class Settings:
     """If set, subscribe as $share/<group>/... so several gateway processes share the load."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    role: str = "all"
+    role: Literal["all", "ingest", "sequencer", "api"] = "all"
     """all | ingest | sequencer | api: what this process runs."""
-    tokens: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, Any] = Field(default_factory=dict)
     """API tokens by name: ``{"role": "installer" | "issuer" | "auditor", "sha256": "<hex>"}`` (gateway.tokens)."""
-    witnesses: list[str] = field(default_factory=list)
+    witnesses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Witness verifier keys (C2SP ``<name>+<key id>+<key>``) whose cosignatures the gateway accepts."""
     enrol_wait: float = 5.0
     """Seconds an enrolment, revocation, rotation or claim waits for its log index before answering."""
-    quarantine_garbage_bytes: int = 2048
+    quarantine_garbage_bytes: int = Field(default=2048, ge=0)
     """A quarantined message that is garbage, not evidence, keeps only this many bytes of its payload
     (plus its full length and SHA-256); evidence is always kept whole (gateway.quarantine)."""
-    quarantine_retention_days: float = 30.0
+    quarantine_retention_days: float = Field(default=30.0, gt=0)
     """Garbage in quarantine not seen again for this many days is deleted; evidence never is."""
-    quarantine_max_garbage_rows: int = 100_000
+    quarantine_max_garbage_rows: int = Field(default=100_000, ge=0)
     """At most this many garbage rows are kept in quarantine: the least recently seen go first."""
-    quarantine_prune_interval: float = 60.0
+    quarantine_prune_interval: float = Field(default=60.0, gt=0)
     """Seconds between two prunes of the quarantine's garbage (by processes that run the API)."""
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=1)
     """HTTP request bodies above this many bytes are refused (413 request_too_large) as they arrive,
     before authentication; the default admits the largest claim with room (gateway.bodylimit)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor's arguments: :func:`load_settings` adds the file and the environment."""
+        return (init_settings,)
+
+    @field_validator("witnesses", mode="before")
+    @classmethod
+    def _witness_list(cls, value: Any) -> Any:
+        """A string is a JSON list, or the keys separated by commas or white space."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"witnesses: not a JSON list: {exc}") from None
+        return [v for v in re.split(r"[\s,]+", text) if v]
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        try:
+            parse_broker_url(value)
+        except DecodeError as exc:
+            raise ValueError(f"MQTT_URL: {exc}") from None
+        return value
 
     @property
     def mqtt(self) -> MqttUrl:
@@ -103,69 +174,121 @@ class Settings:
         except DecodeError as exc:
             raise ConfigError(f"MQTT_URL: {exc}") from exc
 
+    def redacted(self) -> dict[str, Any]:
+        """Every setting, the secrets hidden: what may be printed or logged."""
+        values = dict(self)
+        values["database_url"] = redact_url(self.database_url)
+        values["mqtt_url"] = redact_url(self.mqtt_url)
+        values["tokens"] = {
+            name: {k: REDACTED if k == "sha256" else v for k, v in spec.items()}
+            if isinstance(spec, dict)
+            else spec
+            for name, spec in self.tokens.items()
+        }
+        return values
 
-def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ) if env is None else env
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        values.update(data.get("gateway", data))
-    if env.get("DATABASE_URL"):
-        values["database_url"] = env["DATABASE_URL"]
-    if env.get("MQTT_URL"):
-        values["mqtt_url"] = env["MQTT_URL"]
-    known = {f.name: f for f in fields(Settings)}
-    for key, raw in env.items():
-        if key.startswith("GATEWAY_") and key[8:].lower() in known:
-            values[key[8:].lower()] = raw
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
-    typed: dict[str, Any] = {}
-    for name, value in values.items():
-        kind = type(getattr(Settings(), name))
-        try:
-            if kind is float:
-                typed[name] = float(value)
-            elif kind is int:
-                typed[name] = int(value)
-            elif kind is str:
-                typed[name] = str(value)
-            elif kind is dict and isinstance(value, str):
-                typed[name] = json.loads(value)
-            elif kind is list and isinstance(value, str):
-                text = value.strip()
-                typed[name] = (
-                    json.loads(text) if text.startswith("[") else [v for v in re.split(r"[\s,]+", text) if v]
-                )
-            else:
-                typed[name] = value
-        except (TypeError, ValueError):
-            raise ConfigError(f"setting {name} must be a {kind.__name__}, got {value!r}") from None
-    settings = Settings(**typed)
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        return self.redacted().items()
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:password@`` or a ``password=`` parameter) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        secret = [k for k, _ in query if k.lower() in ("password", "sslpassword")]
+        if parts.password is None and not secret:
+            return url
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}")
+        hidden = [(k, REDACTED if k in secret else v) for k, v in query]
+        return urlunsplit(parts._replace(query=urlencode(hidden, safe="*/")))
+    except ValueError:
+        return REDACTED if "@" in url or "password" in url.lower() else url
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env_vars = {
+            name.lower(): value
+            for name, value in environ.items()
+            # an empty DATABASE_URL or MQTT_URL is unset (a shell's `DATABASE_URL= cmd`), a GATEWAY_ one is not
+            if value or name not in ("DATABASE_URL", "MQTT_URL")
+        }
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a TOML file: its ``[gateway]`` table, or the top level if it has none."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    table = data.get("gateway", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [gateway] must be a table")
+    return table
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of ``path`` (if given) overridden by ``env`` (default: ``os.environ``), checked."""
+    values = read_config_file(path) if path is not None else {}
+    try:
+        values.update(_EnvironmentSource(Settings, os.environ if env is None else env)())
+    except SettingsError as exc:  # a GATEWAY_ value that should be JSON and is not
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field[1] if field else "?"
+        raise ConfigError(
+            f"setting {name} (GATEWAY_{name.upper()}) is not valid JSON: {exc.__cause__}"
+        ) from None
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
     if not settings.database_url:
-        raise ConfigError("no database: set DATABASE_URL or database_url in the config file")
-    settings.mqtt  # validates  # noqa: B018
-    if settings.role not in ("all", "ingest", "sequencer", "api"):
-        raise ConfigError(f"role must be all, ingest, sequencer or api, got {settings.role!r}")
-    if settings.max_request_bytes < 1:
-        raise ConfigError(f"max_request_bytes must be at least 1, got {settings.max_request_bytes}")
-    for name in ("quarantine_garbage_bytes", "quarantine_max_garbage_rows"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must not be negative, got {getattr(settings, name)}")
-    for name in ("quarantine_retention_days", "quarantine_prune_interval"):
-        if not getattr(settings, name) > 0:
-            raise ConfigError(f"{name} must be more than 0, got {getattr(settings, name)}")
-    if settings.sequencer_lease_ttl < 1:
-        raise ConfigError(f"sequencer_lease_ttl must be at least 1 s, got {settings.sequencer_lease_ttl:g}")
+        raise ConfigError(NO_DATABASE)
     check_api_settings(settings)
     return settings
+
+
+KINDS = {"float": "a float", "int": "an int", "string": "a str", "dict": "a dict", "list": "a list"}
+SECRET_SETTINGS = {"database_url", "mqtt_url", "gateway_database_url", "gateway_mqtt_url", "tokens"}
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem (all unknown names at once) as one line naming the setting."""
+    errors = exc.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return f"unknown settings: {', '.join(unknown)}"
+    return _sentence(errors[0])
+
+
+def _sentence(error: ErrorDetails) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    kind, ctx = error["type"], error.get("ctx", {})
+    shown = REDACTED if name in SECRET_SETTINGS else repr(error["input"])
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        choices = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
+        return f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {shown}"
+    if kind == "greater_than_equal" and ctx["ge"] == 0:
+        return f"{name} must not be negative, got {shown}"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {ctx['ge']:g}, got {shown}"
+    if kind == "greater_than":
+        return f"{name} must be more than {ctx['gt']:g}, got {shown}"
+    for prefix, what in KINDS.items():
+        if kind.startswith(prefix):
+            return f"setting {name} must be {what}, got {shown}"
+    return f"setting {name}: {error['msg']}, got {shown}"
 
 
 def check_api_settings(settings: Settings) -> None:

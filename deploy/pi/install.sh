@@ -7,7 +7,8 @@
 # key, the config and the state).  What it does:
 #   - installs python3-venv and the GPIO library (python3-lgpio) with apt;
 #   - creates the system user iot-attest (in the gpio group);
-#   - creates the venv /opt/iot-attest/venv and installs the project with its [edge] extra;
+#   - creates the venv /opt/iot-attest/venv and installs the project with the exact versions of
+#     requirements/pi.txt (its [edge] extra);
 #   - creates /etc/iot-attest (config and device key) and /var/lib/iot-attest (state), mode 0700;
 #   - runs `edge_agent init` once (the device key is generated on the Pi and never leaves it);
 #   - installs the command iot-attest-agent (runs the agent's CLI as the service user);
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --meter) METER="${2:?--meter needs a value}"; shift 2 ;;
         --mqtt) MQTT_URL="${2:?--mqtt needs a value}"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -66,7 +67,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv --system-site-packages "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "${SRC}[edge]"
+# Exact versions from requirements/pi.txt (the [edge] extra as `make lock` resolved it), then the
+# project without dependencies. No hashes: Raspberry Pi OS's pip also takes wheels from piwheels,
+# which builds its own (other hashes than PyPI's); the pins still fix every version.
+"$VENV/bin/python" -m pip install --quiet -r "$SRC/requirements/pi.txt"
+"$VENV/bin/python" -m pip install --quiet --no-deps "$SRC"
 install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 
 echo "==> directories"

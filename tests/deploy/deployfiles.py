@@ -1,6 +1,6 @@
-"""Reading the deployment files the way their consumers do: Docker Compose, Docker,
-systemd and Mosquitto.  Only what the tests need, but with the real rules for it
-(Compose variable interpolation, bind mounts, Dockerfile instructions)."""
+"""Reading the deployment files the way their consumers do: Docker Compose and Docker.  Only
+what the tests need, but with the real rules for it (Compose variable interpolation, bind
+mounts, Dockerfile instructions)."""
 
 from __future__ import annotations
 
@@ -286,54 +286,3 @@ def dockerignored(rel: str, patterns: list[str]) -> bool:
         if any(regex.fullmatch("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
             ignored = not negate
     return ignored
-
-
-# ---------------------------------------------------------------------------- Mosquitto
-
-
-def conf_directives(text: str) -> list[tuple[str, str]]:
-    """(directive, value) of every line of a mosquitto.conf that is not a comment."""
-    out = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        name, _, value = stripped.partition(" ")
-        out.append((name, value.strip()))
-    return out
-
-
-def conf_value(text: str, name: str) -> str:
-    values = [v for n, v in conf_directives(text) if n == name]
-    assert len(values) == 1, f"mosquitto.conf should set {name} exactly once, sets it {len(values)} times"
-    return values[0]
-
-
-@dataclass
-class Acl:
-    users: dict[str, list[tuple[str, str]]]
-    """user -> [(access, topic)] of its `topic` lines."""
-    patterns: list[tuple[str, str]]
-    anonymous: list[tuple[str, str]]
-
-
-def parse_acl(text: str) -> Acl:
-    acl = Acl({}, [], [])
-    current: list[tuple[str, str]] = acl.anonymous
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        words = stripped.split(None, 1)
-        keyword, rest = words[0], words[1] if len(words) > 1 else ""
-        if keyword == "user":
-            current = acl.users.setdefault(rest.strip(), [])
-        elif keyword in ("topic", "pattern"):
-            access, _, topic = rest.partition(" ")
-            if access not in ("read", "write", "readwrite", "deny"):
-                access, topic = "readwrite", rest
-            entry = (access, topic.strip())
-            (acl.patterns if keyword == "pattern" else current).append(entry)
-        else:
-            raise AssertionError(f"unknown ACL line {stripped!r}")
-    return acl

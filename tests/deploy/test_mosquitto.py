@@ -1,34 +1,26 @@
-"""deploy/mosquitto/: the ACL, the user scripts, and a real Mosquitto running the
-production mosquitto.conf.
+"""deploy/mosquitto/: the user scripts, and a real Mosquitto started the way docker-compose.yml
+starts it (tests/deploy/livebroker.py), enforcing the ACL.  The configuration, the ACL, the scripts
+and the compose file are checked by what the broker does, not by reading them.
 
-The live tests start the machine's mosquitto binary with a copy of
-deploy/mosquitto/mosquitto.conf in which only the listener (a free port on
-127.0.0.1) and the file paths (a temporary password file and persistence
-directory, the repository's acl and conf.d) are rewritten; the users are made by
-the repository's own scripts (compose-users.sh, add-device.sh).  A denied publish
-is silent in MQTT 3.1.1 (the PUBACK still comes), so "cannot publish" is checked
-from the receiving side: the forbidden message is published and acknowledged
-first, an allowed one after it; Mosquitto routes a message before it acknowledges
-it, so once the allowed message has arrived the forbidden one would have arrived
-too.  Each forbidden publish uses a connection of its own: with conf.d's
-``max_queued_messages 0``, Mosquitto 2.0.11 closes the connection of a client right
-after acknowledging a publish it denied.
+A denied publish is silent in MQTT 3.1.1 (the PUBACK still comes), so "cannot publish" is checked
+from the receiving side: the forbidden message is published and acknowledged first, an allowed one
+after it; Mosquitto routes a message before it acknowledges it, so once the allowed message has
+arrived the forbidden one would have arrived too.  Each forbidden publish uses a connection of its
+own: with conf.d's ``max_queued_messages 0``, Mosquitto 2.0.11 closes the connection of a client
+right after acknowledging a publish it denied.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
-import threading
-import uuid
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -36,79 +28,23 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.topics import READINGS_FILTER, readings_topic, receipts_topic, status_topic
 from stack.processes import stop_process
-from tests.deploy.deployfiles import MOSQUITTO_DIR, conf_directives, parse_acl
-from tests.services import free_port, port_open, wait_for
-
-ACL = MOSQUITTO_DIR / "acl"
-CONF = MOSQUITTO_DIR / "mosquitto.conf"
-ADD_DEVICE = MOSQUITTO_DIR / "add-device.sh"
-COMPOSE_USERS = MOSQUITTO_DIR / "compose-users.sh"
-WAIT = 10.0
-
-
-def mosquitto_tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
-    if path is None:
-        pytest.fail(f"{name} is not installed (apt install mosquitto mosquitto-clients)")
-    return path
-
-
-# ---------------------------------------------------------------------------- the ACL file
-
-
-def test_acl_confines_devices_by_pattern() -> None:
-    acl = parse_acl(ACL.read_text(encoding="utf-8"))
-    assert acl.anonymous == [], "no rules for anonymous clients"
-    assert sorted(acl.patterns) == sorted(
-        [
-            ("write", readings_topic("%u")),
-            ("write", status_topic("%u")),
-            ("read", receipts_topic("%u")),
-        ]
-    )
-    gateway = set(acl.users["gateway"])
-    assert ("read", READINGS_FILTER) in gateway
-    assert ("read", f"$share/+/{READINGS_FILTER}") in gateway
-    assert ("write", receipts_topic("+")) in gateway
-    assert ("read", status_topic("+")) in gateway
-    assert not any(access in ("write", "readwrite") and "readings" in topic for access, topic in gateway)
-    assert set(acl.users) == {"gateway", "simulator"}
-
-
-def test_conf_has_auth_acl_persistence_and_the_queue_settings() -> None:
-    directives = dict(conf_directives(CONF.read_text(encoding="utf-8")))
-    assert directives["allow_anonymous"] == "false"
-    assert directives["persistence"] == "true"
-    for name in ("password_file", "acl_file", "persistence_location", "include_dir", "listener"):
-        assert directives.get(name), f"mosquitto.conf sets no {name}"
-    queues = dict(conf_directives((MOSQUITTO_DIR / "conf.d" / "queues.conf").read_text(encoding="utf-8")))
-    assert queues["max_queued_messages"] == "0", "QoS 1 readings must never be dropped"
-
-
-# ---------------------------------------------------------------------------- the scripts
-
-
-def run_script(script: Path, *args: str, password_file: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["sh", str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "MOSQUITTO_PASSWORD_FILE": str(password_file), **env},
-    )
-
-
-def add_device(device_id: str, password_file: Path, *options: str) -> str:
-    result = run_script(ADD_DEVICE, *options, device_id, password_file=password_file)
-    assert result.returncode == 0, result.stderr
-    passwords = re.findall(r"^password: (\S+)$", result.stdout, re.MULTILINE)
-    assert len(passwords) == 1, result.stdout
-    assert result.stdout.count(passwords[0]) == 2, "printed as the password line and in the config snippet"
-    return passwords[0]
-
-
-def users_in(password_file: Path) -> list[str]:
-    return [line.split(":", 1)[0] for line in password_file.read_text().splitlines() if line]
+from tests.deploy.deployfiles import environment, load_compose, port_mappings
+from tests.deploy.livebroker import (
+    ADD_DEVICE,
+    COMPOSE_USERS,
+    WAIT,
+    Broker,
+    Client,
+    add_device,
+    compose_service,
+    connect,
+    mosquitto_tool,
+    publish_denied,
+    run_script,
+    start_as_compose_does,
+    users_in,
+)
+from tests.services import wait_for
 
 
 def test_add_device(tmp_path: Path) -> None:
@@ -173,143 +109,13 @@ def test_compose_users(tmp_path: Path) -> None:
     assert missing.returncode != 0
 
 
-# ---------------------------------------------------------------------------- a live broker
-
-
-def adapted_conf(text: str, port: int, workdir: Path) -> str:
-    """mosquitto.conf with the listener and the paths replaced, everything else kept."""
-    replace = {
-        "listener": f"{port} 127.0.0.1",
-        "password_file": str(workdir / "passwd"),
-        "acl_file": str(ACL),
-        "persistence_location": f"{workdir / 'data'}/",
-        "include_dir": str(MOSQUITTO_DIR / "conf.d"),
-    }
-    seen: dict[str, int] = {}
-    out = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        name = stripped.split(" ", 1)[0] if stripped and not stripped.startswith("#") else ""
-        if name in replace:
-            seen[name] = seen.get(name, 0) + 1
-            out.append(f"{name} {replace[name]}")
-        else:
-            out.append(line)
-    assert seen == dict.fromkeys(replace, 1), f"expected each of {sorted(replace)} once, got {seen}"
-    if os.geteuid() == 0:
-        # Started as root, Mosquitto switches to the user `mosquitto`, who cannot
-        # read the test's private temporary directory: stay this user instead.
-        out.append(f"user {getpass.getuser()}")
-    return "\n".join(out) + "\n"
-
-
-@dataclass
-class Broker:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    password_file: Path
-    passwords: dict[str, str] = field(default_factory=dict)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    binary = mosquitto_tool("mosquitto")
-    mosquitto_tool("mosquitto_passwd")
-    workdir = tmp_path_factory.mktemp("mosquitto")
-    (workdir / "data").mkdir()
-    pwfile = workdir / "passwd"
-    passwords = {"gateway": "gw-secret-1", "simulator": "sim-secret-1"}
-    made = run_script(
-        COMPOSE_USERS,
-        "true",
-        password_file=pwfile,
-        MQTT_GATEWAY_PASSWORD=passwords["gateway"],
-        MQTT_SIMULATOR_PASSWORD=passwords["simulator"],
-    )
-    assert made.returncode == 0, made.stderr
-    for device in ("dev-a", "dev-b"):
-        passwords[device] = add_device(device, pwfile)
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(adapted_conf(CONF.read_text(encoding="utf-8"), port, workdir), encoding="utf-8")
-    log = workdir / "mosquitto.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=fh, stderr=subprocess.STDOUT)
-    running = Broker(port, proc, log, pwfile, passwords)
+    running = start_as_compose_does(tmp_path_factory.mktemp("mosquitto"), ("dev-a", "dev-b"))
     try:
-        if not wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 15):
-            pytest.fail(f"mosquitto did not start:\n{running.log_text()}")
-        assert proc.poll() is None, f"mosquitto refused the configuration:\n{running.log_text()}"
         yield running
     finally:
-        stop_process(proc, 10, kill_wait=10)
-
-
-class Client:
-    """A paho client (MQTT 3.1.1) that records what it receives."""
-
-    def __init__(self, broker: Broker, user: str | None, password: str | None = None) -> None:
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.received: list[tuple[str, bytes]] = []
-        self.connack: object = None
-        self.connected = threading.Event()
-        self.subacks: dict[int, list[object]] = {}
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-{user}-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv311,
-        )
-        if user is not None:
-            self.client.username_pw_set(user, broker.passwords.get(user) if password is None else password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
-        self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", broker.port, keepalive=30)
-        self.client.loop_start()
-
-    def _on_connect(self, client: object, userdata: object, flags: object, rc: object, props: object) -> None:
-        self.connack = rc
-        self.connected.set()
-
-    def _on_subscribe(
-        self, client: object, userdata: object, mid: int, codes: list[object], props: object
-    ) -> None:
-        self.subacks[mid] = codes
-
-    def accepted(self) -> bool:
-        assert self.connected.wait(WAIT), "no CONNACK"
-        return not getattr(self.connack, "is_failure", True)
-
-    def subscribe(self, *topics: str) -> None:
-        assert self.accepted(), f"connection refused: {self.connack}"
-        for topic in topics:
-            _, mid = self.client.subscribe(topic, qos=1)
-            assert wait_for(lambda mid=mid: mid in self.subacks, WAIT), f"no SUBACK for {topic}"
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        assert self.accepted(), f"connection refused: {self.connack}"
-        info = self.client.publish(topic, payload, qos=1)
-        info.wait_for_publish(WAIT)
-        assert info.is_published()
-
-    def wait_for_message(self, topic: str, payload: bytes) -> None:
-        """Until (topic, payload) arrived; everything received meanwhile is kept in ``received``."""
-        while True:
-            try:
-                message = self.messages.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"{payload!r} on {topic} never arrived; got {self.received}") from None
-            self.received.append(message)
-            if message == (topic, payload):
-                return
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_process(running.proc, 10, kill_wait=10)
 
 
 @pytest.fixture
@@ -317,24 +123,6 @@ def clients(broker: Broker) -> Iterator[list[Client]]:
     made: list[Client] = []
     yield made
     for client in made:
-        client.close()
-
-
-def connect(clients: list[Client], broker: Broker, user: str | None, password: str | None = None) -> Client:
-    client = Client(broker, user, password)
-    clients.append(client)
-    return client
-
-
-def publish_denied(
-    broker: Broker, user: str, topic: str, payload: bytes, password: str | None = None
-) -> None:
-    """Publish (QoS 1) on a connection of its own and wait for the PUBACK; the broker
-    may close the connection afterwards."""
-    client = Client(broker, user, password)
-    try:
-        client.publish(topic, payload)
-    finally:
         client.close()
 
 
@@ -422,3 +210,65 @@ def test_a_new_device_after_add_device_and_sighup(broker: Broker, clients: list[
     gateway.wait_for_message(readings_topic("dev-new"), b"first reading")
     assert gateway.received == [(readings_topic("dev-new"), b"first reading")]
     assert broker.proc.poll() is None
+
+
+def test_the_compose_services_log_in_with_their_urls(broker: Broker, clients: list[Client]) -> None:
+    """The gateway's and the simulator's MQTT_URL in docker-compose.yml name this broker's port and
+    the users compose-users.sh made, with their passwords: the simulated fleet's readings reach the gateway."""
+    services = load_compose()["services"]
+    urls = {name: urlsplit(environment(services[name])["MQTT_URL"]) for name in ("gateway", "simulator")}
+    listener = [c for _, c in port_mappings(compose_service())]
+    for name, url in urls.items():
+        assert (url.scheme, url.hostname) == ("mqtt", "mosquitto"), name
+        assert url.port in listener, name
+    gateway = connect(clients, broker, urls["gateway"].username, urls["gateway"].password)
+    gateway.subscribe(READINGS_FILTER)
+    simulator = connect(clients, broker, urls["simulator"].username, urls["simulator"].password)
+    simulator.publish(readings_topic("dev-compose-1"), b"a simulated reading")
+    gateway.wait_for_message(readings_topic("dev-compose-1"), b"a simulated reading")
+
+
+def test_queued_readings_survive_a_restart_and_none_are_dropped(tmp_path: Path) -> None:
+    """Persistence, and no cap on a session's queue: readings for a gateway that is away (more than
+    Mosquitto's default limit of 1000) are all delivered after the broker restarts."""
+    count = 1500
+    first = start_as_compose_does(tmp_path)
+    try:
+        session = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-persistent", clean_session=False,
+                              protocol=mqtt.MQTTv311)  # fmt: skip
+        session.username_pw_set("gateway", first.passwords["gateway"])
+        session.connect("127.0.0.1", first.port)
+        session.loop_start()
+        assert session.subscribe(READINGS_FILTER, qos=1)[0] == mqtt.MQTT_ERR_SUCCESS
+        time.sleep(0.5)
+        session.disconnect()
+        session.loop_stop()
+        sender = Client(first, "simulator")
+        try:
+            for i in range(count):
+                sender.client.publish(readings_topic("dev-q"), str(i).encode(), qos=1)
+            sender.publish(readings_topic("dev-q"), b"last")
+        finally:
+            sender.close()
+    finally:
+        stop_process(first.proc, 10, kill_wait=10)
+    again = start_as_compose_does(tmp_path)
+    received: queue.Queue[bytes] = queue.Queue()
+    try:
+        back = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-persistent", clean_session=False,
+                           protocol=mqtt.MQTTv311)  # fmt: skip
+        back.username_pw_set("gateway", again.passwords["gateway"])
+        back.on_message = lambda c, u, msg: received.put(bytes(msg.payload))
+        back.connect("127.0.0.1", again.port)
+        back.loop_start()
+        got: list[bytes] = []
+        while b"last" not in got:
+            try:
+                got.append(received.get(timeout=WAIT))
+            except queue.Empty:
+                raise AssertionError(f"{len(got)} of {count + 1} queued readings arrived") from None
+        back.disconnect()
+        back.loop_stop()
+    finally:
+        stop_process(again.proc, 10, kill_wait=10)
+    assert got == [str(i).encode() for i in range(count)] + [b"last"]

@@ -8,7 +8,6 @@ import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -251,12 +250,12 @@ async def test_prune_removes_old_and_excess_garbage_never_evidence(
     for days in (31, 40, 400):
         await add(conn, "unknown_device", days)
     recent = [await add(conn, "bad_topic", days) for days in (29, 20, 10, 5, 1, 0)]  # oldest first
-    settings = replace(s, quarantine_retention_days=30.0, quarantine_max_garbage_rows=4)
+    settings = s.model_copy(update={"quarantine_retention_days": 30.0, "quarantine_max_garbage_rows": 4})
     assert await prune(conn, settings) == 3 + 2
     assert await ids(conn) == evidence | set(recent[2:])
     assert await prune(conn, settings) == 0  # nothing left to do
     # a cap of 0 keeps no garbage, and still every piece of evidence
-    assert await prune(conn, replace(settings, quarantine_max_garbage_rows=0)) == 4
+    assert await prune(conn, settings.model_copy(update={"quarantine_max_garbage_rows": 0})) == 4
     assert await ids(conn) == evidence
 
 
