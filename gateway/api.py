@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from attest_core.errors import ProofError
 from gateway import logstore, witnesses
 from gateway.bodylimit import BodyLimit
+from gateway.errors import Refused
 from gateway.routes import assets, claims, devices, quarantine
 from gateway.routes.common import ApiError, ErrorBody, ErrorDetail, error, responses
 from gateway.routes.state import ApiState
@@ -105,9 +106,10 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.gateway = state
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message, exc.headers)
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> JSONResponse:
+        """Every refusal the gateway raises (ApiError, DeviceError, CosignatureRefused, ...) answered alike."""
+        return error(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -249,12 +251,9 @@ def create_app(state: ApiState) -> FastAPI:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "note_not_utf8", "the body is not UTF-8 text") from None
-        try:
-            checkpoint_body, lines = witnesses.verified_cosignatures(text, state.witnesses)
-            async with state.pool.acquire() as conn:
-                result = await witnesses.store_cosignatures(conn, checkpoint_body, lines)
-        except witnesses.CosignatureRefused as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from exc
+        checkpoint_body, lines = witnesses.verified_cosignatures(text, state.witnesses)
+        async with state.pool.acquire() as conn:
+            result = await witnesses.store_cosignatures(conn, checkpoint_body, lines)
         if not result.stored:
             response.status_code = 200
         else:

@@ -9,8 +9,6 @@ index, or ``"status": "pending"`` and ``log_index: null`` if it is not logged ye
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import asyncpg
@@ -122,15 +120,6 @@ async def get_device(conn: asyncpg.Connection, device_id: str) -> DeviceOut:
     return found[0]
 
 
-@contextlib.contextmanager
-def _answered() -> Iterator[None]:
-    """A device operation refused by :mod:`gateway.devices`, answered with its status, code and message."""
-    try:
-        yield
-    except device_ops.DeviceError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
-
-
 async def _entry_index(state: ApiState, device_id: str, kind: EntryType) -> int | None:
     """The log index of the device's first entry of ``kind``, waiting up to ``log_wait`` for it."""
 
@@ -185,8 +174,7 @@ async def enrol(
                 raise ApiError(400, exc.code, str(exc)) from exc
             response.status_code = 200
         else:
-            with _answered():
-                await device_ops.enrol(conn, statement, pop, principal.name)
+            await device_ops.enrol(conn, statement, pop, principal.name)
     log_index = await _entry_index(state, st.device_id, EntryType.ENROLMENT)
     response.headers["Location"] = f"/v1/devices/{st.device_id}"
     return EnrolmentAnswer(
@@ -250,10 +238,9 @@ async def revoke(
     if len(check_text(body.reason, "reason").encode("utf-8")) > 1000:
         raise ApiError(400, "too_large", "reason: at most 1000 bytes of UTF-8")
     async with state.pool.acquire() as conn:
-        with _answered():
-            last_valid = await device_ops.revoke(
-                conn, device_id, body.reason, principal.name, body.last_valid_seq
-            )
+        last_valid = await device_ops.revoke(
+            conn, device_id, body.reason, principal.name, body.last_valid_seq
+        )
     state.invalidate(device_id)
     log_index = await _entry_index(state, device_id, EntryType.REVOCATION)
     return RevocationAnswer(
@@ -286,8 +273,7 @@ async def rotate(
             400, "device_mismatch", f"the rotation statement is for device {st.device_id}, not {device_id}"
         )
     async with state.pool.acquire() as conn:
-        with _answered():
-            _, key_id = await device_ops.rotate(conn, statement, old_signature, new_signature, principal.name)
+        _, key_id = await device_ops.rotate(conn, statement, old_signature, new_signature, principal.name)
     state.invalidate(device_id)
 
     async def fetch() -> int | None:
