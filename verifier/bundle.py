@@ -13,14 +13,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import Unpack
 
 from attest_core import bundle as core
-from attest_core.bundle import Bundle, Progress, VerifiedBundle
-from attest_core.bundle.verify import SignatureBatch
-from attest_core.checkpoint import WitnessKey
+from attest_core.bundle import Bundle, VerifiedBundle
+from attest_core.bundle.verify import SignatureBatch, VerifyOptions
 from attest_core.keys import failed_signatures
 from attest_core.note import VerifierKey
 
@@ -32,10 +32,8 @@ def verify_bundle(
     data: bytes | str | Bundle,
     log_key: VerifierKey,
     *,
-    witnesses: Sequence[WitnessKey] = (),
-    min_witnesses: int = 0,
-    progress: Progress | None = None,
     jobs: int = 1,
+    **options: Unpack[VerifyOptions],
 ) -> VerifiedBundle:
     """:func:`attest_core.bundle.verify_bundle`, its signatures checked in up to ``jobs`` processes.
 
@@ -47,14 +45,7 @@ def verify_bundle(
     workers = _Workers(jobs)
     try:
         with _collector_paused():
-            return core.verify_bundle(
-                data,
-                log_key,
-                witnesses=witnesses,
-                min_witnesses=min_witnesses,
-                progress=progress,
-                check_signatures=workers.check,
-            )
+            return core.verify_bundle(data, log_key, check_signatures=workers.check, **options)
     finally:
         workers.close()
 

@@ -13,6 +13,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from attest_core import domains
 from attest_core.bundle.parse import Bundle, fail, parse_bundle
@@ -36,6 +37,15 @@ from attest_core.registry import Registry, RegistryError
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called now and then during long verifications."""
+
+
+class VerifyOptions(TypedDict, total=False):
+    """The options of :func:`verify_bundle` besides the bundle, the log key and the signature checker."""
+
+    witnesses: Sequence[WitnessKey]
+    min_witnesses: int
+    progress: Progress | None
+
 
 SignatureBatch = list[tuple[bytes, bytes]]
 """``(signature ‖ signed message, public key)`` pairs, as :func:`attest_core.keys.failed_signatures` takes them."""
