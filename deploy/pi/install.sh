@@ -73,6 +73,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet -r "$SRC/requirements/pi.txt"
 "$VENV/bin/python" -m pip install --quiet --no-deps "$SRC"
 install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+install -d -m 0755 "$PREFIX/docs"
+install -m 0644 "$SRC"/docs/*.md "$PREFIX/docs/"   # the README links these
 
 echo "==> directories"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$CONF_DIR" "$STATE_DIR"
