@@ -144,6 +144,17 @@ class Settings(BaseSettings):
         """Only the constructor's arguments: :func:`load_settings` adds the file and the environment."""
         return (init_settings,)
 
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _token_json(cls, value: Any) -> Any:
+        """A string (GATEWAY_TOKENS, or a string in the file) is the table as JSON."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"setting tokens is not valid JSON: {exc}") from None
+
     @field_validator("witnesses", mode="before")
     @classmethod
     def _witness_list(cls, value: Any) -> Any:
@@ -216,8 +227,10 @@ class _EnvironmentSource(EnvSettingsSource):
         self.env_vars = {
             name.lower(): value
             for name, value in environ.items()
-            # an empty DATABASE_URL or MQTT_URL is unset (a shell's `DATABASE_URL= cmd`), a GATEWAY_ one is not
-            if value or name not in ("DATABASE_URL", "MQTT_URL")
+            # only these names, spelt in capitals: a lower-case `database_url` in the environment is
+            # some other program's; an empty DATABASE_URL or MQTT_URL is unset (a shell's
+            # `DATABASE_URL= cmd`), a GATEWAY_ one is not
+            if (name.startswith("GATEWAY_") or (value and name in ("DATABASE_URL", "MQTT_URL")))
         }
 
 

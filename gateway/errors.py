@@ -55,8 +55,15 @@ class CosignatureRefused(Refused):
     """A refused witness cosignature (gateway.witnesses)."""
 
 
-class BodyTooLarge(Refused):
-    """A request body over the cap (gateway.bodylimit), raised from ``receive`` once the 413 is sent."""
+class BodyTooLarge(GatewayError):
+    """A request body over the cap (gateway.bodylimit), raised from ``receive`` once the 413 is sent.
+
+    Not a :class:`Refused`: the middleware has already answered, so the application's handler of
+    refusals must not try to answer again (its response may have started); the middleware absorbs it.
+    """
+
+    code = "request_too_large"
+    status = 413
 
     def __init__(self, message: str = "the request body exceeds the limit") -> None:
-        super().__init__(413, "request_too_large", message)
+        super().__init__(message)

@@ -42,6 +42,31 @@ def test_the_environment_overrides_the_file(tmp_path: Path) -> None:
     )
 
 
+def test_only_the_documented_environment_names_count(tmp_path: Path) -> None:
+    # lower-case names belong to other programs: the gateway reads DATABASE_URL, MQTT_URL, GATEWAY_*
+    env = {"database_url": DSN, "mqtt_url": BROKER, "gateway_api_port": "9", "Gateway_Origin": "x"}
+    with pytest.raises(ConfigError, match="no database"):
+        load_settings(env=env)
+    settings = load_settings(env={**env, "DATABASE_URL": DSN})
+    assert (settings.mqtt_url, settings.api_port, settings.origin) == (
+        "mqtt://127.0.0.1:1883",
+        8000,
+        "iot-attest.example/log",
+    )
+
+
+def test_tokens_as_json_text_in_the_file(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    config = write(
+        tmp_path,
+        f'[gateway]\ndatabase_url = "{DSN}"\n'
+        f"tokens = '{{\"alice\": {{\"role\": \"issuer\", \"sha256\": \"{digest}\"}}}}'\n",
+    )
+    assert load_settings(config, env={}).tokens == {"alice": {"role": "issuer", "sha256": digest}}
+    with pytest.raises(ConfigError, match="tokens is not valid JSON"):
+        load_settings(write(tmp_path, f'database_url = "{DSN}"\ntokens = "{{bad"\n'), env={})
+
+
 def test_settings_built_directly_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_ORIGIN", "from-the-environment")
     monkeypatch.setenv("DATABASE_URL", DSN)
