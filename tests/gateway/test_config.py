@@ -60,7 +60,7 @@ def test_tokens_as_json_text_in_the_file(tmp_path: Path) -> None:
     config = write(
         tmp_path,
         f'[gateway]\ndatabase_url = "{DSN}"\n'
-        f"tokens = '{{\"alice\": {{\"role\": \"issuer\", \"sha256\": \"{digest}\"}}}}'\n",
+        f'tokens = \'{{"alice": {{"role": "issuer", "sha256": "{digest}"}}}}\'\n',
     )
     assert load_settings(config, env={}).tokens == {"alice": {"role": "issuer", "sha256": digest}}
     with pytest.raises(ConfigError, match="tokens is not valid JSON"):
