@@ -23,7 +23,7 @@ from attest_core.errors import AttestError
 from attest_core.reading import device_key_id
 from attest_core.registry import DeviceRecord, Registry, RegistryError
 from gateway.device_records import read_devices
-from gateway.errors import DeviceError as DeviceError  # re-exported: routes catch it from here
+from gateway.errors import DeviceError
 
 REGISTRY_LOCK = 0x10_7A77_DE7
 """Advisory lock id: taken exclusively by a key rotation or revocation, shared by ingest while it

@@ -19,8 +19,7 @@ import asyncpg
 from attest_core.checkpoint import WitnessKey, parse_checkpoint_body, verify_cosignature
 from attest_core.errors import AttestError, SignatureError
 from attest_core.note import parse_note
-from gateway.errors import ConfigError
-from gateway.errors import CosignatureRefused as CosignatureRefused  # re-exported: routes catch it from here
+from gateway.errors import ConfigError, CosignatureRefused
 
 MAX_NOTE_BYTES = 64 * 1024
 

@@ -17,10 +17,3 @@ def test_refusals_carry_their_status_and_code() -> None:
         assert str(refusal) == "device d is already enrolled"
     too_large = BodyTooLarge()
     assert (too_large.status, too_large.code) == (413, "request_too_large")
-
-
-def test_the_old_homes_still_export_them() -> None:
-    from gateway import devices, witnesses
-
-    assert devices.DeviceError is DeviceError
-    assert witnesses.CosignatureRefused is CosignatureRefused

@@ -14,8 +14,8 @@ from attest_core.entries import EntryType, ReadingEntry, decode_entry, encode_en
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from attest_core.receipt import open_receipt
 from gateway import lease, logstore
-from gateway.devices import DeviceError, enrol, revoke
-from gateway.errors import NotLeaderError
+from gateway.devices import enrol, revoke
+from gateway.errors import DeviceError, NotLeaderError
 from gateway.ingest import DeviceCache, Message, store_batch
 from gateway.migrations import available, current_version, migrate
 from gateway.sequencer import Sequencer

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from attest_core.device import RotationStatement, sign_rotation
-from gateway.devices import REGISTRY_LOCK, DeviceError, revoke, rotate
+from gateway.devices import REGISTRY_LOCK, revoke, rotate
+from gateway.errors import DeviceError
 from gateway.ingest import DeviceCache, store_batch
 from gateway.migrations import migrate
 from tests.gateway.helpers import enrol_device, settings_for

@@ -8,7 +8,8 @@ import pytest
 from attest_core.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from attest_core.errors import SignatureError
 from attest_core.note import NoteSignature, add_signature_lines
-from gateway.witnesses import CosignatureRefused, verified_cosignatures, witness_label
+from gateway.errors import CosignatureRefused
+from gateway.witnesses import verified_cosignatures, witness_label
 from tests.core.test_checkpoint import CP, LOG_KEY, ORIGIN, ROOT, SIGNED, W_KEYS, W_NAMES, cosign
 
 _GOOD = NoteSignature.parse_line(cosign(2)).signature
