@@ -14,7 +14,7 @@ import heapq
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import asyncpg
 
@@ -22,10 +22,8 @@ from attest_core.bundle import bundle_chunks
 from attest_core.entries import reading_entry_bytes
 from attest_core.merkle import multi_inclusion_plan
 from gateway import logstore
+from gateway.claims import LatestCheckpoint, StoredClaim
 from gateway.evidence import CHUNK, READINGS_WHERE, boundary_readings, identity_entries, reading_args
-
-if TYPE_CHECKING:  # gateway.claims imports this module
-    from gateway.claims import LatestCheckpoint, StoredClaim
 
 NODE_CHUNK = 20_000
 """Merkle nodes fetched per query while a proof is built."""

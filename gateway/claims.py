@@ -6,8 +6,7 @@ the same content get different ``logged_at_ms``).  The sequencer logs the entry;
 is found by that hash (``entries`` has an index on ``sha256(data)`` for claim entries,
 migration 002) and then kept in ``claims.log_index``.
 
-The API reaches the claim store through this module: the verdict (gateway.verdicts) and the
-evidence bundles (gateway.bundles) are named here too.
+The verdict on a claim is gateway.verdicts', its evidence bundle gateway.bundles'.
 """
 
 from __future__ import annotations
@@ -21,22 +20,6 @@ import asyncpg
 from attest_core.claim import Claim
 from attest_core.entries import ClaimEntry, EntryType, decode_entry, encode_entry
 from gateway import logstore
-from gateway.bundles import plan_bundle, stream_bundle
-from gateway.verdicts import evaluate_claim, fingerprint, verdict_json
-
-__all__ = [
-    "LatestCheckpoint",
-    "StoredClaim",
-    "evaluate_claim",
-    "file_claim",
-    "fingerprint",
-    "get_claim",
-    "latest_checkpoint",
-    "list_claims",
-    "plan_bundle",
-    "stream_bundle",
-    "verdict_json",
-]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
+from gateway import bundles
 from gateway import claims as claim_store
 from gateway.auth import AUDITOR, ISSUER, require
 from gateway.routes.claim_models import (
@@ -163,10 +164,10 @@ async def bundle(
                 f"claim {claim_id} {where}, not yet covered by a checkpoint (the latest covers {size} entries); "
                 "retry in a few seconds",
             )
-        plan = await claim_store.plan_bundle(conn, stored, mode, checkpoint)
+        plan = await bundles.plan_bundle(conn, stored, mode, checkpoint)
     loop = asyncio.get_running_loop()
     return StreamingResponse(
-        claim_store.stream_bundle(plan, state.pool, loop),
+        bundles.stream_bundle(plan, state.pool, loop),
         media_type="application/json",
         headers={
             "Content-Disposition": f'attachment; filename="claim-{claim_id}-{mode}.json"',

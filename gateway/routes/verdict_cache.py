@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from gateway import claims as claim_store
+from gateway import verdicts
 from gateway.routes.claim_models import Verdict
 
 VERDICT_CACHE = 256
@@ -29,12 +30,12 @@ class VerdictCache:
         """The server's verdict on the claim's full evidence as of the checkpoint of ``size``."""
         lock = self.locks.setdefault(stored.id, asyncio.Lock())
         async with lock, pool.acquire() as conn:
-            mark = await claim_store.fingerprint(conn, stored.claim, size)
+            mark = await verdicts.fingerprint(conn, stored.claim, size)
             cached = self.verdicts.get(stored.id)
             if cached is not None and cached[0] == mark:
                 return cached[1].model_copy(update={"checkpoint_size": size})
-            evaluation = await claim_store.evaluate_claim(conn, stored.claim, size)
-        verdict = Verdict.model_validate(claim_store.verdict_json(evaluation, size))
+            evaluation = await verdicts.evaluate_claim(conn, stored.claim, size)
+        verdict = Verdict.model_validate(verdicts.verdict_json(evaluation, size))
         if len(self.verdicts) >= self.size:
             self.verdicts.pop(next(iter(self.verdicts)))  # the oldest
         self.verdicts[stored.id] = (mark, verdict)
