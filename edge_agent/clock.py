@@ -43,7 +43,8 @@ class Clock:
             if delay <= 0:
                 return True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(delay, 5.0))
+                async with asyncio.timeout(min(delay, 5.0)):
+                    await stop.wait()
         return False
 
 

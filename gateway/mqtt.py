@@ -115,14 +115,21 @@ class MqttLink:
         if self._conn is not None:
             self._conn.write(wire.DISCONNECT_PACKET)
         socket = self._socket
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            # Cancelled until it ends: a cancellation can be lost (Python 3.11's asyncio.wait_for,
+            # a library's await, returns a result that completed at the same moment instead of
+            # raising), and the task would then reconnect for ever while stop() waited on it.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
             self._task = None
         if socket is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(socket.closed), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(socket.closed)
             except TimeoutError:
                 if socket.transport is not None:
                     socket.transport.abort()
@@ -131,7 +138,8 @@ class MqttLink:
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.connected.wait()
         except TimeoutError:
             return False
         return True
@@ -266,12 +274,10 @@ class MqttLink:
     async def _session(self) -> str:
         """Connect, subscribe and serve until the connection ends; return why it ended."""
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
+        async with asyncio.timeout(_CONNECT_TIMEOUT):
+            _, conn = await loop.create_connection(
                 lambda: Connection(self), self.url.host, self.url.port, ssl=ssl_context(self.url)
-            ),
-            _CONNECT_TIMEOUT,
-        )
+            )
         self._socket = conn
         persistent = self.on_message is not None
         try:
@@ -288,7 +294,8 @@ class MqttLink:
                     max_packet_size=self.max_packet_size if self.protocol == MQTTv5 else 0,
                 )
             )
-            connack = await asyncio.wait_for(conn.connack, _CONNECT_TIMEOUT)
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                connack = await conn.connack
             if connack.reason != 0:
                 hint = (
                     " (check the user name and password in MQTT_URL, and the broker's ACL)"
@@ -315,7 +322,8 @@ class MqttLink:
             if self.on_message is not None:
                 conn.suback = asyncio.get_running_loop().create_future()
                 conn.write(wire.subscribe(self._packet_id(), self.filter, 1, self.protocol))
-                codes = await asyncio.wait_for(conn.suback, _CONNECT_TIMEOUT)
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    codes = await conn.suback
                 if not codes or codes[0] >= 0x80:
                     raise wire.MqttProtocolError(
                         f"the broker refused the subscription to {self.filter} "
@@ -340,7 +348,8 @@ class MqttLink:
         period = max(1.0, keepalive / 2)
         while True:
             try:
-                return await asyncio.wait_for(asyncio.shield(conn.closed), period)
+                async with asyncio.timeout(period):
+                    return await asyncio.shield(conn.closed)
             except TimeoutError:
                 pass
             if not conn.paused and time.monotonic() - conn.last_heard > 1.5 * keepalive:

@@ -34,9 +34,8 @@ async def probe_protocol(url: MqttUrl, timeout: float = 5.0) -> int:
 
     Raises OSError if no broker answers at all.
     """
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(url.host, url.port, ssl=ssl_context(url)), timeout
-    )
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(url.host, url.port, ssl=ssl_context(url))
     try:
         writer.write(
             wire.connect(

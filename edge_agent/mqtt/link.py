@@ -188,7 +188,8 @@ class MqttLink(OutboxPublisher):
             await self._loop.run_in_executor(
                 None, client.connect, self.broker.host, self.broker.port, self.config.keepalive_s
             )
-            reason = await asyncio.wait_for(asyncio.shield(self._connack), timeout=30)
+            async with asyncio.timeout(30):
+                reason = await asyncio.shield(self._connack)
             if isinstance(reason, str):
                 self._teardown()
                 return reason

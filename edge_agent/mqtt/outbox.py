@@ -145,7 +145,8 @@ class OutboxPublisher(PahoOnAsyncio):
     async def _wait(self, timeout: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         if self._inflight.pop(mid, None) is not None:

@@ -657,3 +657,36 @@ def test_a_broker_that_falls_silent_is_given_up_and_reconnected() -> None:
             broker.close()
 
     asyncio.run(go())
+
+
+def test_stop_ends_the_link_even_if_a_cancellation_is_swallowed() -> None:
+    """Python 3.11's asyncio.wait_for returns the result instead of raising when a cancellation
+    lands as the awaited future completes (a CONNACK arriving as the link stops, say): the link's
+    task then lives on, reconnecting.  stop() must end it all the same, not wait for ever."""
+
+    async def go() -> None:
+        link = MqttLink(parse_broker_url("mqtt://127.0.0.1:1"), "gw-swallow", on_message=lambda m: None)
+        swallowed = 0
+
+        async def run() -> None:
+            nonlocal swallowed
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    swallowed += 1
+                    if swallowed > 1:
+                        raise
+
+        link._task = asyncio.create_task(run())
+        await asyncio.sleep(0)
+        stopping = asyncio.create_task(link.stop())
+        done, _ = await asyncio.wait([stopping], timeout=10)
+        if not done:
+            stopping.cancel()  # the test's own clean-up: this cancellation reaches run() as well
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+        assert done, "stop() still waits on a link task that lost a cancellation"
+        assert swallowed == 2
+
+    asyncio.run(go())
