@@ -201,3 +201,20 @@ def test_an_installer_may_revoke_its_device_without_disowning(api: Api) -> None:
     entry = decode_entry(api.http.get(f"/v1/log/entries/{answer['log_index']}").content)
     assert isinstance(entry, RevocationEntry)
     assert (entry.revoker_role, entry.readings_disowned) == (RevokerRole.INSTALLER, 0)
+
+
+def test_the_token_command_makes_operator_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.__main__ import main
+    from gateway.tokens import TokenTable
+
+    assert main(["token", "--name", "operator-9", "--role", "operator"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    token = lines[lines.index("") + 1].strip()
+    snippet = out[out.index("[gateway.tokens.operator-9]") :]
+    table = TokenTable.parse(
+        {"operator-9": {"role": "operator", "sha256": snippet.split('sha256 = "')[1][:64]}}
+    )
+    principal = table.lookup(token)
+    assert principal is not None
+    assert (principal.name, principal.role) == ("operator-9", "operator")
