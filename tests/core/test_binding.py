@@ -153,7 +153,9 @@ def _day_of(log: MemoryLog, device: TestDevice) -> list[int]:
     return indices
 
 
-def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(tmp_path: Path) -> None:
+def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A device enrolled (and its readings logged) in another log, replayed into this one."""
     log = MemoryLog()
     replayed = TestDevice("dev-r", "charger-r", log_origin="other.example/log")
@@ -166,7 +168,10 @@ def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(tmp_path: Path) -
     # the verifier's command line: invalid evidence, exit 2, with the code
     (tmp_path / "bundle.json").write_bytes(bundle)
     (tmp_path / "key.txt").write_text(log.key.to_string() + "\n")
+    capsys.readouterr()
     assert main(["bundle", str(tmp_path / "bundle.json"), "--log-key", str(tmp_path / "key.txt")]) == 2
+    captured = capsys.readouterr()
+    assert "wrong_log_origin" in captured.out + captured.err
 
 
 def test_a_v1_enrolment_is_backed_with_a_warning() -> None:
