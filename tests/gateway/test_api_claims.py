@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -98,8 +99,26 @@ def claim_body(assets: list[str], energy: str = "0", amount: str = "0", **change
     return body
 
 
-def file(api: Api, body: dict[str, Any], who: str = "issuer-1") -> dict[str, Any]:
-    answer: dict[str, Any] = api.ok(api.post("/v1/claims", who, json=body), 201)
+@pytest.fixture(autouse=True)
+def no_live_claims(api: Api) -> Iterator[None]:
+    """The same energy backs one live claim: each test's claims are withdrawn after it, so the
+    next test may claim the same assets and period."""
+    yield
+    withdraw_all(api)
+
+
+def withdraw_all(api: Api) -> None:
+    for page in api.walk("/v1/claims", "issuer-1", limit=100):
+        for c in page:
+            if c["void"] is None:
+                api.ok(api.post(f"/v1/claims/{c['id']}/withdraw", c["issuer"], json={"reason": "test over"}))
+
+
+def file(
+    api: Api, body: dict[str, Any], who: str = "issuer-1", supersedes: int | None = None
+) -> dict[str, Any]:
+    path = "/v1/claims" if supersedes is None else f"/v1/claims/{supersedes}/supersede"
+    answer: dict[str, Any] = api.ok(api.post(path, who, json=body), 201)
     return answer
 
 
@@ -147,9 +166,11 @@ ALL = ["ev-1", "ev-2", "ev-3", "pv-1"]
 
 
 def test_an_honest_claim_is_backed_and_its_bundles_verify(api: Api) -> None:
-    probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    probe_claim = checkpointed(api, file(api, claim_body(ALL))["id"])
+    probe = probe_claim["verdict"]
     assert probe["backed"] is True
-    honest = file(api, claim_body(ALL, probe["energy_kwh"], probe["revenue"]))
+    # The issuer corrects its claim with the figures found: the new claim supersedes the probe.
+    honest = file(api, claim_body(ALL, probe["energy_kwh"], probe["revenue"]), supersedes=probe_claim["id"])
     assert honest["issuer"] == "issuer-1"
     assert honest["assets"] == ALL
     assert (honest["period_start"], honest["period_end"]) == (START, END)
@@ -207,6 +228,7 @@ def test_an_overstated_claim_is_not_backed(
     api: Api, energy_extra: Decimal, amount_extra: Decimal, code: str
 ) -> None:
     probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    withdraw_all(api)
     body = claim_body(
         ALL, str(Decimal(probe["energy_kwh"]) + energy_extra), str(Decimal(probe["revenue"]) + amount_extra)
     )
@@ -266,7 +288,11 @@ def test_the_verdict_follows_late_readings(api: Api) -> None:
 
 
 def test_claims_are_listed_newest_first(api: Api) -> None:
-    mine = [file(api, claim_body(["ev-1"]), "issuer-2")["id"] for _ in range(3)]
+    days = ["2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", "2026-10-03T00:00:00Z", "2026-10-04T00:00:00Z"]
+    mine = [
+        file(api, claim_body(["ev-1"], period_start=a, period_end=b), "issuer-2")["id"]
+        for a, b in itertools.pairwise(days)
+    ]
     pages = api.walk("/v1/claims", "issuer-1", issuer="issuer-2", limit=2)
     ids = [c["id"] for p in pages for c in p]
     assert ids == sorted(ids, reverse=True)
