@@ -247,6 +247,12 @@ class LiveClaims:
             self._by_asset.setdefault(asset, []).append(claim.leaf_hash)
         return alerts
 
+    def restore(self, claim: LoggedClaim) -> None:
+        """Take back a claim known to be live (a monitor's saved state), checking nothing."""
+        self.claims[claim.leaf_hash] = claim
+        for asset in claim.entry.claim.assets:
+            self._by_asset.setdefault(asset, []).append(claim.leaf_hash)
+
     def add_withdrawal(self, withdrawal: LoggedWithdrawal) -> list[Alert]:
         entry = withdrawal.entry
         return self._void(entry.claim, entry.issuer, withdrawal.index, "withdraws")
