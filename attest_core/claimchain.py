@@ -275,3 +275,32 @@ class LiveClaims:
         for asset in target.entry.claim.assets:
             self._by_asset[asset].remove(digest)
         return []
+
+
+def needed_indices(
+    subject: LoggedClaim, claims: Iterable[LoggedClaim], withdrawals: Iterable[LoggedWithdrawal]
+) -> set[int]:
+    """The indices, among ``claims`` and ``withdrawals``, that a bundle of ``subject`` needs: the
+    claims its links reach, and the entries voiding one of those or ``subject`` itself.  A bundle
+    holding any other claim or withdrawal holds an entry its claim does not need."""
+    claims = list(claims)
+    by_hash = {c.leaf_hash: c for c in claims}
+    chain: dict[bytes, LoggedClaim] = {}
+    todo = list(subject.entry.links().items())
+    seen: set[tuple[str, bytes]] = set()
+    while todo:
+        step = todo.pop()
+        earlier = by_hash.get(step[1])
+        if step in seen or earlier is None:
+            continue
+        seen.add(step)
+        asset, link = step
+        chain[link] = earlier
+        before = earlier.entry.links().get(asset)
+        if before is not None:
+            todo.append((asset, before))
+    members = {*chain, subject.leaf_hash}
+    needed = {c.index for c in chain.values()} | {subject.index}
+    needed |= {c.index for c in claims if c.entry.supersedes in members}
+    needed |= {w.index for w in withdrawals if w.entry.claim in members}
+    return needed

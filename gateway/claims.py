@@ -78,12 +78,15 @@ async def index_claims(conn: asyncpg.Connection) -> None:
 
 
 async def _index(conn: asyncpg.Connection, claim_id: int, entry: bytes, claim: Claim) -> None:
+    decoded = decode_entry(entry)
+    assert isinstance(decoded, ClaimEntry)
     await conn.execute(
-        "UPDATE claims SET leaf_hash = $2, period_start_ms = $3, period_end_ms = $4 WHERE id = $1",
+        "UPDATE claims SET leaf_hash = $2, period_start_ms = $3, period_end_ms = $4, supersedes = $5 WHERE id = $1",
         claim_id,
         leaf_hash(entry),
         claim.period_start_ms,
         claim.period_end_ms,
+        decoded.supersedes,
     )
     await conn.executemany(
         "INSERT INTO claim_assets (asset_id, claim_id) VALUES ($1, $2)", [(a, claim_id) for a in claim.assets]
@@ -185,14 +188,18 @@ async def withdraw_claim(conn: asyncpg.Connection, claim_id: int, issuer: str, r
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIMS_LOCK)
         await index_claims(conn)
         target = await _live_claim_of(conn, claim_id, issuer, "withdraws")
-        entry = WithdrawalEntry(issuer, target, reason, _now_ms())
+        entry = encode_entry(WithdrawalEntry(issuer, target, reason, _now_ms()))
         await conn.execute(
             "UPDATE claims SET voided_by = 'withdrawn', void_reason = $2 WHERE id = $1", claim_id, reason
         )
         await conn.execute(
-            "INSERT INTO pending_entries (kind, data) VALUES ($1, $2)",
-            int(EntryType.WITHDRAWAL),
-            encode_entry(entry),
+            "INSERT INTO claim_withdrawals (claim_hash, entry, entry_hash) VALUES ($1, $2, $3)",
+            target,
+            entry,
+            hashlib.sha256(entry).digest(),
+        )
+        await conn.execute(
+            "INSERT INTO pending_entries (kind, data) VALUES ($1, $2)", int(EntryType.WITHDRAWAL), entry
         )
 
 
@@ -256,3 +263,57 @@ async def latest_checkpoint(conn: asyncpg.Connection) -> LatestCheckpoint | None
         "SELECT line FROM cosignatures WHERE checkpoint_id = $1 ORDER BY witness", row["id"]
     )
     return LatestCheckpoint(row["size"], row["note"] + "".join(r["line"] for r in lines))
+
+
+async def chain_entries(conn: asyncpg.Connection, subject: bytes, size: int) -> list[tuple[int, bytes]]:
+    """(log index, entry bytes) of what a bundle of claim entry ``subject`` carries besides it:
+    the claims its links reach, asset by asset back to the first, and every logged entry (below
+    ``size``) that withdrew or superseded one of them or the claim itself.
+
+    The chain is the one :func:`attest_core.claimchain.check_claim_chain` walks."""
+    decoded = decode_entry(subject)
+    assert isinstance(decoded, ClaimEntry)
+    found: dict[bytes, tuple[int, bytes]] = {}
+    todo = list(decoded.links().items())
+    while todo:
+        wanted = list({link for _, link in todo if link not in found})
+        for row in await conn.fetch(_CLAIM_COLUMNS + "WHERE leaf_hash = ANY($1::bytea[])", wanted):
+            claim = await _with_index(conn, _stored(row))
+            if claim.log_index is not None and claim.log_index < size:
+                found[leaf_hash(claim.entry)] = (claim.log_index, claim.entry)
+            # else not in the tree: the verifier reports the link as left out
+        nxt: list[tuple[str, bytes]] = []
+        for asset, link in todo:
+            if link in found:
+                entry = decode_entry(found[link][1])
+                assert isinstance(entry, ClaimEntry)
+                before = entry.links().get(asset)
+                if before is not None and before not in found:
+                    nxt.append((asset, before))
+        todo = nxt
+    hashes = [*found, leaf_hash(subject)]
+    out = dict(found.values())
+    for row in await conn.fetch(_CLAIM_COLUMNS + "WHERE supersedes = ANY($1::bytea[])", hashes):
+        claim = await _with_index(conn, _stored(row))
+        if claim.log_index is not None and claim.log_index < size:
+            out[claim.log_index] = claim.entry
+    for row in await conn.fetch(
+        "SELECT claim_hash, entry, entry_hash, log_index FROM claim_withdrawals WHERE claim_hash = ANY($1::bytea[])",
+        hashes,
+    ):
+        index = row["log_index"]
+        if index is None:
+            index = await conn.fetchval(
+                "SELECT idx FROM entries WHERE kind = $1 AND sha256(data) = $2",
+                int(EntryType.WITHDRAWAL),
+                row["entry_hash"],
+            )
+            if index is not None:
+                await conn.execute(
+                    "UPDATE claim_withdrawals SET log_index = $2 WHERE claim_hash = $1",
+                    row["claim_hash"],
+                    index,
+                )
+        if index is not None and index < size:
+            out[index] = bytes(row["entry"])
+    return sorted(out.items())

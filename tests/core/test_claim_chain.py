@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attest_core.claim import Claim
-from attest_core.claimchain import Alert, LiveClaims, LoggedClaim, LoggedWithdrawal, check_claim_chain
+from attest_core.claimchain import (
+    Alert,
+    LiveClaims,
+    LoggedClaim,
+    LoggedWithdrawal,
+    check_claim_chain,
+    needed_indices,
+)
 from attest_core.entries import ClaimEntry, WithdrawalEntry, decode_entry, encode_entry
 from attest_core.errors import DecodeError
 from attest_core.merkle import leaf_hash
@@ -215,3 +222,26 @@ def test_the_chain_check_agrees_with_the_monitor(plan: list[tuple[set[str], int,
         prior_withdrawals = [w for w in withdrawals if w.index < lc.index]
         codes = {f.code for f in check_claim_chain(lc, before, prior_withdrawals)}
         assert ("double_claimed" in codes) == (lc.index in alerted)
+
+
+def test_a_bundle_needs_the_chain_and_what_voids_it_only() -> None:
+    log = Log()
+    other = log.file(claim(("b",), 0))
+    first = log.file(claim(("a",), 0))
+    fixed = log.file(claim(("a",), 0), supersedes=first)
+    second = log.file(claim(("a",), 1))
+    log.withdraw(second)
+    third = log.file(claim(("a", "c"), 2))
+    needed = needed_indices(third, log.claims, log.withdrawals)
+    # the chain of asset a from the third claim: fixed (the latest live when it was filed); the
+    # withdrawn second claim is no longer named; first is reached through nothing
+    assert needed == {third.index, fixed.index}
+    needed = needed_indices(fixed, log.claims, log.withdrawals)
+    assert needed == {fixed.index}
+    assert needed_indices(second, log.claims, log.withdrawals) == {
+        second.index,
+        fixed.index,
+        log.withdrawals[0].index,
+    }
+    assert other.index not in needed_indices(first, log.claims, log.withdrawals)
+    assert needed_indices(first, log.claims, log.withdrawals) == {first.index, fixed.index}
