@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attest_core.bundle import (
-    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_V1,
     Bundle,
     bundle_chunks,
     encode_bundle,
@@ -130,10 +130,10 @@ def test_streamed_and_whole_encodings_agree(fleet: Fleet, honest_bundle: bytes) 
     bundle = parse_bundle(honest_bundle)
     assert encode_bundle(bundle) == honest_bundle
     assert (
-        b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof))
+        b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof, None))
         == honest_bundle
     )
-    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT
+    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT_V1
 
 
 # --- strict parsing ------------------------------------------------------------
@@ -150,7 +150,13 @@ def mutate_doc(raw: bytes, fn: Any) -> bytes:
     [
         (lambda d: d.pop("proof"), "missing_member"),
         (lambda d: d.update(extra=1), "unknown_member"),
-        (lambda d: d.update(format="iot-attest-evidence/v2"), "bad_format"),
+        (lambda d: d.update(format="iot-attest-evidence/v3"), "bad_format"),
+        (lambda d: d.update(format=2), "bad_format"),
+        (lambda d: d.pop("format"), "missing_member"),
+        (lambda d: d.update(format="iot-attest-evidence/v2"), "missing_member"),  # v2 without evidence
+        (lambda d: d.update(evidence="full"), "unknown_member"),  # v1 with evidence
+        (lambda d: d.update(format="iot-attest-evidence/v2", evidence="partial"), "bad_member"),
+        (lambda d: d.update(format="iot-attest-evidence/v2", evidence=None), "bad_member"),
         (lambda d: d.update(claim_index=-1), "bad_member"),
         (lambda d: d.update(claim_index=True), "bad_member"),
         (lambda d: d.update(claim_index="9"), "bad_member"),
