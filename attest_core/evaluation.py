@@ -468,11 +468,15 @@ def _classify(
     """Decide what the device's readings (``ordered`` by seq, at least one) are evidence of."""
     lo, hi = ordered[0].reading, ordered[-1].reading
     result.missing_seqs = (hi.seq - lo.seq + 1) - len(ordered)
-    # The start edge: reading 1 (nothing can come before it) or a reading dated outside the
-    # period, which the full selection puts just before the first one in it.
-    result.start_proven = lo.seq == 1 or not in_period(claim, lo.time_ms)
-    # The end edge: a reading dated outside the period, or the last one the revocation leaves valid.
-    result.end_proven = not in_period(claim, hi.time_ms) or (
+    # The start edge: reading 1 (nothing comes before it) or a reading dated before the period,
+    # which the full selection puts just before the first one in it.  (Were the reading before
+    # the first one in the period dated after it, the pair would be time_backwards anyway.)  A
+    # bundle holding only readings dated after the period has no start edge: the readings
+    # before them, in the period, were left out.
+    result.start_proven = lo.seq == 1 or lo.time_ms < claim.period_start_ms
+    # The end edge: a reading dated at or after the period's end, or the last one the
+    # revocation leaves valid (nothing later counts).
+    result.end_proven = hi.time_ms >= claim.period_end_ms or (
         record.last_valid_seq is not None and hi.seq >= record.last_valid_seq
     )
     if declared is None:  # a v1 bundle: full only where the readings show it

@@ -412,3 +412,13 @@ def test_the_evaluation_says_which_checks_ran_on_which_evidence() -> None:
     assert full["chain_break"].on_boundary == "not run"
     boundary = {c.code: c for c in _ev(s, EvidenceKind.BOUNDARY, claim).checks}
     assert (boundary["chain_break"].full_devices, boundary["chain_break"].boundary_devices) == (0, 2)
+
+
+def test_full_evidence_of_readings_after_the_period_only_has_no_start_edge() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-1, 27))
+    del s.readings[:26]  # only readings 27 and 28 (dated after the period): those in it are left out
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev, Severity.FATAL) == ["readings_omitted"]
+    assert not ev.assets[0].devices[0].start_proven
