@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -387,15 +387,24 @@ def _seqs(raw: bytes) -> dict[str, list[tuple[int, int]]]:
 
 def _without(api: Api, raw: bytes, device_id: str, seq: int) -> bytes:
     """``raw`` with one reading left out, and a valid proof of the rest (recomputed from the log's nodes)."""
+
+    def left_out(entry: object) -> bool:
+        return isinstance(entry, ReadingEntry) and (entry.reading.device_id, entry.reading.seq) == (
+            device_id,
+            seq,
+        )
+
+    return _rebundle(api, raw, lambda index, entry: left_out(entry))
+
+
+def _rebundle(api: Api, raw: bytes, leave_out: Callable[[int, object], bool]) -> bytes:
+    """``raw`` with the entries ``leave_out`` picks left out (exactly one), and a valid proof of the rest."""
     doc = json.loads(raw)
-    kept = []
-    for item in doc["entries"]:
-        entry = decode_entry(base64.b64decode(item["entry"]))
-        if not (
-            isinstance(entry, ReadingEntry)
-            and (entry.reading.device_id, entry.reading.seq) == (device_id, seq)
-        ):
-            kept.append(item)
+    kept = [
+        item
+        for item in doc["entries"]
+        if not leave_out(item["index"], decode_entry(base64.b64decode(item["entry"])))
+    ]
     assert len(kept) == len(doc["entries"]) - 1
     size = parse_checkpoint_size(doc["checkpoint"])
     plan = multi_inclusion_plan([item["index"] for item in kept], size)
@@ -483,3 +492,30 @@ def test_the_verdict_says_which_checks_ran_on_which_evidence(api: Api) -> None:
     assert [c.to_json() for c in result.evaluation.checks if c.code == "readings_omitted"] == [
         {**checks["readings_omitted"], "full_devices": 0, "boundary_devices": 2}
     ]
+
+
+def test_a_bundle_carries_the_claims_before_it_and_hiding_one_is_caught(api: Api) -> None:
+    days = ["2026-10-01T00:00:00Z", "2026-10-01T12:00:00Z", "2026-10-02T00:00:00Z"]
+    morning = file(api, claim_body(["ev-1"], period_start=days[0], period_end=days[1]))
+    evening = checkpointed(
+        api, file(api, claim_body(["ev-1", "pv-1"], period_start=days[1], period_end=days[2]))["id"]
+    )
+    assert evening["verdict"]["backed"] is True
+    raw, result = bundle(api, evening["id"], "boundary")
+    assert result.backed, result.evaluation.findings
+    indices = [i for i, _ in parse_bundle(raw).entries]
+    assert morning["log_index"] in indices  # the chain of ev-1: the morning's claim
+    hidden = _rebundle(api, raw, lambda index, entry: index == morning["log_index"])
+    result = verify_bundle(hidden, api.log_key())
+    assert [f.code for f in result.evaluation.fatal] == ["claims_omitted"]
+    # a withdrawn claim backs nothing: its bundle and the gateway's verdict say so
+    api.ok(api.post(f"/v1/claims/{morning['id']}/withdraw", "issuer-1", json={"reason": "wrong half"}))
+    withdrawn = checkpointed(api, morning["id"])
+    assert withdrawn["void"] == "withdrawn"
+    assert [f["code"] for f in findings(withdrawn["verdict"]) if f["severity"] == "fatal"] == ["claim_void"]
+    _, result = bundle(api, morning["id"], "full")
+    assert [f.code for f in result.evaluation.fatal] == ["claim_void"]
+    # the evening claim's bundle now carries the withdrawal too, and is still backed
+    raw, result = bundle(api, evening["id"], "full")
+    assert result.backed, result.evaluation.findings
+    assert len([i for i, _ in parse_bundle(raw).entries if i > evening["log_index"]]) >= 1
