@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     double = results.get("double")
     ok &= double == 409
     mark = "[green]as expected[/green]" if double == 409 else "[red]NOT as expected[/red]"
-    console.print(f"  double      claim: refused with HTTP {double} (expected 409 already_claimed) {mark}")
+    console.print(f"  double      claim: refused, HTTP {double} (expected 409) {mark}")
     console.print(f"  outputs in {out}/: log-key.txt, checkpoint.txt, bundle.json, report.json, report.html")
     console.print(f"  {time.monotonic() - started:.0f} s in all")
     return 0 if ok else 1
