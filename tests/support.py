@@ -16,6 +16,7 @@ from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_
 from attest_core.note import NoteSigner, VerifierKey
 from attest_core.reading import Envelope, Status, Trigger
 from attest_core.tariff import Tariff
+from attest_core.verdict import EvidenceKind
 
 T0 = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 HOUR = 3_600_000
@@ -112,24 +113,40 @@ class MemoryLog:
     def enrol(self, device: TestDevice) -> int:
         return self.append(device.enrolment_entry())
 
-    def file_claim(self, claim: Claim) -> int:
-        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
+    def file_claim(self, claim: Claim, *, v1: bool = False) -> int:
+        """Log ``claim`` as a v2 claim entry naming no earlier claim (or as a v1 entry)."""
+        if v1:
+            return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
+        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1, None, (None,) * len(claim.assets)))
 
     def checkpoint(self, size: int | None = None, time: int = 1_790_900_000) -> str:
         size = len(self.entries) if size is None else size
         cp = Checkpoint(self.origin, size, root_from_leaf_hashes(self.leaves[:size]), time)
         return sign_checkpoint(cp, self.note_signer)
 
-    def bundle(self, claim_index: int, indices: list[int], size: int | None = None) -> Bundle:
+    def bundle(
+        self,
+        claim_index: int,
+        indices: list[int],
+        size: int | None = None,
+        evidence: EvidenceKind | None = None,
+    ) -> Bundle:
+        """A bundle of ``indices`` and the claim; ``evidence`` None makes a v1 bundle."""
         size = len(self.entries) if size is None else size
         wanted = sorted(set(indices) | {claim_index})
         proof = multi_inclusion_proof(wanted, size, self.leaves[:size])
         return Bundle(
-            self.checkpoint(size), claim_index, tuple((i, self.entries[i]) for i in wanted), tuple(proof)
+            self.checkpoint(size),
+            claim_index,
+            tuple((i, self.entries[i]) for i in wanted),
+            tuple(proof),
+            evidence,
         )
 
-    def bundle_bytes(self, claim_index: int, indices: list[int]) -> bytes:
-        return encode_bundle(self.bundle(claim_index, indices))
+    def bundle_bytes(
+        self, claim_index: int, indices: list[int], evidence: EvidenceKind | None = None
+    ) -> bytes:
+        return encode_bundle(self.bundle(claim_index, indices, evidence=evidence))
 
 
 def flat_claim(
