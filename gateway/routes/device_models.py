@@ -98,6 +98,10 @@ class DeviceOut(BaseModel):
     last_accepted_seq: int | None = Field(description="the highest sequence number the gateway accepted")
     last_logged_seq: int = Field(description="the highest sequence number logged (0: none yet)")
     statement: str = Field(description="base64 of the enrolment statement")
+    log_origin: str | None = Field(
+        description="the log the enrolment statement (v2) names; null for a v1 statement, which names none "
+        "(verifiers warn: enrolment_not_bound)"
+    )
 
 
 class DevicePage(Page):

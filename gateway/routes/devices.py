@@ -104,6 +104,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         last_accepted_seq=row["accepted_seq"],
         last_logged_seq=row["logged_seq"],
         statement=b64(bytes(row["statement"])),
+        log_origin=decode_enrolment_statement(bytes(row["statement"])).log_origin,
     )
 
 

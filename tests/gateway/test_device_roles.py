@@ -64,8 +64,10 @@ def test_an_enrolment_for_another_log_is_refused(api: Api) -> None:
     assert "other.example/log" in r.json()["error"]["message"]
     assert api.get(f"/v1/devices/{elsewhere.device_id}").status_code == 404
     assert _identity_entries(api, elsewhere.device_id) == 0
-    # the same device enrolled for this log is welcome
-    assert api.enrol(_new(log_origin=LOG_ORIGIN))["status"] == "logged"
+    # a device enrolled for this log is welcome, and shows the log it is bound to
+    bound = _new(log_origin=LOG_ORIGIN)
+    assert api.enrol(bound)["status"] == "logged"
+    assert api.ok(api.get(f"/v1/devices/{bound.device_id}"))["log_origin"] == LOG_ORIGIN
 
 
 def test_a_v1_enrolment_is_refused_unless_the_setting_allows_it(api: Api) -> None:
@@ -84,7 +86,8 @@ def test_a_v1_enrolment_is_refused_unless_the_setting_allows_it(api: Api) -> Non
         )
 
     api.run(enrol)
-    assert api.ok(api.get(f"/v1/devices/{old.device_id}"))["installer"] == "installer-1"
+    device = api.ok(api.get(f"/v1/devices/{old.device_id}"))
+    assert (device["installer"], device["log_origin"]) == ("installer-1", None)  # not bound: shown
 
 
 # --- roles -----------------------------------------------------------------------------------------
