@@ -47,8 +47,9 @@ STATEMENT_VERSION = 1
 ENROLMENT_V2 = 2
 """An enrolment statement that names its log's origin (and may carry extensions)."""
 
-KNOWN_EXTENSION_TYPES: frozenset[int] = frozenset()
-"""Extension types an enrolment statement v2 may carry.  None is defined yet (the meter's own
+STATEMENT_EXTENSION_TYPES: frozenset[int] = frozenset()
+"""Extension types an enrolment statement v2 may carry (its own registry: a reading payload's
+extension types are attest_core.reading's).  None is defined yet (the meter's own
 public key and curve are the first planned); an unknown type is refused, never skipped, so a
 device cannot slip in a field a verifier would ignore."""
 
@@ -125,8 +126,8 @@ def check_log_origin(origin: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Extension:
-    """One entry of a v2 extension list: a type byte and an opaque value."""
+class StatementExtension:
+    """One entry of an enrolment statement's v2 extension list: a type byte and an opaque value."""
 
     type: int
     value: bytes
@@ -134,8 +135,11 @@ class Extension:
     def __post_init__(self) -> None:
         if not isinstance(self.type, int) or not 0 <= self.type <= 255:
             raise DecodeError(f"extension type {self.type!r} is not a byte", code="out_of_range")
-        if self.type not in KNOWN_EXTENSION_TYPES:
-            raise DecodeError(f"extension type {self.type} is unknown", code="unknown_extension")
+        if self.type not in STATEMENT_EXTENSION_TYPES:
+            raise DecodeError(
+                f"enrolment statement: extension type {self.type} is unknown (v2 defines none yet)",
+                code="unknown_extension",
+            )
         if not isinstance(self.value, bytes) or len(self.value) > 0xFFFF:
             raise DecodeError("an extension value is at most 65535 bytes", code="too_large")
 
@@ -151,7 +155,7 @@ class EnrolmentStatement:
     time_ms: int
     log_origin: str | None = None
     """The log the device enrols in (v2); None makes a v1 statement, which names no log."""
-    extensions: tuple[Extension, ...] = ()
+    extensions: tuple[StatementExtension, ...] = ()
     """v2 only; none is defined yet."""
 
     def __post_init__(self) -> None:
@@ -172,8 +176,8 @@ class EnrolmentStatement:
         if len(self.extensions) > 255:
             raise DecodeError("an enrolment statement has at most 255 extensions", code="too_large")
         for extension in self.extensions:
-            if not isinstance(extension, Extension):
-                raise DecodeError(f"{extension!r} is not an Extension", code="bad_extension")
+            if not isinstance(extension, StatementExtension):
+                raise DecodeError(f"{extension!r} is not a StatementExtension", code="bad_extension")
 
     @property
     def version(self) -> int:
@@ -227,11 +231,11 @@ def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
     location = Location(r.i32("lat_e6"), r.i32("lon_e6")) if has_location else None
     time_ms = r.u63("time_ms")
     log_origin: str | None = None
-    extensions: list[Extension] = []
+    extensions: list[StatementExtension] = []
     if version == ENROLMENT_V2:
         log_origin = check_log_origin(r.text8("log_origin"))
         for _ in range(r.u8("extension count")):
-            extensions.append(Extension(r.u8("extension type"), r.bytes16("extension value")))
+            extensions.append(StatementExtension(r.u8("extension type"), r.bytes16("extension value")))
     r.finish()
     try:
         asset_kind = AssetKind(kind)

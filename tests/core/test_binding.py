@@ -16,7 +16,7 @@ from attest_core.bundle import verify_bundle
 from attest_core.codec import Writer
 from attest_core.device import (
     ENROLMENT_V2,
-    Extension,
+    StatementExtension,
     decode_enrolment_statement,
     sign_enrolment,
     verify_enrolment,
@@ -75,7 +75,7 @@ def test_an_unknown_extension_is_refused_not_skipped() -> None:
         decode_enrolment_statement(with_extension)
     assert info.value.code == "unknown_extension"
     with pytest.raises(DecodeError):
-        Extension(7, b"ab")
+        StatementExtension(7, b"ab")
     for bad in (data[:-1], data + b"\x00", b"\x03" + data[1:]):
         with pytest.raises(DecodeError):
             decode_enrolment_statement(bad)
