@@ -53,11 +53,18 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from fractions import Fraction
 
 from attest_core.claim import Claim
+from attest_core.counters import consecutive_mismatch, first_mismatch
 from attest_core.device import AssetKind
 from attest_core.money import EXACT, energy_value, format_kwh
+from attest_core.power import (  # the rated-power rule lives there: the device tracks it too
+    CLOCK_SLACK_MS,
+    POWER_TOLERANCE,
+    QUANTUM_SLACK_MWH,
+    allowed_energy_mwh,
+    exceeds_rated_power,
+)
 from attest_core.reading import FATAL_STATUS, Status
 from attest_core.registry import DeviceRecord
 from attest_core.sun import is_night_throughout
@@ -88,31 +95,12 @@ __all__ = [
     "in_period",
 ]
 
-POWER_TOLERANCE = Fraction(1, 10)
-"""Implied power may exceed the rated power by 10 %."""
-CLOCK_SLACK_MS = 2_000
-"""Device clocks may disagree by this much over one interval."""
-QUANTUM_SLACK_MWH = 2_000
-"""A register may step by up to 2 Wh at once (e.g. an S0 meter's pulse resolution)."""
 NIGHT_SLACK_MWH = 2_000
 """A solar asset may register up to 2 Wh in a night interval (a pulse at dusk)."""
 
 
 _FATAL_BITS = int(FATAL_STATUS)
 _UNSYNCED_BIT = int(Status.TIME_UNSYNCED)
-
-
-def allowed_energy_mwh(rated_power_w: int, dt_ms: int) -> Fraction:
-    """The most energy an asset of ``rated_power_w`` can plausibly register in ``dt_ms``."""
-    hours_ms = Fraction(max(dt_ms, 0) + CLOCK_SLACK_MS, 3_600_000)
-    return rated_power_w * 1000 * hours_ms * (1 + POWER_TOLERANCE) + QUANTUM_SLACK_MWH
-
-
-def exceeds_rated_power(rated_power_w: int, dt_ms: int, delta_mwh: int) -> bool:
-    """True if ``delta_mwh`` in ``dt_ms`` is more than :func:`allowed_energy_mwh` (exact integer arithmetic)."""
-    # delta > rated * 1000 * (dt + slack) / 3_600_000 * 11/10 + quantum, multiplied through by 36_000_000
-    limit = rated_power_w * 11_000 * (max(dt_ms, 0) + CLOCK_SLACK_MS) + QUANTUM_SLACK_MWH * 36_000_000
-    return delta_mwh * 36_000_000 > limit
 
 
 def in_period(claim: Claim, time_ms: int) -> bool:
@@ -287,6 +275,8 @@ def _evaluate_device(
             "reading 1 does not link to the device's enrolment (prev_hash is not the enrolment anchor)",
             first,
         )
+    if first is not None and (problem := first_mismatch(first.reading)) is not None:
+        add(Severity.FATAL, "counters_inconsistent", problem, first)
     location = record.location if record.asset_kind is AssetKind.SOLAR else None
     for a, b in itertools.pairwise(ordered):
         ra, rb = a.reading, b.reading
@@ -297,6 +287,8 @@ def _evaluate_device(
                 f"reading {rb.seq} does not carry the hash of reading {ra.seq}",
                 b,
             )
+        if rb.seq == ra.seq + 1 and (problem := consecutive_mismatch(ra, rb)) is not None:
+            add(Severity.FATAL, "counters_inconsistent", problem, b)
         if rb.time_ms < ra.time_ms:
             add(
                 Severity.FATAL,
