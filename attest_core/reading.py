@@ -232,7 +232,7 @@ _ID_BYTES = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FIXED = struct.Struct(">QQQB")
 _FIXED_TAIL = struct.Struct(">HB")
 _POWER = struct.Struct(">q")
-_COUNTERS = struct.Struct(">QQQQB")  # v2: the four counters and the extension count
+_COUNTERS = struct.Struct(">QQQQ")  # v2: the four counters (then the extension count)
 _new_counters = tuple.__new__  # Counters(...) without the keyword-handling wrapper
 _MAX_U63 = (1 << 63) - 1
 _TRIGGERS = {int(t): t for t in Trigger}
@@ -318,11 +318,10 @@ def _decode_payload_fast(payload: bytes) -> Reading | None:
         pos += 3
         counters: Counters | None = None
         if version == 2:
-            faults, powerups, unsynced, max_power, extensions = _COUNTERS.unpack_from(payload, pos)
+            counters = _new_counters(Counters, _COUNTERS.unpack_from(payload, pos))
             # No extension type is known yet: any extension goes to the slow decoder, which names it.
-            if extensions or (faults | powerups | unsynced | max_power) > _MAX_U63:
+            if payload[pos + 32] or max(counters) > _MAX_U63:
                 raise IndexError
-            counters = _new_counters(Counters, (faults, powerups, unsynced, max_power))
             pos += 33
         prev_hash = payload[pos : pos + HASH_SIZE]
         if (
