@@ -12,6 +12,21 @@ Which readings count
     lies in the claim period ``[start, end)`` count, ordered by sequence number.
     Readings a revocation disowns do not count.
 
+Which readings the evidence holds (v2)
+    The log holds each device's readings as an unbroken sequence from reading 1
+    (the sequencer appends reading n only after n - 1).  *Full* evidence is a
+    sequence range per device (:func:`full_seqs`): from the reading before the
+    first one in the period to the reading after the last one, so both edges are
+    proven and a reading whose clock jumped out of the period is still there.  A
+    sequence number missing between the lowest and highest present, or a missing
+    start edge, is fatal (``readings_omitted``); a missing end edge (the log held
+    no later reading yet) is a warning (``end_edge_unproven``).  *Boundary*
+    evidence (:func:`boundary_seqs`) is the first and last counted reading; the
+    checks that need every interval do not run between them (:data:`CHECKS` says
+    what runs on which).  A v1 bundle declares nothing: each device counts as
+    full when its readings are contiguous and both edges are proven, else as
+    boundary.
+
 Energy
     A device attests the sum, over consecutive counted readings, of the
     increase of its cumulative register: with a monotonic register this is
@@ -40,7 +55,11 @@ Plausibility (on every pair of consecutive readings present, in or out of the pe
       equivocation                                                       (fatal)
     * a counted reading whose meter reports tampering or an error       (fatal)
     * two devices of one asset with overlapping counted readings        (fatal)
-    * gaps in the sequence, unsynchronised clocks, missing location      (warning/info)
+    * a reading left out of full evidence: readings_omitted              (fatal)
+    * full evidence is required (``require_full``) but a device's is
+      boundary: evidence_insufficient                                   (fatal)
+    * unsynchronised clocks, an unproven end edge, gaps in boundary
+      evidence, missing location                                         (warning/info)
 
 Verdict
     "backed" means: no fatal finding, attested energy >= claimed energy and
@@ -51,7 +70,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from attest_core.claim import Claim
@@ -71,33 +90,67 @@ from attest_core.sun import is_night_throughout
 from attest_core.verdict import (
     AssetResult,
     AttestedReading,
+    CheckRun,
     DeviceResult,
     Evaluation,
+    EvidenceKind,
     Finding,
     Severity,
 )
 
 __all__ = [
+    "CHECKS",
     "CLOCK_SLACK_MS",
     "NIGHT_SLACK_MWH",
     "POWER_TOLERANCE",
     "QUANTUM_SLACK_MWH",
     "AssetResult",
     "AttestedReading",
+    "CheckRun",
     "DeviceResult",
     "Evaluation",
+    "EvidenceKind",
     "Finding",
     "Severity",
     "allowed_energy_mwh",
     "boundary_seqs",
     "evaluate",
     "exceeds_rated_power",
+    "full_seqs",
     "in_period",
 ]
 
 NIGHT_SLACK_MWH = 2_000
 """A solar asset may register up to 2 Wh in a night interval (a pulse at dusk)."""
 
+
+EVERY_INTERVAL = "every interval"
+EVERY_READING = "every reading"
+BOUNDARY_ONLY = "between the boundary readings only"
+BOUNDARY_READINGS = "the boundary readings only"
+NOT_RUN = "not run"
+DEVICE_SPAN = "each device's span in the period"
+
+CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    # (code, what it checks, on full evidence, on boundary evidence)
+    ("readings_omitted", "no reading is left out between the period's edges", EVERY_READING, NOT_RUN),
+    ("chain_break", "each reading carries the hash of the one before it", EVERY_INTERVAL, NOT_RUN),
+    ("register_decreased", "the register never decreases", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("time_backwards", "device time never goes backwards", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("over_rated_power", "energy within the rated power (+10 %)", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("night_production", "no solar production at night", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("meter_fault", "no counted reading reports tamper or meter error", EVERY_READING, BOUNDARY_READINGS),
+    ("time_unsynced", "counted readings have a synchronised clock", EVERY_READING, BOUNDARY_READINGS),
+    ("tariff_pricing", "each interval priced at the lowest price in force", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("equivocation", "one signed reading per sequence number", EVERY_READING, BOUNDARY_READINGS),
+    # the span of a device is its first to last counted reading: boundary evidence has both
+    ("devices_overlap", "one device meters an asset at a time", DEVICE_SPAN, DEVICE_SPAN),
+)
+"""Which check runs on which evidence.  On boundary evidence, a check "between the boundary
+readings only" sees one interval from the first to the last reading: it still catches what shows
+over the whole span (a register that ends below where it started, an average power above the
+rated one, a span wholly at night), but not what happened inside it; time-of-use pricing prices
+that one interval at the lowest price in force during it (never more than full evidence gives)."""
 
 _FATAL_BITS = int(FATAL_STATUS)
 _UNSYNCED_BIT = int(Status.TIME_UNSYNCED)
@@ -126,12 +179,43 @@ def boundary_seqs(
     return min(inside), max(inside)
 
 
+def full_seqs(readings: Iterable[tuple[int, int]], claim: Claim) -> tuple[int, int] | None:
+    """The sequence range a full-evidence bundle holds of one device: every reading from ``lo`` to ``hi``.
+
+    ``readings`` are (seq, device time ms) of the device's logged readings (in the tree
+    of the bundle's checkpoint), which by the log's invariant are 1, 2, ..., n.  The range
+    runs from the reading before the first one in the claim period (reading 1 if that is
+    the first) to the reading after the last one (the last logged if there is none yet),
+    whatever the device times in between: a reading dated outside the period by a clock
+    jump is in the range, so it shows as a jump, not as a gap.  None if no reading lies in
+    the period.  Readings a revocation disowns are in the range like any other (they
+    prove the edges; the evaluation does not count them).
+    """
+    highest = 0
+    first = last = None
+    for seq, t in readings:
+        highest = max(highest, seq)
+        if in_period(claim, t):
+            first = seq if first is None else min(first, seq)
+            last = seq if last is None else max(last, seq)
+    if first is None or last is None:
+        return None
+    return max(first - 1, 1), min(last + 1, highest)
+
+
 def evaluate(
     claim: Claim,
     devices: Mapping[str, DeviceRecord],
     readings: Sequence[AttestedReading],
+    evidence: EvidenceKind | None = None,
+    *,
+    require_full: bool = False,
 ) -> Evaluation:
-    """Evaluate ``claim`` from verified ``devices`` and ``readings`` (see the module's rules)."""
+    """Evaluate ``claim`` from verified ``devices`` and ``readings`` (see the module's rules).
+
+    ``evidence`` is what the bundle declares (None: a v1 bundle, each device classified by its
+    readings).  ``require_full``: boundary evidence for any device is fatal (``evidence_insufficient``).
+    """
     findings: list[Finding] = []
     by_device: dict[str, list[AttestedReading]] = defaultdict(list)
     for item in readings:
@@ -157,7 +241,9 @@ def evaluate(
             )
         points: list[tuple[int, int]] = []
         for record in records:
-            device = _evaluate_device(claim, record, by_device.get(record.device_id, []), findings, points)
+            device = _evaluate_device(
+                claim, record, by_device.get(record.device_id, []), findings, points, evidence, require_full
+            )
             result.devices.append(device)
             result.energy_mwh += device.energy_mwh
             result.revenue_exact = EXACT.add(result.revenue_exact, device.revenue_exact)
@@ -178,9 +264,19 @@ def evaluate(
             result.series.append((t, running))
         assets.append(result)
 
-    evaluation = Evaluation(claim, assets, findings, len(readings))
+    evaluation = Evaluation(claim, assets, findings, len(readings), evidence, _checks(assets))
     _check_claim(evaluation)
     return evaluation
+
+
+def _checks(assets: list[AssetResult]) -> list[CheckRun]:
+    kinds = [d.evidence for a in assets for d in a.devices]
+    full = kinds.count(EvidenceKind.FULL)
+    boundary = kinds.count(EvidenceKind.BOUNDARY)
+    return [
+        CheckRun(code, what, on_full, on_boundary, full, boundary)
+        for code, what, on_full, on_boundary in CHECKS
+    ]
 
 
 def _evaluate_device(
@@ -189,6 +285,8 @@ def _evaluate_device(
     items: list[AttestedReading],
     findings: list[Finding],
     points: list[tuple[int, int]],
+    declared: EvidenceKind | None,
+    require_full: bool,
 ) -> DeviceResult:
     asset_id, device_id = record.asset_id, record.device_id
     result = DeviceResult(device_id)
@@ -230,6 +328,8 @@ def _evaluate_device(
             )
 
     ordered = [by_seq[s] for s in sorted(by_seq)]
+    if ordered:
+        _classify(claim, record, ordered, declared, require_full, result, add)
     counted: list[AttestedReading] = []
     disowned = 0
     unsynced = 0
@@ -280,7 +380,9 @@ def _evaluate_device(
     location = record.location if record.asset_kind is AssetKind.SOLAR else None
     for a, b in itertools.pairwise(ordered):
         ra, rb = a.reading, b.reading
-        if rb.seq == ra.seq + 1 and rb.prev_hash != a.payload_hash:
+        if rb.seq != ra.seq + 1:
+            _between(record, a, b, add)
+        elif rb.prev_hash != a.payload_hash:
             add(
                 Severity.FATAL,
                 "chain_break",
@@ -334,7 +436,6 @@ def _evaluate_device(
         result.readings_counted = len(counted)
         result.first_seq, result.last_seq = counted[0].reading.seq, counted[-1].reading.seq
         result.first_time_ms, result.last_time_ms = counted[0].reading.time_ms, counted[-1].reading.time_ms
-        result.missing_seqs = (result.last_seq - result.first_seq + 1) - len(counted)
         points.append((counted[0].reading.time_ms, 0))
         for a, b in itertools.pairwise(counted):
             delta = b.reading.energy_mwh - a.reading.energy_mwh
@@ -344,15 +445,98 @@ def _evaluate_device(
             price = claim.tariff.min_price(a.reading.time_ms, b.reading.time_ms)
             result.revenue_exact = EXACT.add(result.revenue_exact, energy_value(delta, price))
             points.append((b.reading.time_ms, delta))
+    return result
+
+
+def _classify(
+    claim: Claim,
+    record: DeviceRecord,
+    ordered: list[AttestedReading],
+    declared: EvidenceKind | None,
+    require_full: bool,
+    result: DeviceResult,
+    add: Callable[[Severity, str, str], None],
+) -> None:
+    """Decide what the device's readings (``ordered`` by seq, at least one) are evidence of."""
+    lo, hi = ordered[0].reading, ordered[-1].reading
+    result.missing_seqs = (hi.seq - lo.seq + 1) - len(ordered)
+    # The start edge: reading 1 (nothing comes before it) or a reading dated before the period,
+    # which the full selection puts just before the first one in it.  (Were the reading before
+    # the first one in the period dated after it, the pair would be time_backwards anyway.)  A
+    # bundle holding only readings dated after the period has no start edge: the readings
+    # before them, in the period, were left out.
+    result.start_proven = lo.seq == 1 or lo.time_ms < claim.period_start_ms
+    # The end edge: a reading dated at or after the period's end, or the last one the
+    # revocation leaves valid (nothing later counts).
+    result.end_proven = hi.time_ms >= claim.period_end_ms or (
+        record.last_valid_seq is not None and hi.seq >= record.last_valid_seq
+    )
+    if declared is None:  # a v1 bundle: full only where the readings show it
+        contiguous = result.missing_seqs == 0 and result.start_proven and result.end_proven
+        result.evidence = EvidenceKind.FULL if contiguous else EvidenceKind.BOUNDARY
+    else:
+        result.evidence = declared
+
+    if result.evidence is EvidenceKind.FULL:
+        if result.missing_seqs:
+            add(
+                Severity.FATAL,
+                "readings_omitted",
+                f"full evidence leaves out {result.missing_seqs} of the readings between {lo.seq} and {hi.seq}, "
+                "which the log holds (it holds every reading of a device from 1 on)",
+            )
+        if not result.start_proven:
+            add(
+                Severity.FATAL,
+                "readings_omitted",
+                f"full evidence starts at reading {lo.seq}, inside the period: it leaves out reading "
+                f"{lo.seq - 1}, the one before the period",
+            )
+        if not result.end_proven:
+            add(
+                Severity.WARNING,
+                "end_edge_unproven",
+                f"the last reading in the evidence, {hi.seq}, lies inside the period and no later one is "
+                "present: the log held none when the checkpoint was signed, or the bundle leaves them out; "
+                f"readings up to {hi.seq} are proven complete, later ones are not",
+            )
+    else:
         if result.missing_seqs:
             add(
                 Severity.INFO,
                 "sequence_gaps",
-                f"{result.missing_seqs} readings between {result.first_seq} and {result.last_seq} are not in the "
-                "evidence (boundary evidence, or readings never received): the chain is checked only where "
-                "readings are consecutive",
+                f"{result.missing_seqs} readings between {lo.seq} and {hi.seq} are not in the evidence "
+                "(boundary evidence): the checks that need every interval did not run between the readings "
+                "present",
             )
-    return result
+        if require_full:
+            why = (
+                "the bundle declares boundary evidence"
+                if declared is not None
+                else (
+                    "the v1 bundle does not show every reading from the one before the period to the one after it"
+                )
+            )
+            add(
+                Severity.FATAL,
+                "evidence_insufficient",
+                f"full evidence is required, and this device's is boundary evidence ({why})",
+            )
+
+
+def _between(
+    record: DeviceRecord, a: AttestedReading, b: AttestedReading, add: Callable[[Severity, str, str], None]
+) -> None:
+    """What two signed readings of a device that are not consecutive prove about those between them.
+
+    Boundary evidence examines each such pair here (full evidence has none without a
+    ``readings_omitted`` finding).  Payload v1 proves nothing beyond what the checks on the pair
+    as one interval show (the register, the time order, the average power).  This is the place
+    for payload v2's counters kept since enrolment: equal fault, power-up and unsynchronised
+    counts in ``a`` and ``b`` prove that no such reading lies between them, and ``b``'s highest
+    interval power bounds every interval between; not decided here yet.
+    """
+    del record, a, b, add  # no rule for payload v1
 
 
 def _check_overlap(asset_id: str, results: list[DeviceResult], findings: list[Finding]) -> None:

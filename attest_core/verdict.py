@@ -16,6 +16,17 @@ from attest_core.money import EXACT, round_down
 from attest_core.reading import Reading
 
 
+class EvidenceKind(enum.Enum):
+    """How much of a device's log a bundle carries (bundle v2's ``evidence`` member)."""
+
+    FULL = "full"
+    """Every reading of the device from the one before the period to the one after it (a
+    sequence range): a reading missing inside it is fatal (``readings_omitted``)."""
+    BOUNDARY = "boundary"
+    """The first and the last reading inside the period: enough for the energy figure; the
+    checks that need every interval cannot run between them."""
+
+
 class Severity(enum.Enum):
     FATAL = "fatal"
     """The claim cannot be backed while this stands."""
@@ -64,7 +75,13 @@ class DeviceResult:
     energy_mwh: int = 0
     revenue_exact: Decimal = Decimal(0)
     missing_seqs: int = 0
-    """Sequence numbers absent between the first and last counted reading."""
+    """Sequence numbers absent between the lowest and the highest one present (counted or not)."""
+    evidence: EvidenceKind | None = None
+    """What the device's readings are evaluated as; None when the evidence holds none of them."""
+    start_proven: bool = False
+    """The evidence shows the reading before the first one in the period (or reading 1)."""
+    end_proven: bool = False
+    """The evidence shows a reading after the last one in the period (or the revocation's last valid one)."""
 
 
 @dataclass(slots=True)
@@ -83,9 +100,45 @@ class AssetResult:
         return sum(d.readings_counted for d in self.devices)
 
     @property
+    def evidence(self) -> str:
+        """``"full"`` when every device with readings has full evidence, ``"boundary"`` when one has
+        boundary evidence, ``"none"`` when no reading counts."""
+        if self.readings_counted == 0:
+            return "none"
+        kinds = {d.evidence for d in self.devices if d.evidence is not None}
+        return "boundary" if EvidenceKind.BOUNDARY in kinds else "full"
+
+    @property
     def complete(self) -> bool:
-        """True if readings were counted and each one's predecessor in the period is present (full evidence)."""
-        return self.readings_counted > 0 and all(d.missing_seqs == 0 for d in self.devices)
+        """True if readings were counted and every device's evidence is full."""
+        return self.evidence == "full"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """One check and how it ran on each kind of evidence: what every verdict shows."""
+
+    code: str
+    """The finding code the check raises (or, for pricing, a name of its own)."""
+    description: str
+    on_full: str
+    """What the check covers on a device with full evidence."""
+    on_boundary: str
+    """What it covers on a device with boundary evidence (``"not run"`` if nothing)."""
+    full_devices: int
+    """Devices with full evidence it ran on."""
+    boundary_devices: int
+    """Devices with boundary evidence (it ran as :attr:`on_boundary` says)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.code,
+            "description": self.description,
+            "on_full": self.on_full,
+            "on_boundary": self.on_boundary,
+            "full_devices": self.full_devices,
+            "boundary_devices": self.boundary_devices,
+        }
 
 
 @dataclass(slots=True)
@@ -94,6 +147,16 @@ class Evaluation:
     assets: list[AssetResult]
     findings: list[Finding]
     readings_seen: int
+    declared: EvidenceKind | None = None
+    """The evidence the bundle declares (v2); None for a v1 bundle, whose devices are each
+    classified by what their readings show."""
+    checks: list[CheckRun] = field(default_factory=list)
+    """Which checks ran on which evidence."""
+
+    @property
+    def boundary_devices(self) -> list[str]:
+        """Devices whose readings are evaluated as boundary evidence."""
+        return [d.device_id for a in self.assets for d in a.devices if d.evidence is EvidenceKind.BOUNDARY]
 
     @property
     def energy_mwh(self) -> int:

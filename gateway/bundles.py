@@ -21,9 +21,10 @@ import asyncpg
 from attest_core.bundle import bundle_chunks
 from attest_core.entries import reading_entry_bytes
 from attest_core.merkle import multi_inclusion_plan
+from attest_core.verdict import EvidenceKind
 from gateway import logstore
 from gateway.claims import LatestCheckpoint, StoredClaim
-from gateway.evidence import CHUNK, READINGS_WHERE, boundary_readings, identity_entries, reading_args
+from gateway.evidence import CHUNK, FULL_READINGS, boundary_readings, identity_entries, reading_args
 
 NODE_CHUNK = 20_000
 """Merkle nodes fetched per query while a proof is built."""
@@ -45,6 +46,8 @@ class BundlePlan:
     streamed: array[int]
     """Log indices of the readings fetched while streaming (full mode), ascending."""
     proof: list[bytes]
+    evidence: EvidenceKind
+    """What the bundle declares (its ``evidence`` member)."""
 
     @property
     def entry_count(self) -> int:
@@ -64,8 +67,7 @@ async def plan_bundle(
     args = reading_args(claim.claim, size)
     if mode == "full":
         async with conn.transaction():
-            query = f"SELECT log_index FROM readings WHERE {READINGS_WHERE} ORDER BY log_index"  # noqa: S608
-            cursor = await conn.cursor(query, *args)
+            cursor = await conn.cursor(FULL_READINGS, *args)
             while rows := await cursor.fetch(CHUNK * 5):
                 streamed.extend(r["log_index"] for r in rows)
     else:
@@ -78,7 +80,7 @@ async def plan_bundle(
     for start in range(0, len(nodes), NODE_CHUNK):
         hashes.update(await logstore.nodes(conn, nodes[start : start + NODE_CHUNK]))
     proof = plan.assemble(hashes)
-    return BundlePlan(checkpoint.note, size, claim.log_index, known, streamed, proof)
+    return BundlePlan(checkpoint.note, size, claim.log_index, known, streamed, proof, EvidenceKind(mode))
 
 
 def stream_bundle(plan: BundlePlan, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
@@ -107,7 +109,7 @@ def stream_bundle(plan: BundlePlan, pool: asyncpg.Pool, loop: asyncio.AbstractEv
     entries = heapq.merge(plan.known, streamed(), key=lambda item: item[0])
     buffer: list[bytes] = []
     pending = 0
-    for piece in bundle_chunks(plan.checkpoint, plan.claim_index, entries, plan.proof):
+    for piece in bundle_chunks(plan.checkpoint, plan.claim_index, entries, plan.proof, plan.evidence):
         buffer.append(piece)
         pending += len(piece)
         if pending >= FLUSH_BYTES:

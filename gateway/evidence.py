@@ -3,10 +3,13 @@
 Everything is taken from the log as of a checkpoint (tree size N), so the server's verdict, a
 full bundle and the auditor's verification see the same entries: the claim entry; for every
 device enrolled for a claimed asset, its enrolment, key rotations and revocation with index < N;
-and its readings with log index < N whose device time lies in the claim period.  Boundary mode
-keeps per device only the first and the last of those readings that the revocation (if any, in
-the checkpoint) does not disown: the rule of :func:`attest_core.evaluation.boundary_seqs`, which
-:func:`boundary_readings` applies in SQL (tested to agree with it).
+and its readings.  Full evidence holds, per device with a reading of the claim period, every
+logged reading (log index < N) from the one before the first in the period to the one after the
+last, by sequence number: the rule of :func:`attest_core.evaluation.full_seqs`, which
+:data:`FULL_READINGS` applies in SQL.  Boundary evidence keeps per device only the first and the
+last reading in the period that the revocation (if any, in the checkpoint) does not disown: the
+rule of :func:`attest_core.evaluation.boundary_seqs`, which :func:`boundary_readings` applies in
+SQL.  Both are tested to agree with the core's rule on a real database.
 """
 
 from __future__ import annotations
@@ -35,6 +38,27 @@ READINGS_WHERE = "asset_id = ANY($1::text[]) AND time_ms >= $2 AND time_ms < $3 
 
 def reading_args(claim: Claim, size: int) -> tuple[list[str], int, int, int]:
     return list(claim.assets), claim.period_start_ms, claim.period_end_ms, size
+
+
+def full_readings(columns: str) -> str:
+    """``full_seqs`` in SQL, selecting ``columns`` of ``readings r`` by log index: per device,
+    the lowest and highest sequence number among its readings of the claim
+    (:data:`READINGS_WHERE`), and every logged reading from one below the lowest to one above
+    the highest.  The log holds each device's readings 1..n without a gap (the sequencer's
+    invariant), so "one below" and "one above" are the edges whatever their device time; a
+    reading not logged or beyond the tree (log index NULL or >= $4) is not evidence."""
+    return f"""
+WITH ends AS (
+    SELECT device_id, min(seq) AS lo, max(seq) AS hi FROM readings WHERE {READINGS_WHERE} GROUP BY device_id
+)
+SELECT {columns} FROM readings r JOIN ends e ON r.device_id = e.device_id
+WHERE r.seq BETWEEN e.lo - 1 AND e.hi + 1 AND r.log_index < $4
+ORDER BY r.log_index
+"""  # noqa: S608
+
+
+FULL_READINGS = full_readings("r.log_index")
+"""The log indices of a full bundle's readings: arguments :func:`reading_args`."""
 
 
 async def identity_entries(conn: asyncpg.Connection, claim: Claim, size: int) -> list[tuple[int, bytes]]:

@@ -1,8 +1,10 @@
 """The server's verdict on a claim: what a full bundle's verifier computes, and its JSON.
 
 The verdict is evaluated by the core (attest_core.evaluation) on the claim's full evidence
-(gateway.evidence) in the tree of the latest checkpoint; :func:`fingerprint` sums that evidence
-up in a few numbers, so a verdict can be cached until the evidence changes.
+(gateway.evidence: per device, the sequence range from the reading before the period to the one
+after it) in the tree of the latest checkpoint, exactly as a verifier evaluates the full bundle;
+:func:`fingerprint` sums that evidence up in a few numbers, so a verdict can be cached until the
+evidence changes (a reading after the period logged later proves the end edge: it changes them).
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ from typing import Any
 import asyncpg
 
 from attest_core.claim import Claim
-from attest_core.evaluation import AttestedReading, Evaluation, evaluate
+from attest_core.evaluation import AttestedReading, Evaluation, EvidenceKind, evaluate
 from attest_core.money import format_kwh, round_down
 from attest_core.reading import decode_envelope, decode_payload, reading_hash
-from gateway.evidence import CHUNK, READINGS_WHERE, identity_entries, reading_args, replay
+from gateway.evidence import CHUNK, full_readings, identity_entries, reading_args, replay
+
+_FULL_ENVELOPES = full_readings("r.log_index, r.envelope")
+_FULL_SUMMARY = (
+    f"SELECT count(*) AS n, coalesce(max(log_index), -1) AS last FROM ({full_readings('r.log_index')}) f"  # noqa: S608
+)
 
 
 def _attested(rows: Sequence[asyncpg.Record]) -> list[AttestedReading]:
@@ -33,10 +40,7 @@ def _attested(rows: Sequence[asyncpg.Record]) -> list[AttestedReading]:
 
 async def fingerprint(conn: asyncpg.Connection, claim: Claim, size: int) -> tuple[int, ...]:
     """What the evidence of ``claim`` in the tree of ``size`` consists of, in brief (for caching a verdict)."""
-    readings = await conn.fetchrow(
-        f"SELECT count(*) AS n, coalesce(max(log_index), -1) AS last FROM readings WHERE {READINGS_WHERE}",  # noqa: S608
-        *reading_args(claim, size),
-    )
+    readings = await conn.fetchrow(_FULL_SUMMARY, *reading_args(claim, size))
     identity = await conn.fetchrow(
         "SELECT count(*) AS n, coalesce(max(e.idx), -1) AS last FROM entries e JOIN devices d "
         "ON d.device_id = e.device_id WHERE d.asset_id = ANY($1::text[]) AND e.idx < $2",
@@ -51,13 +55,10 @@ async def evaluate_claim(conn: asyncpg.Connection, claim: Claim, size: int) -> E
     registry = await asyncio.to_thread(replay, await identity_entries(conn, claim, size))
     readings: list[AttestedReading] = []
     async with conn.transaction():
-        cursor = await conn.cursor(
-            f"SELECT log_index, envelope FROM readings WHERE {READINGS_WHERE} ORDER BY log_index",  # noqa: S608
-            *reading_args(claim, size),
-        )
+        cursor = await conn.cursor(_FULL_ENVELOPES, *reading_args(claim, size))
         while rows := await cursor.fetch(CHUNK):
             readings.extend(await asyncio.to_thread(_attested, rows))
-    return await asyncio.to_thread(evaluate, claim, registry.devices, readings)
+    return await asyncio.to_thread(evaluate, claim, registry.devices, readings, EvidenceKind.FULL)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -76,12 +77,15 @@ def verdict_json(evaluation: Evaluation, size: int) -> dict[str, Any]:
         "revenue_exact": decimal_text(evaluation.revenue_exact),
         "currency": claim.currency,
         "readings_evaluated": evaluation.readings_seen,
+        "evidence": "full",
+        "checks": [c.to_json() for c in evaluation.checks],
         "assets": [
             {
                 "asset_id": a.asset_id,
                 "kind": None if a.kind is None else a.kind.label,
                 "readings_counted": a.readings_counted,
                 "complete": a.complete,
+                "evidence": a.evidence,
                 "energy_mwh": a.energy_mwh,
                 "energy_kwh": format_kwh(a.energy_mwh),
                 "revenue": decimal_text(round_down(a.revenue_exact, claim.currency)),
@@ -91,6 +95,10 @@ def verdict_json(evaluation: Evaluation, size: int) -> dict[str, Any]:
                         "readings_counted": d.readings_counted,
                         "first_seq": d.first_seq,
                         "last_seq": d.last_seq,
+                        "evidence": None if d.evidence is None else d.evidence.value,
+                        "start_proven": d.start_proven,
+                        "end_proven": d.end_proven,
+                        "missing_seqs": d.missing_seqs,
                         "energy_mwh": d.energy_mwh,
                         "energy_kwh": format_kwh(d.energy_mwh),
                     }

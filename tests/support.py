@@ -17,6 +17,7 @@ from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_
 from attest_core.note import NoteSigner, VerifierKey
 from attest_core.reading import Envelope, Status, Trigger, reading_hash, sign_reading
 from attest_core.tariff import Tariff
+from attest_core.verdict import EvidenceKind
 
 T0 = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 HOUR = 3_600_000
@@ -122,16 +123,29 @@ class MemoryLog:
         cp = Checkpoint(self.origin, size, root_from_leaf_hashes(self.leaves[:size]), time)
         return sign_checkpoint(cp, self.note_signer)
 
-    def bundle(self, claim_index: int, indices: list[int], size: int | None = None) -> Bundle:
+    def bundle(
+        self,
+        claim_index: int,
+        indices: list[int],
+        size: int | None = None,
+        evidence: EvidenceKind | None = None,
+    ) -> Bundle:
+        """A bundle of ``indices`` and the claim; ``evidence`` None makes a v1 bundle."""
         size = len(self.entries) if size is None else size
         wanted = sorted(set(indices) | {claim_index})
         proof = multi_inclusion_proof(wanted, size, self.leaves[:size])
         return Bundle(
-            self.checkpoint(size), claim_index, tuple((i, self.entries[i]) for i in wanted), tuple(proof)
+            self.checkpoint(size),
+            claim_index,
+            tuple((i, self.entries[i]) for i in wanted),
+            tuple(proof),
+            evidence,
         )
 
-    def bundle_bytes(self, claim_index: int, indices: list[int]) -> bytes:
-        return encode_bundle(self.bundle(claim_index, indices))
+    def bundle_bytes(
+        self, claim_index: int, indices: list[int], evidence: EvidenceKind | None = None
+    ) -> bytes:
+        return encode_bundle(self.bundle(claim_index, indices, evidence=evidence))
 
 
 def flat_claim(

@@ -155,16 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
         "exit codes:\n"
         "  0  the evidence is valid and the claim is backed\n"
         "  1  the evidence is valid but the claim is not backed (it claims more than the devices\n"
-        "     attest, or a plausibility check fails: see the fatal findings)\n"
+        "     attest, or a plausibility check fails: see the fatal findings), or --require-full\n"
+        "     is given and a device's evidence is boundary evidence\n"
         "  2  the evidence is invalid: a bad signature or proof, a tampered or unparsable bundle,\n"
         "     a log key that does not match\n"
         "  3  a usage error: a missing file, bad arguments, a malformed key string\n\n"
         "examples:\n"
         "  python -m verifier bundle bundle.json --log-key log-key.txt --html report.html\n"
-        "  python -m verifier bundle bundle.json --log-key log-key.txt --jobs 0   # on every core",
+        "  python -m verifier bundle bundle.json --log-key log-key.txt --jobs 0   # on every core\n"
+        "  python -m verifier bundle bundle.json --log-key log-key.txt --require-full",
     )
     p.add_argument("bundle", metavar="BUNDLE", help="the evidence bundle file (JSON)")
     p.add_argument("--log-key", required=True, metavar="KEY", help=KEY_HELP)
+    p.add_argument(
+        "--require-full",
+        action="store_true",
+        help="require full evidence (every reading from the one before the period to the one after it, per "
+        "device): boundary evidence for any device, or a v1 bundle's device that does not show full evidence, "
+        "makes the claim not backed (exit code 1)",
+    )
     p.add_argument(
         "--json",
         action="store_true",

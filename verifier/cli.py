@@ -119,6 +119,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
                 min_witnesses=min_witnesses,
                 progress=progress,
                 jobs=args.jobs,
+                require_full=args.require_full,
             )
     except AttestError as exc:
         doc = invalid_report(exc.code, exc.message, log_key, info)
@@ -132,7 +133,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             info,
         )
     else:
-        doc = valid_report(result, time.perf_counter() - started, log_key, info)
+        doc = valid_report(
+            result, time.perf_counter() - started, log_key, info, require_full=args.require_full
+        )
     if args.html is not None:
         _write_html(args.html, doc)
     if args.json:

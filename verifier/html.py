@@ -158,6 +158,45 @@ def _assets(doc: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}{foot}</table>"
 
 
+def _evidence(doc: dict[str, Any]) -> str:
+    ev = doc["evidence"]
+    rows = [
+        ("format", f"<code>{_e(ev['format'])}</code>"),
+        (
+            "declared",
+            _e(ev["declared"] or "not declared (v1 bundle): each device classified by its readings"),
+        ),
+        (
+            "devices",
+            f"{_e(ev['full_devices'])} with full evidence, {_e(ev['boundary_devices'])} with boundary evidence",
+        ),
+        ("in short", _e(ev["summary"])),
+    ]
+    if ev["require_full"]:
+        rows.append(
+            (
+                "--require-full",
+                '<span class="bad">NOT met</span>' if ev["insufficient"] else '<span class="ok">met</span>',
+            )
+        )
+    head = (
+        "<tr><th>check</th><th>what it checks</th><th>on full evidence</th><th>on boundary evidence</th></tr>"
+    )
+    checks = []
+    for c in doc["checks"]:
+        full = f"{_e(c['on_full'])} ({_e(c['full_devices'])} devices)" if c["full_devices"] else "no device"
+        boundary = (
+            f"{_e(c['on_boundary'])} ({_e(c['boundary_devices'])} devices)"
+            if c["boundary_devices"]
+            else "no device"
+        )
+        checks.append(
+            f"<tr><td><code>{_e(c['check'])}</code></td><td>{_e(c['description'])}</td><td>{full}</td>"
+            f"<td>{boundary}</td></tr>"
+        )
+    return f'{_fields(rows)}<table class="checks">{head}{"".join(checks)}</table>'
+
+
 def _findings(doc: dict[str, Any]) -> str:
     if not doc["findings"]:
         return '<p class="ok">No findings.</p>'
@@ -200,6 +239,11 @@ def render_html(doc: dict[str, Any]) -> str:
     )
     if "error" in doc:
         banner += f"<p><code>[{_e(doc['error']['code'])}]</code> {_e(doc['error']['message'])}</p>"
+    if doc.get("evidence", {}).get("insufficient"):
+        banner += (
+            f"<p><code>[evidence_insufficient]</code> --require-full: {_e(doc['evidence']['boundary_devices'])} "
+            "device(s) have boundary evidence, which is insufficient; ask for the full bundle.</p>"
+        )
     banner += "</div>"
     inputs = _fields(
         [
@@ -248,6 +292,8 @@ def render_html(doc: dict[str, Any]) -> str:
             ),
             "<h2>Checkpoint</h2>",
             _checkpoint(doc["checkpoint"]),
+            "<h2>Evidence: which checks ran on which</h2>",
+            _evidence(doc),
             "<h2>Assets</h2>",
             _assets(doc),
             "<h2>Findings</h2>",

@@ -46,6 +46,14 @@ def _fields(rows: list[tuple[str, Text | str]]) -> Table:
 def _verdict_panel(doc: dict[str, Any]) -> Panel:
     label, style, meaning = _VERDICT[doc["verdict"]]
     body = Text.assemble((f" {label} ", style), "  ", meaning, f"  (exit code {doc['exit_code']})")
+    evidence = doc.get("evidence")
+    if evidence is not None and evidence["insufficient"]:
+        body.append("\n\n")
+        body.append("[evidence_insufficient] ", style="bold red")
+        body.append(
+            f"--require-full: {evidence['boundary_devices']} device(s) have boundary evidence, which is "
+            "insufficient; ask for the full bundle (GET /v1/claims/{id}/bundle?mode=full)."
+        )
     if "error" in doc:
         body.append("\n\n")
         body.append(f"[{doc['error']['code']}] ", style="bold red")
@@ -97,6 +105,46 @@ def _claim_panel(doc: dict[str, Any]) -> Panel:
     return Panel(_fields(rows), title="Claim", title_align="left")
 
 
+def _evidence_panel(doc: dict[str, Any]) -> Panel:
+    ev = doc["evidence"]
+    declared = ev["declared"] or "not declared (v1 bundle): each device classified by its readings"
+    rows: list[tuple[str, Text | str]] = [
+        ("format", ev["format"]),
+        ("declared", declared),
+        (
+            "devices",
+            f"{ev['full_devices']} with full evidence, {ev['boundary_devices']} with boundary evidence",
+        ),
+        ("in short", ev["summary"]),
+    ]
+    if ev["require_full"]:
+        rows.append(
+            (
+                "--require-full",
+                Text("NOT met", style="bold red") if ev["insufficient"] else Text("met", style="green"),
+            )
+        )
+    return Panel(_fields(rows), title="Evidence", title_align="left")
+
+
+def checks_table(doc: dict[str, Any]) -> Table:
+    """Which check ran on which evidence."""
+    table = Table(title="Checks run on which evidence", title_justify="left", box=box.SIMPLE_HEAVY)
+    table.add_column("check", no_wrap=True)
+    table.add_column("what it checks", overflow="fold")
+    table.add_column("on full evidence", overflow="fold")
+    table.add_column("on boundary evidence", overflow="fold")
+    for c in doc["checks"]:
+        full = f"{c['on_full']} ({c['full_devices']} devices)" if c["full_devices"] else "no device"
+        if c["boundary_devices"]:
+            style = "yellow" if c["on_boundary"] == "not run" else ""
+            boundary = _t(f"{c['on_boundary']} ({c['boundary_devices']} devices)", style)
+        else:
+            boundary = _t("no device")
+        table.add_row(_t(c["check"]), _t(c["description"]), _t(full), boundary)
+    return table
+
+
 def checkpoint_rows(cp: dict[str, Any]) -> list[tuple[str, Text | str]]:
     rows: list[tuple[str, Text | str]] = [
         ("origin", cp["origin"]),
@@ -127,7 +175,7 @@ def _assets_table(doc: dict[str, Any]) -> Table:
     table.add_column("energy kWh", justify="right", footer=attested["energy_kwh"])
     table.add_column(f"revenue {cur}", justify="right", footer=attested["revenue"])
     for a in doc["assets"]:
-        evidence_style = {"complete": "green", "boundary": "yellow", "none": "red"}[a["evidence"]]
+        evidence_style = {"full": "green", "boundary": "yellow", "none": "red"}[a["evidence"]]
         table.add_row(
             _t(a["asset_id"]),
             _t(a["kind"] or "-"),
@@ -200,6 +248,8 @@ def render_report(doc: dict[str, Any], console: Console) -> None:
         parts += [
             _claim_panel(doc),
             Panel(_fields(checkpoint_rows(doc["checkpoint"])), title="Checkpoint", title_align="left"),
+            _evidence_panel(doc),
+            checks_table(doc),
             _assets_table(doc),
             _findings_table(doc),
             summary_line(doc),

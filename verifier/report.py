@@ -16,6 +16,8 @@ plain decimal strings in the claim's currency)::
     error         {code, message}                       only when the verdict is "invalid"
     checkpoint    {origin, size, root_hash, root_hash_hex, time, time_utc,
                    witnesses: [{name, key_id, time, time_utc}]}
+    evidence      {format, declared, require_full, full_devices, boundary_devices, insufficient, summary}
+    checks        [{check, description, on_full, on_boundary, full_devices, boundary_devices}]
     claim         {log_index, issuer, title, period: {start_ms, end_ms, start, end},
                    assets, tariff: {currency, description, segments: [{start_minute, price_per_kwh}]},
                    claimed_energy_kwh, claimed_energy_mwh, claimed_amount, currency,
@@ -23,8 +25,9 @@ plain decimal strings in the claim's currency)::
     attested      {energy_kwh, energy_mwh, revenue, revenue_exact, currency,
                    energy_covered, revenue_covered}
     assets        [{asset_id, kind, rated_power_w, devices: [{device_id, readings_counted,
-                    first_seq, last_seq, first_time_ms, last_time_ms, missing_seqs,
-                    energy_kwh, energy_mwh}], readings_counted, evidence, energy_kwh,
+                    first_seq, last_seq, first_time_ms, last_time_ms, missing_seqs, evidence,
+                    start_proven, end_proven, energy_kwh, energy_mwh}], readings_counted,
+                    evidence, energy_kwh,
                     energy_mwh, revenue, revenue_exact, series: [[time_ms, energy_mwh], ...]}]
     findings      [Finding.to_json(): {severity, code, message, asset_id?, device_id?, seq?, log_index?}],
                   fatal first, then warnings, then info
@@ -33,10 +36,15 @@ plain decimal strings in the claim's currency)::
     generated_at  when the report was made (UTC)
 
 ``checkpoint`` to ``summary`` and ``stats`` are present only when the evidence
-is valid.  ``evidence`` is ``"complete"`` (every reading of the period between
-the first and the last is present, so every check ran on all of them),
-``"boundary"`` (some are absent, e.g. a boundary-mode bundle with the first and
-last reading per device) or ``"none"`` (no reading in the period).  ``series``
+is valid.  The top-level ``evidence`` says what the bundle declares
+(``declared``: ``"full"``, ``"boundary"``, or null for a v1 bundle, whose devices
+are each classified by their readings), how many devices were evaluated on each
+kind, and whether ``--require-full`` was given and found boundary evidence
+(``insufficient``: the claim is then not backed); ``checks`` says which check ran
+on which evidence.  An asset's ``evidence`` is ``"full"`` (every device with
+readings has full evidence: every check ran on every interval), ``"boundary"``
+(a device has boundary evidence) or ``"none"`` (no reading in the period); a
+device's is ``"full"``, ``"boundary"`` or null (none of its readings).  ``series``
 is the asset's cumulative attested energy at reading times: a subset of at most
 :data:`MAX_SERIES_POINTS` exact points, always with the first and the last.
 """
@@ -53,7 +61,7 @@ from attest_core.bundle import VerifiedBundle
 from attest_core.checkpoint import Checkpoint, SignedCheckpoint
 from attest_core.claim import Claim
 from attest_core.errors import AttestError
-from attest_core.evaluation import AssetResult, Severity
+from attest_core.evaluation import AssetResult, EvidenceKind, Severity
 from attest_core.money import format_kwh, round_down
 from attest_core.note import VerifierKey
 from verifier.errors import ExitCode
@@ -161,7 +169,6 @@ def thin_series(points: list[tuple[int, int]], limit: int = MAX_SERIES_POINTS) -
 
 def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
     counted = asset.readings_counted
-    evidence = "none" if counted == 0 else "complete" if asset.complete else "boundary"
     return {
         "asset_id": asset.asset_id,
         "kind": None if asset.kind is None else asset.kind.label,
@@ -175,13 +182,16 @@ def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
                 "first_time_ms": d.first_time_ms,
                 "last_time_ms": d.last_time_ms,
                 "missing_seqs": d.missing_seqs,
+                "evidence": None if d.evidence is None else d.evidence.value,
+                "start_proven": d.start_proven,
+                "end_proven": d.end_proven,
                 "energy_kwh": format_kwh(d.energy_mwh),
                 "energy_mwh": d.energy_mwh,
             }
             for d in asset.devices
         ],
         "readings_counted": counted,
-        "evidence": evidence,
+        "evidence": asset.evidence,
         "energy_kwh": format_kwh(asset.energy_mwh),
         "energy_mwh": asset.energy_mwh,
         "revenue": plain(round_down(asset.revenue_exact, currency)),
@@ -190,10 +200,53 @@ def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
     }
 
 
+def evidence_info(result: VerifiedBundle, require_full: bool) -> dict[str, Any]:
+    """What the bundle declares, what each device was evaluated as, and whether that sufficed."""
+    evaluation = result.evaluation
+    kinds = [d.evidence for a in evaluation.assets for d in a.devices if d.evidence is not None]
+    full = sum(1 for k in kinds if k is EvidenceKind.FULL)
+    boundary = len(kinds) - full
+    declared = evaluation.declared
+    if declared is None:
+        summary = (
+            f"a v1 bundle, which does not declare its evidence: {full} device(s) show full evidence (every "
+            f"reading from the one before the period to the one after it), {boundary} are treated as boundary"
+        )
+    elif declared is EvidenceKind.FULL:
+        summary = f"full evidence: every reading of {full} device(s) from the one before the period to the one after it"
+    else:
+        summary = (
+            f"boundary evidence: the first and last reading in the period of {boundary} device(s); the checks "
+            "that need every interval did not run between them"
+        )
+    insufficient = require_full and boundary > 0
+    if insufficient:
+        summary += (
+            f"; full evidence is required (--require-full) and {boundary} device(s) have boundary evidence"
+        )
+    return {
+        "format": result.format,
+        "declared": None if declared is None else declared.value,
+        "require_full": require_full,
+        "full_devices": full,
+        "boundary_devices": boundary,
+        "insufficient": insufficient,
+        "summary": summary,
+    }
+
+
 def valid_report(
-    result: VerifiedBundle, seconds: float, log_key: VerifierKey, bundle: dict[str, Any]
+    result: VerifiedBundle,
+    seconds: float,
+    log_key: VerifierKey,
+    bundle: dict[str, Any],
+    *,
+    require_full: bool = False,
 ) -> dict[str, Any]:
-    """The report of a bundle whose evidence is valid (verdict backed or not_backed), verified in ``seconds``."""
+    """The report of a bundle whose evidence is valid (verdict backed or not_backed), verified in ``seconds``.
+
+    ``require_full``: the bundle was verified with it (its findings then say which devices fall short).
+    """
     evaluation = result.evaluation
     claim = result.claim
     backed = result.backed
@@ -206,6 +259,8 @@ def valid_report(
         "exit_code": int(ExitCode.OK if backed else ExitCode.NOT_BACKED),
         "bundle": bundle,
         "log": describe_key(log_key),
+        "evidence": evidence_info(result, require_full),
+        "checks": [c.to_json() for c in evaluation.checks],
         "checkpoint": checkpoint_info(result.checkpoint),
         "claim": claim_info(claim, result.claim_index),
         "attested": {

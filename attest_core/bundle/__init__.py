@@ -3,7 +3,8 @@
 A bundle is one UTF-8 JSON object with exactly these members::
 
     {
-      "format": "iot-attest-evidence/v1",
+      "format": "iot-attest-evidence/v2",
+      "evidence": "full" | "boundary",
       "checkpoint": "<signed note: C2SP tlog-checkpoint signed by the log key>",
       "claim_index": 1234,
       "entries": [{"index": 7, "entry": "<base64 entry bytes>"}, ...],
@@ -23,17 +24,21 @@ by the proof, and every other member is recomputed or cross-checked, so a change
 to any single value fails verification.  Unknown members, duplicate members,
 floats, non-canonical base64 and entries the claim does not need are rejected.
 
-Boundary mode carries, per device, the first and last reading in the claim
-period (enough for the energy figure); full mode carries every reading in the
-period, so the chain and plausibility checks run on all of them.  The verifier
-needs no mode flag: it checks whatever readings are present and reports how
-complete each asset's evidence is.
+``evidence`` says what the readings are.  ``"full"``: per device, every reading
+from the one before the claim period to the one after it (a sequence range,
+:func:`attest_core.evaluation.full_seqs`), so one left out is fatal
+(``readings_omitted``) and every check runs on every interval.  ``"boundary"``:
+per device, the first and last reading in the period (enough for the energy
+figure; :func:`attest_core.evaluation.boundary_seqs`).  A v1 bundle
+(``"iot-attest-evidence/v1"``, without ``evidence``) still parses; each of its
+devices counts as full only where its readings show it (see
+:func:`attest_core.evaluation.evaluate`).
 
 The format is read by :mod:`attest_core.bundle.parse`, written (streamed) by
 :mod:`attest_core.bundle.write` and checked by :mod:`attest_core.bundle.verify`.
 """
 
-from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, decode_b64, parse_bundle
+from attest_core.bundle.parse import BUNDLE_FORMAT, BUNDLE_FORMAT_V1, Bundle, decode_b64, parse_bundle
 from attest_core.bundle.verify import (
     CheckSignatures,
     Progress,
@@ -45,6 +50,7 @@ from attest_core.bundle.write import bundle_chunks, encode_bundle
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "BUNDLE_FORMAT_V1",
     "Bundle",
     "CheckSignatures",
     "Progress",

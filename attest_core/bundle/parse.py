@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from attest_core.errors import BundleError
+from attest_core.verdict import EvidenceKind
 
-BUNDLE_FORMAT = "iot-attest-evidence/v1"
-_MEMBERS = ("format", "checkpoint", "claim_index", "entries", "proof")
+BUNDLE_FORMAT = "iot-attest-evidence/v2"
+"""What a v2 gateway writes: v1's members and ``evidence``."""
+BUNDLE_FORMAT_V1 = "iot-attest-evidence/v1"
+"""Still read: a v1 bundle declares no evidence kind (see :func:`attest_core.evaluation.evaluate`)."""
+_MEMBERS_V1 = ("format", "checkpoint", "claim_index", "entries", "proof")
+_MEMBERS = {
+    BUNDLE_FORMAT_V1: _MEMBERS_V1,
+    BUNDLE_FORMAT: (*_MEMBERS_V1, "evidence"),
+}
+_EVIDENCE = {kind.value: kind for kind in EvidenceKind}
 _a2b_base64 = binascii.a2b_base64
 _b2a_base64 = binascii.b2a_base64
 
@@ -28,6 +37,12 @@ class Bundle:
     claim_index: int
     entries: tuple[tuple[int, bytes], ...]
     proof: tuple[bytes, ...]
+    evidence: EvidenceKind | None = None
+    """What the bundle declares it holds (v2); None for a v1 bundle."""
+
+    @property
+    def format(self) -> str:
+        return BUNDLE_FORMAT_V1 if self.evidence is None else BUNDLE_FORMAT
 
 
 def b64(data: bytes) -> str:
@@ -113,14 +128,23 @@ def parse_bundle(data: bytes | str) -> Bundle:
         raise BundleError("the bundle nests too deeply", code="bad_json") from exc
     if type(doc) is not dict:
         fail("a bundle is a JSON object", "bad_json")
-    missing = [m for m in _MEMBERS if m not in doc]
-    extra = sorted(set(doc) - set(_MEMBERS))
+    if "format" not in doc:
+        fail("the bundle lacks format", "missing_member")
+    form = doc["format"]
+    members = _MEMBERS.get(form) if type(form) is str else None
+    if members is None:
+        fail(f"format {form!r} is neither {BUNDLE_FORMAT!r} nor {BUNDLE_FORMAT_V1!r}", "bad_format")
+    missing = [m for m in members if m not in doc]
+    extra = sorted(set(doc) - set(members))
     if missing:
         fail(f"the bundle lacks {', '.join(missing)}", "missing_member")
     if extra:
-        fail(f"the bundle has unknown members: {', '.join(extra)}", "unknown_member")
-    if doc["format"] != BUNDLE_FORMAT:
-        fail(f"format {doc['format']!r} is not {BUNDLE_FORMAT!r}", "bad_format")
+        fail(f"the bundle has unknown members for {form}: {', '.join(extra)}", "unknown_member")
+    evidence = None
+    if form == BUNDLE_FORMAT:
+        evidence = _EVIDENCE.get(doc["evidence"]) if type(doc["evidence"]) is str else None
+        if evidence is None:
+            fail(f'evidence must be "full" or "boundary", got {doc["evidence"]!r}', "bad_member")
     checkpoint = _str(doc["checkpoint"], "checkpoint")
     claim_index = _int(doc["claim_index"], "claim_index")
     raw_entries = doc["entries"]
@@ -145,4 +169,4 @@ def parse_bundle(data: bytes | str) -> Bundle:
     if type(raw_proof) is not list:
         fail("proof must be a list", "bad_member")
     proof = tuple(decode_b64(h, f"proof[{n}]") for n, h in enumerate(raw_proof))
-    return Bundle(checkpoint, claim_index, tuple(entries), proof)
+    return Bundle(checkpoint, claim_index, tuple(entries), proof, evidence)

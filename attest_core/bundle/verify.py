@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from attest_core import domains
-from attest_core.bundle.parse import Bundle, fail, parse_bundle
+from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, fail, parse_bundle
 from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
 from attest_core.claim import Claim
 from attest_core.entries import (
@@ -45,6 +45,7 @@ class VerifyOptions(TypedDict, total=False):
     witnesses: Sequence[WitnessKey]
     min_witnesses: int
     progress: Progress | None
+    require_full: bool
 
 
 SignatureBatch = list[tuple[bytes, bytes]]
@@ -79,6 +80,8 @@ class VerifiedBundle:
     evaluation: Evaluation
     entries: int
     readings_verified: int
+    format: str = BUNDLE_FORMAT
+    """The bundle's format (v1 bundles are still verified)."""
 
     @property
     def backed(self) -> bool:
@@ -100,6 +103,7 @@ def verify_bundle(
     min_witnesses: int = 0,
     progress: Progress | None = None,
     check_signatures: CheckSignatures = check_here,
+    require_full: bool = False,
 ) -> VerifiedBundle:
     """Check a bundle against the auditor's log key and evaluate its claim.
 
@@ -107,7 +111,9 @@ def verify_bundle(
     proof, tampered or malformed bundle, wrong key).  Returns a
     :class:`VerifiedBundle` otherwise; whether the claim is backed is
     ``result.backed``.  The readings' signatures are checked in batches of
-    :data:`SIGNATURE_BATCH` by ``check_signatures``.
+    :data:`SIGNATURE_BATCH` by ``check_signatures``.  ``require_full``: boundary evidence
+    (declared, or a v1 bundle's device that does not show full evidence) is fatal
+    (``evidence_insufficient``), so the claim is not backed.
     """
     bundle = data if isinstance(data, Bundle) else parse_bundle(data)
 
@@ -170,7 +176,9 @@ def verify_bundle(
         progress("readings", len(readings), total_readings)
 
     # 5. What the readings attest.
-    evaluation = evaluate(claim, replay.registry.devices, readings)
+    evaluation = evaluate(
+        claim, replay.registry.devices, readings, bundle.evidence, require_full=require_full
+    )
     return VerifiedBundle(
         checkpoint=signed,
         claim_index=bundle.claim_index,
@@ -178,6 +186,7 @@ def verify_bundle(
         evaluation=evaluation,
         entries=len(bundle.entries),
         readings_verified=len(readings),
+        format=bundle.format,
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
-from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, b64
+from attest_core.bundle.parse import BUNDLE_FORMAT, BUNDLE_FORMAT_V1, Bundle, b64
+from attest_core.verdict import EvidenceKind
 
 
 def bundle_chunks(
@@ -13,12 +14,16 @@ def bundle_chunks(
     claim_index: int,
     entries: Iterable[tuple[int, bytes]],
     proof: Iterable[bytes],
+    evidence: EvidenceKind | None,
 ) -> Iterator[bytes]:
     """The bundle's JSON in pieces, for streaming a large bundle without building it in memory.
 
-    ``entries`` must come sorted by index.
+    ``entries`` must come sorted by index.  ``evidence`` is what the entries are (a v2 bundle);
+    None writes a v1 bundle, which declares nothing (only to re-encode one).
     """
-    yield b'{"format":' + json.dumps(BUNDLE_FORMAT).encode()
+    yield b'{"format":' + json.dumps(BUNDLE_FORMAT_V1 if evidence is None else BUNDLE_FORMAT).encode()
+    if evidence is not None:
+        yield b',\n"evidence":' + json.dumps(evidence.value).encode()
     yield b',\n"checkpoint":' + json.dumps(checkpoint).encode()
     yield b',\n"claim_index":' + str(claim_index).encode()
     yield b',\n"entries":['
@@ -35,4 +40,6 @@ def bundle_chunks(
 
 
 def encode_bundle(bundle: Bundle) -> bytes:
-    return b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof))
+    return b"".join(
+        bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof, bundle.evidence)
+    )

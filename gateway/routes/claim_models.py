@@ -113,6 +113,16 @@ class DeviceVerdict(BaseModel):
     readings_counted: int
     first_seq: int | None
     last_seq: int | None
+    evidence: Literal["full", "boundary"] | None = Field(
+        description="what the device's readings were evaluated as; null when it has none in the evidence"
+    )
+    start_proven: bool = Field(
+        description="the evidence holds the reading before its first one in the period (or reading 1)"
+    )
+    end_proven: bool = Field(
+        description="the evidence holds a reading after its last one in the period (false: none logged yet)"
+    )
+    missing_seqs: int = Field(description="readings missing between its lowest and highest sequence number")
     energy_mwh: int
     energy_kwh: str
 
@@ -121,11 +131,23 @@ class AssetVerdict(BaseModel):
     asset_id: str
     kind: Literal["charger", "solar"] | None
     readings_counted: int
-    complete: bool
+    complete: bool = Field(description="readings counted, and every device's evidence is full")
+    evidence: Literal["full", "boundary", "none"]
     energy_mwh: int
     energy_kwh: str
     revenue: str
     devices: list[DeviceVerdict]
+
+
+class CheckOut(BaseModel):
+    check: str = Field(
+        description="the finding code the check raises (tariff_pricing: how intervals are priced)"
+    )
+    description: str
+    on_full: str = Field(description="what it covers on full evidence")
+    on_boundary: str = Field(description="what it covers on boundary evidence ('not run' if nothing)")
+    full_devices: int = Field(description="devices with full evidence it ran on")
+    boundary_devices: int = Field(description="devices with boundary evidence")
 
 
 class Verdict(BaseModel):
@@ -137,6 +159,11 @@ class Verdict(BaseModel):
     revenue_exact: str
     currency: str
     readings_evaluated: int
+    evidence: Literal["full"] = Field(
+        description="the server evaluates full evidence: every reading from the one before the period to the one "
+        "after it, per device"
+    )
+    checks: list[CheckOut] = Field(description="which checks ran on which evidence")
     assets: list[AssetVerdict]
     findings: list[FindingOut]
 
@@ -172,9 +199,10 @@ class ClaimPage(Page):
 
 BUNDLE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["format", "checkpoint", "claim_index", "entries", "proof"],
+    "required": ["format", "evidence", "checkpoint", "claim_index", "entries", "proof"],
     "properties": {
-        "format": {"type": "string", "enum": ["iot-attest-evidence/v1"]},
+        "format": {"type": "string", "enum": ["iot-attest-evidence/v2"]},
+        "evidence": {"type": "string", "enum": ["full", "boundary"]},
         "checkpoint": {"type": "string"},
         "claim_index": {"type": "integer", "minimum": 0},
         "entries": {

@@ -116,7 +116,8 @@ async def show_claim(
     """A claim, its log index and the server's verdict on full evidence as of the latest checkpoint.
 
     The verdict is what ``python -m verifier bundle`` finds in the claim's full
-    bundle; it is null until a checkpoint covers the claim.
+    bundle, including which checks ran on which evidence (``checks``, per device
+    ``evidence``); it is null until a checkpoint covers the claim.
     """
     async with state.pool.acquire() as conn:
         stored = await _claim(conn, claim_id)
@@ -133,7 +134,7 @@ async def show_claim(
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The evidence bundle (iot-attest-evidence/v1), streamed",
+            "description": "The evidence bundle (iot-attest-evidence/v2), streamed",
             "content": {"application/json": {"schema": BUNDLE_SCHEMA}},
         },
         **responses(401, 403, 404, 409),
@@ -145,7 +146,11 @@ async def bundle(
     state: State,
     mode: Annotated[
         Literal["full", "boundary"],
-        Query(description="full: every reading of the period; boundary: the first and last per device"),
+        Query(
+            description="full: per device, every reading from the one before the period to the one after it "
+            "(a reading left out is then fatal); boundary: the first and last reading in the period per device "
+            "(the checks that need every interval cannot run)"
+        ),
     ] = "full",
 ) -> StreamingResponse:
     """The claim's evidence bundle into the latest checkpoint, streamed; verify it with ``python -m verifier bundle``.

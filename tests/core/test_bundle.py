@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from attest_core.bundle import (
     BUNDLE_FORMAT,
+    BUNDLE_FORMAT_V1,
     Bundle,
     bundle_chunks,
     encode_bundle,
@@ -25,6 +26,7 @@ from attest_core.entries import EnrolmentEntry, RevocationEntry, RotationEntry
 from attest_core.errors import AttestError, BundleError, ProofError, SignatureError, VerificationError
 from attest_core.evaluation import boundary_seqs
 from attest_core.note import NoteSigner
+from attest_core.verdict import EvidenceKind
 from tests.support import BERLIN, HOUR, T0, MemoryLog, TestDevice, flat_claim, seeded_signer
 
 KWH = 1_000_000
@@ -130,10 +132,10 @@ def test_streamed_and_whole_encodings_agree(fleet: Fleet, honest_bundle: bytes) 
     bundle = parse_bundle(honest_bundle)
     assert encode_bundle(bundle) == honest_bundle
     assert (
-        b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof))
+        b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof, None))
         == honest_bundle
     )
-    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT
+    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT_V1
 
 
 # --- strict parsing ------------------------------------------------------------
@@ -150,7 +152,13 @@ def mutate_doc(raw: bytes, fn: Any) -> bytes:
     [
         (lambda d: d.pop("proof"), "missing_member"),
         (lambda d: d.update(extra=1), "unknown_member"),
-        (lambda d: d.update(format="iot-attest-evidence/v2"), "bad_format"),
+        (lambda d: d.update(format="iot-attest-evidence/v3"), "bad_format"),
+        (lambda d: d.update(format=2), "bad_format"),
+        (lambda d: d.pop("format"), "missing_member"),
+        (lambda d: d.update(format="iot-attest-evidence/v2"), "missing_member"),  # v2 without evidence
+        (lambda d: d.update(evidence="full"), "unknown_member"),  # v1 with evidence
+        (lambda d: d.update(format="iot-attest-evidence/v2", evidence="partial"), "bad_member"),
+        (lambda d: d.update(format="iot-attest-evidence/v2", evidence=None), "bad_member"),
         (lambda d: d.update(claim_index=-1), "bad_member"),
         (lambda d: d.update(claim_index=True), "bad_member"),
         (lambda d: d.update(claim_index="9"), "bad_member"),
@@ -423,3 +431,36 @@ def test_random_replacements_in_a_real_bundle_raise_only_attest_errors(
     # a replacement equal to the original value is the only way through
     assert tampered == doc
     assert result.backed
+
+
+# --- bundle v2: the evidence member ------------------------------------------------
+
+
+@pytest.mark.parametrize("evidence", list(EvidenceKind))
+def test_a_v2_bundle_declares_its_evidence(fleet: Fleet, evidence: EvidenceKind) -> None:
+    claim_index = fleet.claim_index(*HONEST)
+    indices = fleet.full() if evidence is EvidenceKind.FULL else fleet.boundary(claim_index)
+    raw = fleet.log.bundle_bytes(claim_index, indices, evidence)
+    doc = json.loads(raw)
+    assert (doc["format"], doc["evidence"]) == (BUNDLE_FORMAT, evidence.value)
+    bundle = parse_bundle(raw)
+    assert (bundle.evidence, bundle.format) == (evidence, BUNDLE_FORMAT)
+    assert encode_bundle(bundle) == raw
+    result = verify_bundle(raw, fleet.log.key)
+    assert result.backed, result.evaluation.findings
+    assert result.format == BUNDLE_FORMAT
+    assert result.evaluation.declared is evidence
+    assert {d.evidence for a in result.evaluation.assets for d in a.devices} == {evidence}
+
+
+def test_a_full_bundle_without_one_of_its_readings_is_not_backed(fleet: Fleet) -> None:
+    claim_index = fleet.claim_index(*HONEST)
+    omitted = fleet.readings["dev-a"][10][0]
+    trimmed = [i for i in fleet.full() if i != omitted]
+    result = verify_bundle(fleet.log.bundle_bytes(claim_index, trimmed, EvidenceKind.FULL), fleet.log.key)
+    assert [(f.code, f.device_id) for f in result.evaluation.fatal] == [("readings_omitted", "dev-a")]
+    # the same readings in a v1 bundle: dev-a is boundary evidence, and --require-full refuses it
+    v1 = fleet.log.bundle_bytes(claim_index, trimmed)
+    assert verify_bundle(v1, fleet.log.key).backed
+    strict = verify_bundle(v1, fleet.log.key, require_full=True)
+    assert [(f.code, f.device_id) for f in strict.evaluation.fatal] == [("evidence_insufficient", "dev-a")]

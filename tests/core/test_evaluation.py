@@ -12,13 +12,16 @@ from attest_core.chain import ChainState
 from attest_core.device import AssetKind, Location
 from attest_core.entries import RevocationEntry
 from attest_core.evaluation import (
+    CHECKS,
     AttestedReading,
     Evaluation,
+    EvidenceKind,
     Severity,
     allowed_energy_mwh,
     boundary_seqs,
     evaluate,
     exceeds_rated_power,
+    full_seqs,
 )
 from attest_core.reading import Envelope, Status, reading_hash
 from attest_core.registry import Registry
@@ -322,3 +325,101 @@ def test_readings_delivered_late_after_a_revocation_still_count() -> None:
     ev = s.evaluate(flat_claim(("charger-1",)))
     assert ev.energy_mwh == 4 * 5 * KWH  # readings 1..5 count, 6 is disowned
     assert codes(ev) == ["disowned_readings"]
+
+
+# --- evidence kinds: full evidence is a sequence range, boundary evidence says what did not run ---
+
+
+def _ev(s: Scenario, evidence: EvidenceKind | None, claim=None, **kw) -> Evaluation:  # type: ignore[no-untyped-def]
+    return evaluate(claim or flat_claim(("charger-1",)), s.registry.devices, s.readings, evidence, **kw)
+
+
+def test_full_seqs_run_from_the_reading_before_the_period_to_the_one_after() -> None:
+    claim = flat_claim(("charger-1",))
+    day = [(seq, T0 + (seq - 3) * HOUR) for seq in range(1, 30)]  # seq 3 at 00:00, seq 27 at 24:00
+    assert full_seqs(day, claim) == (2, 27)
+    assert full_seqs(day[:10], claim) == (2, 10)  # nothing after the period logged yet: up to the last
+    assert full_seqs([(1, T0), (2, T0 + HOUR)], claim) == (1, 2)  # reading 1 is its own start edge
+    assert full_seqs([(1, T0 - HOUR), (2, T0 + DAY)], claim) is None  # none in the period
+    # a clock jump out of the period in the middle is inside the range: it shows as a jump, not a gap
+    jump = [(1, T0 - 1), (2, T0), (3, T0 + 2 * DAY), (4, T0 + 5), (5, T0 + DAY)]
+    assert full_seqs(jump, claim) == (1, 5)
+
+
+def test_a_reading_left_out_of_full_evidence_is_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-1, 25))
+    assert _ev(s, EvidenceKind.FULL).backed
+    trimmed = s.readings.pop(12)  # the evidence leaves out one reading in the middle
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev, Severity.FATAL) == ["readings_omitted"]
+    assert "between 1 and 26" in ev.fatal[0].message
+    assert not ev.backed
+    # the same readings as boundary evidence, or an undeclared (v1) bundle: a gap, not a fault
+    assert _ev(s, EvidenceKind.BOUNDARY).backed
+    v1 = _ev(s, None)
+    assert v1.backed
+    assert codes(v1) == ["sequence_gaps"]
+    assert v1.assets[0].devices[0].evidence is EvidenceKind.BOUNDARY
+    s.readings.insert(12, trimmed)
+    del s.readings[0]  # now the start edge (reading 1, before the period) is left out
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev, Severity.FATAL) == ["readings_omitted"]
+    assert "leaves out reading 1" in ev.fatal[0].message
+    assert _ev(s, None).assets[0].devices[0].evidence is EvidenceKind.BOUNDARY
+
+
+def test_the_end_edge_is_proven_by_a_later_reading_or_the_revocation() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-1, 10))  # the last logged reading is at 09:00, inside the period
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev) == ["end_edge_unproven"]
+    assert ev.backed
+    device = ev.assets[0].devices[0]
+    assert (device.start_proven, device.end_proven, device.evidence) == (True, False, EvidenceKind.FULL)
+    assert _ev(s, None).assets[0].devices[0].evidence is EvidenceKind.BOUNDARY  # v1: not shown to be full
+    s.registry.revoke(s.index, RevocationEntry("dev-1", 11, "replaced", "installer-1", T0 + 10 * HOUR))
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev) == []  # reading 11 is the last valid one: nothing later can count
+    assert ev.assets[0].devices[0].end_proven
+
+
+def test_require_full_makes_boundary_evidence_fatal() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-1, 25))
+    boundary = [s.readings[1], s.readings[24]]
+    full_v1 = _ev(s, None, require_full=True)
+    assert full_v1.backed
+    assert full_v1.assets[0].devices[0].evidence is EvidenceKind.FULL
+    s.readings = boundary
+    for declared in (EvidenceKind.BOUNDARY, None):
+        ev = _ev(s, declared, require_full=True)
+        assert codes(ev, Severity.FATAL) == ["evidence_insufficient"]
+        assert ev.boundary_devices == ["dev-1"]
+        assert _ev(s, declared).backed
+
+
+def test_the_evaluation_says_which_checks_ran_on_which_evidence() -> None:
+    s = Scenario()
+    s.hourly(s.enrol(charger()), range(-1, 25))
+    s.hourly(s.enrol(charger("dev-2", "charger-2")), range(-1, 25))
+    claim = flat_claim(("charger-1", "charger-2"))
+    full = {c.code: c for c in _ev(s, EvidenceKind.FULL, claim).checks}
+    assert set(full) == {c[0] for c in CHECKS}
+    assert (full["night_production"].full_devices, full["night_production"].boundary_devices) == (2, 0)
+    assert full["chain_break"].on_boundary == "not run"
+    boundary = {c.code: c for c in _ev(s, EvidenceKind.BOUNDARY, claim).checks}
+    assert (boundary["chain_break"].full_devices, boundary["chain_break"].boundary_devices) == (0, 2)
+
+
+def test_full_evidence_of_readings_after_the_period_only_has_no_start_edge() -> None:
+    s = Scenario()
+    dev = s.enrol(charger())
+    s.hourly(dev, range(-1, 27))
+    del s.readings[:26]  # only readings 27 and 28 (dated after the period): those in it are left out
+    ev = _ev(s, EvidenceKind.FULL)
+    assert codes(ev, Severity.FATAL) == ["readings_omitted"]
+    assert not ev.assets[0].devices[0].start_proven

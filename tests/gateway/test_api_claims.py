@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -13,8 +14,10 @@ import pytest
 from attest_core.bundle import VerifiedBundle, parse_bundle, verify_bundle
 from attest_core.device import AssetKind, RotationStatement, sign_rotation
 from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, decode_entry
+from attest_core.merkle import multi_inclusion_plan
 from attest_core.money import format_kwh
-from gateway import bundles
+from attest_core.reading import Status
+from gateway import bundles, logstore
 from tests.gateway.apiworld import Api, api_gateway, b64
 from tests.services import Broker, Postgres
 from tests.support import BERLIN, DAY, HOUR, T0, TestDevice, seeded_signer
@@ -28,6 +31,8 @@ E2B = TestDevice("ev2-dev-b", "ev-2", rated_power_w=11_000)  # its replacement f
 PV = TestDevice("pv1-dev", "pv-1", kind=AssetKind.SOLAR, rated_power_w=10_000, location=BERLIN)
 K = TestDevice("ev3-dev", "ev-3")  # key rotation at seq 10
 LATE = TestDevice("late-dev", "ev-late")  # some readings arrive after the claim
+TAMPER = TestDevice("tamper-dev", "ev-tamper")  # one reading at 12:00 reports tampering
+JUMP = TestDevice("jump-dev", "ev-jump")  # its clock jumps a day ahead once, at 12:00
 HELD_BACK: list[bytes] = []
 
 
@@ -43,7 +48,7 @@ def every(
 @pytest.fixture(scope="module")
 def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with api_gateway(postgres, broker, tmp_path_factory.mktemp("claims")) as api:
-        for d in (E1, E2A, E2B, PV, K, LATE):
+        for d in (E1, E2A, E2B, PV, K, LATE, TAMPER, JUMP):
             api.enrol(d)
         items = [(E1, e) for e in every(E1, T0 - HOUR, T0 + DAY + HOUR, 10 * MINUTE, 2)]
         items += [(E2A, e) for e in every(E2A, T0 - HOUR, T0 + 10 * HOUR + 1, 10 * MINUTE, 1.5)]
@@ -59,6 +64,11 @@ def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFac
         late = every(LATE, T0, T0 + 6 * HOUR, 30 * MINUTE, 5)
         items += [(LATE, e) for e in late[:6]]
         HELD_BACK.extend(late[6:])
+        for n, t in enumerate(range(T0 - HOUR, T0 + DAY + 2 * HOUR, HOUR)):  # seq 1..27, 00:00 is seq 2
+            status = Status.TAMPER if t == T0 + 12 * HOUR else Status.OK
+            items.append((TAMPER, TAMPER.reading(t, n * 1_000_000, status=status).encode()))
+            jumped = t + DAY if t == T0 + 12 * HOUR else t
+            items.append((JUMP, JUMP.reading(jumped, n * 1_000_000).encode()))
         assert api.ingest(items).accepted == len(items)
         # E2A is revoked: readings after 08:00 (seq 55) are disowned although logged
         api.wait_logged()
@@ -190,6 +200,7 @@ def test_exact_figures_of_one_charger(api: Api) -> None:
     assert verdict["assets"][0]["readings_counted"] == 144
     assert verdict["assets"][0]["devices"][0] == {
         "device_id": "ev1-dev", "readings_counted": 144, "first_seq": 7, "last_seq": 150,
+        "evidence": "full", "start_proven": True, "end_proven": True, "missing_seqs": 0,
         "energy_mwh": 286_000_000, "energy_kwh": "286",
     }  # fmt: skip
     for mode in ("full", "boundary"):
@@ -333,3 +344,116 @@ def test_a_claim_not_yet_in_a_checkpoint(postgres: Postgres, broker: Broker, tmp
             assert r.status_code == 409
             assert r.json()["error"]["code"] == "not_checkpointed"
             assert "retry" in r.json()["error"]["message"]
+
+
+# --- no omission: full evidence is a sequence range, and a reading left out of it is fatal --------
+
+
+def _seqs(raw: bytes) -> dict[str, list[tuple[int, int]]]:
+    """(seq, device time) of each device's readings in a bundle, in log order."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for _, data in parse_bundle(raw).entries:
+        entry = decode_entry(data)
+        if isinstance(entry, ReadingEntry):
+            out.setdefault(entry.reading.device_id, []).append((entry.reading.seq, entry.reading.time_ms))
+    return out
+
+
+def _without(api: Api, raw: bytes, device_id: str, seq: int) -> bytes:
+    """``raw`` with one reading left out, and a valid proof of the rest (recomputed from the log's nodes)."""
+    doc = json.loads(raw)
+    kept = []
+    for item in doc["entries"]:
+        entry = decode_entry(base64.b64decode(item["entry"]))
+        if not (
+            isinstance(entry, ReadingEntry)
+            and (entry.reading.device_id, entry.reading.seq) == (device_id, seq)
+        ):
+            kept.append(item)
+    assert len(kept) == len(doc["entries"]) - 1
+    size = parse_checkpoint_size(doc["checkpoint"])
+    plan = multi_inclusion_plan([item["index"] for item in kept], size)
+    hashes = api.run(lambda conn: logstore.nodes(conn, plan.nodes))
+    doc["entries"], doc["proof"] = kept, [b64(h) for h in plan.assemble(hashes)]
+    return json.dumps(doc).encode()
+
+
+def parse_checkpoint_size(note: str) -> int:
+    return int(note.split("\n")[1])
+
+
+def test_full_evidence_runs_from_the_reading_before_the_period_to_the_one_after(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-1", "ev-2", "ev-3"]))["id"])
+    raw, result = bundle(api, claim["id"], "full")
+    assert json.loads(raw)["evidence"] == "full"
+    assert json.loads(raw)["format"] == "iot-attest-evidence/v2"
+    seqs = _seqs(raw)
+    start, end = T0, T0 + DAY
+    for device_id, items in seqs.items():
+        numbers = [s for s, _ in items]
+        assert numbers == list(range(numbers[0], numbers[-1] + 1)), device_id  # no gap
+        assert items[0][1] < start or items[0][0] == 1, (
+            device_id
+        )  # the start edge: before the period, or seq 1
+    # ev1-dev reads every 10 minutes from 23:00 the day before to 01:00 the day after
+    assert [s for s, _ in seqs["ev1-dev"]][:: len(seqs["ev1-dev"]) - 1] == [6, 151]
+    assert seqs["ev1-dev"][-1][1] >= end
+    # ev2-dev-a: its readings after 08:00 are disowned but still logged; the range runs past them
+    assert seqs["ev2-dev-a"][-1][1] >= T0 + 10 * HOUR
+    assert result.backed, result.evaluation.findings
+    assert all(d.evidence is not None and d.evidence.value == "full" for a in result.evaluation.assets
+               for d in a.devices)  # fmt: skip
+    assert not [f for f in result.evaluation.findings if f.code in ("readings_omitted", "end_edge_unproven")]
+
+
+def test_a_clock_jump_is_in_full_evidence_not_a_gap(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-jump"]))["id"])
+    raw, result = bundle(api, claim["id"], "full")
+    numbers = [s for s, _ in _seqs(raw)["jump-dev"]]
+    assert numbers == list(range(1, 27))  # reading 14, dated a day late, is there
+    codes = {f.code for f in result.evaluation.fatal}
+    assert "time_backwards" in codes  # the jump shows as what it is
+    assert "readings_omitted" not in codes
+    assert_same_verdict(claim["verdict"], result, exact=True)
+
+
+def test_a_full_bundle_that_leaves_out_the_tampered_reading_is_not_backed(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-tamper"]))["id"])
+    verdict = claim["verdict"]
+    assert verdict["backed"] is False
+    assert [f["code"] for f in findings(verdict) if f["severity"] == "fatal"] == ["meter_fault"]
+    raw, result = bundle(api, claim["id"], "full")
+    assert_same_verdict(verdict, result, exact=True)
+    tampered = next(s for s, t in _seqs(raw)["tamper-dev"] if t == T0 + 12 * HOUR)
+    trimmed = _without(api, raw, "tamper-dev", tampered)
+    result = verify_bundle(trimmed, api.log_key())  # the proof is valid: the evidence verifies
+    assert result.backed is False
+    omitted = [f for f in result.evaluation.fatal if f.code == "readings_omitted"]
+    assert [f.device_id for f in omitted] == ["tamper-dev"]
+    assert "meter_fault" not in {f.code for f in result.evaluation.findings}
+    # leaving out the start edge is caught too
+    first = _seqs(raw)["tamper-dev"][0][0]
+    result = verify_bundle(_without(api, raw, "tamper-dev", first), api.log_key())
+    assert "readings_omitted" in {f.code for f in result.evaluation.fatal}
+
+
+def test_the_verdict_says_which_checks_ran_on_which_evidence(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-1", "ev-late"]))["id"])
+    verdict = claim["verdict"]
+    assert verdict["evidence"] == "full"
+    checks = {c["check"]: c for c in verdict["checks"]}
+    assert checks["readings_omitted"] == {
+        "check": "readings_omitted", "description": checks["readings_omitted"]["description"],
+        "on_full": "every reading", "on_boundary": "not run", "full_devices": 2, "boundary_devices": 0,
+    }  # fmt: skip
+    assert checks["night_production"]["on_full"] == "every interval"
+    assert checks["chain_break"]["on_boundary"] == "not run"
+    assert {a["asset_id"]: a["evidence"] for a in verdict["assets"]} == {"ev-1": "full", "ev-late": "full"}
+    # late-dev has logged no reading after the period yet: its end edge is unproven, and said so
+    late = next(d for a in verdict["assets"] for d in a["devices"] if d["device_id"] == "late-dev")
+    assert (late["start_proven"], late["end_proven"]) == (True, False)
+    assert [f["code"] for f in findings(verdict) if f["device_id"] == "late-dev"] == ["end_edge_unproven"]
+    _, result = bundle(api, claim["id"], "boundary")
+    assert [c.to_json() for c in result.evaluation.checks if c.code == "readings_omitted"] == [
+        {**checks["readings_omitted"], "full_devices": 0, "boundary_devices": 2}
+    ]

@@ -1,6 +1,8 @@
-"""The boundary bundle's readings chosen in SQL (gateway.evidence.boundary_readings) are the ones
-attest_core.evaluation.boundary_seqs chooses, on a real database: for every claim period (its edges
-on, just before and just after reading times), every set of assets and every tree size.
+"""The bundles' readings chosen in SQL are the ones the core's rules choose, on a real database: the
+boundary bundle's (gateway.evidence.boundary_readings) those of attest_core.evaluation.boundary_seqs,
+the full bundle's (gateway.evidence.FULL_READINGS) those of attest_core.evaluation.full_seqs; for
+every claim period (its edges on, just before and just after reading times), every set of assets
+and every tree size.
 
 The log holds several devices per asset, a device with one reading, one with none, one whose
 device time goes back, one whose key was rotated, one revoked after some readings beyond its last
@@ -20,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attest_core.entries import reading_entry_bytes
-from attest_core.evaluation import boundary_seqs
+from attest_core.evaluation import boundary_seqs, full_seqs
 from gateway import logstore
 from gateway.devices import revoke, rotate
-from gateway.evidence import boundary_readings, identity_entries, replay
+from gateway.evidence import FULL_READINGS, boundary_readings, identity_entries, reading_args, replay
 from tests.gateway.helpers import enrol_device
 from tests.gateway.test_log import World, msg
 from tests.gateway.test_registry_changes import rotation
@@ -105,6 +107,7 @@ async def _agree(conn: asyncpg.Connection, assets: tuple[str, ...], start: int, 
         if r["asset_id"] in assets and r["log_index"] is not None and r["log_index"] < size:
             by_device[r["device_id"]].append(r)
     expected: list[tuple[int, bytes]] = []
+    full: list[int] = []
     for device_id, rows in by_device.items():
         record = registry.devices[device_id]
         ends = boundary_seqs([(r["seq"], r["time_ms"]) for r in rows], claim, record.last_valid_seq)
@@ -112,7 +115,13 @@ async def _agree(conn: asyncpg.Connection, assets: tuple[str, ...], start: int, 
             expected += [
                 (r["log_index"], reading_entry_bytes(bytes(r["envelope"]))) for r in rows if r["seq"] in ends
             ]
+        span = full_seqs([(r["seq"], r["time_ms"]) for r in rows], claim)
+        if span is not None:
+            full += [r["log_index"] for r in rows if span[0] <= r["seq"] <= span[1]]
     assert chosen == sorted(expected)
+    assert [r["log_index"] for r in await conn.fetch(FULL_READINGS, *reading_args(claim, size))] == sorted(
+        full
+    )
 
 
 def _check(log: Log, assets: tuple[str, ...], start: int, end: int, size: int) -> None:
@@ -142,7 +151,7 @@ EDGES = {
 
 
 @pytest.mark.parametrize(("assets", "start", "end", "size"), EDGES.values(), ids=EDGES.keys())
-def test_the_sql_selection_is_boundary_seqs_at_the_edges(
+def test_the_sql_selections_are_the_core_rules_at_the_edges(
     log: Log, assets: tuple[str, ...], start: int, end: int, size: str | None
 ) -> None:
     sizes = {
@@ -165,5 +174,5 @@ def _claims(draw: st.DrawFn, times: tuple[int, ...], size: int) -> tuple[tuple[s
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_the_sql_selection_is_boundary_seqs(log: Log, data: st.DataObject) -> None:
+def test_the_sql_selections_are_the_core_rules(log: Log, data: st.DataObject) -> None:
     _check(log, *data.draw(_claims(log.times, log.size)))

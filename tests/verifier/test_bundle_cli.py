@@ -12,7 +12,8 @@ import pytest
 from attest_core.bundle import Bundle, encode_bundle, parse_bundle
 from attest_core.checkpoint import WitnessKey, add_signature_lines, cosign_checkpoint, parse_checkpoint_body
 from attest_core.note import parse_note
-from tests.core.test_bundle import _apply, _mutations
+from attest_core.verdict import EvidenceKind
+from tests.core.test_bundle import HONEST, _apply, _mutations
 from tests.support import seeded_signer
 from tests.verifier.conftest import Cli, Files, run_process
 
@@ -38,11 +39,14 @@ def test_an_honest_claim_is_backed(cli: Cli, files: Files) -> None:
         assert text in r.out, text
 
 
-def test_full_evidence_is_reported_complete(cli: Cli, files: Files) -> None:
+def test_full_evidence_is_reported_full(cli: Cli, files: Files) -> None:
     r = cli("bundle", files.full, "--log-key", files.log_key, "--json")
     assert r.code == 0
     doc = json.loads(r.out)
-    assert [a["evidence"] for a in doc["assets"]] == ["complete"] * 3
+    # a v1 bundle whose readings run from reading 1 to one after the period: full evidence
+    assert [a["evidence"] for a in doc["assets"]] == ["full"] * 3
+    assert doc["evidence"]["declared"] is None
+    assert doc["evidence"]["format"] == "iot-attest-evidence/v1"
     assert doc["stats"]["readings_verified"] == 78
     assert doc["findings"] == []
 
@@ -338,3 +342,64 @@ def test_as_a_process(files: Files, tmp_path: Path) -> None:
     r = run_process("bundle", "--no-such-option")
     assert r.code == 3
     assert "Traceback" not in r.err
+
+
+# --- evidence kinds: v2 bundles, --require-full, and which checks ran on which evidence -------
+
+
+def _v2(files: Files, name: str, evidence: EvidenceKind) -> Path:
+    fleet = files.fleet
+    claim_index = fleet.claim_index(*HONEST)
+    indices = fleet.full() if evidence is EvidenceKind.FULL else fleet.boundary(claim_index)
+    path = files.dir / name
+    path.write_bytes(fleet.log.bundle_bytes(claim_index, indices, evidence))
+    return path
+
+
+def test_every_output_says_which_checks_ran_on_which_evidence(cli: Cli, files: Files, tmp_path: Path) -> None:
+    boundary = _v2(files, "boundary-v2.json", EvidenceKind.BOUNDARY)
+    doc = json.loads(cli("bundle", boundary, "--log-key", files.log_key, "--json").out)
+    assert doc["verdict"] == "backed"
+    assert doc["evidence"] | {"summary": ""} == {
+        "format": "iot-attest-evidence/v2", "declared": "boundary", "require_full": False,
+        "full_devices": 0, "boundary_devices": 3, "insufficient": False, "summary": "",
+    }  # fmt: skip
+    checks = {c["check"]: c for c in doc["checks"]}
+    assert checks["night_production"] | {"description": ""} == {
+        "check": "night_production", "description": "", "on_full": "every interval",
+        "on_boundary": "between the boundary readings only", "full_devices": 0, "boundary_devices": 3,
+    }  # fmt: skip
+    assert checks["chain_break"]["on_boundary"] == "not run"
+    assert {d["evidence"] for a in doc["assets"] for d in a["devices"]} == {"boundary"}
+    r = cli("bundle", boundary, "--log-key", files.log_key, "--html", tmp_path / "r.html")
+    assert "Checks run on which evidence" in r.out
+    assert "boundary evidence" in r.out
+    page = (tmp_path / "r.html").read_text()
+    assert "which checks ran on which" in page
+    assert "between the boundary readings only (3 devices)" in page
+
+    full = json.loads(cli("bundle", _v2(files, "full-v2.json", EvidenceKind.FULL), "--log-key", files.log_key,
+                          "--json").out)  # fmt: skip
+    assert full["verdict"] == "backed"
+    assert (full["evidence"]["declared"], full["evidence"]["full_devices"]) == ("full", 3)
+    assert all(c["full_devices"] == 3 and c["boundary_devices"] == 0 for c in full["checks"])
+
+
+@pytest.mark.parametrize("v2", [True, False], ids=["v2", "v1"])
+def test_require_full_makes_boundary_evidence_insufficient(cli: Cli, files: Files, v2: bool) -> None:
+    boundary = _v2(files, "boundary-v2.json", EvidenceKind.BOUNDARY) if v2 else files.honest
+    assert cli("bundle", boundary, "--log-key", files.log_key).code == 0
+    r = cli("bundle", boundary, "--log-key", files.log_key, "--require-full")
+    assert r.code == 1, r.out
+    assert "NOT BACKED" in r.out
+    assert "--require-full: 3 device(s) have boundary evidence, which is insufficient" in " ".join(
+        r.out.split()
+    )
+    doc = json.loads(cli("bundle", boundary, "--log-key", files.log_key, "--require-full", "--json").out)
+    assert doc["exit_code"] == 1
+    assert doc["evidence"]["insufficient"] is True
+    assert [f["code"] for f in doc["findings"] if f["severity"] == "fatal"] == ["evidence_insufficient"] * 3
+    full = _v2(files, "full-v2.json", EvidenceKind.FULL) if v2 else files.full
+    r = cli("bundle", full, "--log-key", files.log_key, "--require-full", "--json")
+    assert r.code == 0, r.out
+    assert json.loads(r.out)["evidence"]["insufficient"] is False

@@ -223,7 +223,24 @@ def test_bundle_cli_on_bundles_from_the_real_gateway(api: Api, log_key: Path, tm
         assert report["attested"]["energy_kwh"] == attested["energy_kwh"]
         assert report["attested"]["revenue"] == attested["revenue"]
         assert [f["code"] for f in report["findings"] if f["severity"] == "fatal"] == ["revenue_overclaimed"]
-        assert report["assets"][0]["evidence"] == ("complete" if mode == "full" else "boundary")
+        assert report["assets"][0]["evidence"] == mode
+        assert (report["evidence"]["declared"], report["evidence"]["format"]) == (
+            mode,
+            "iot-attest-evidence/v2",
+        )
+        checks = {c["check"]: c for c in report["checks"]}
+        assert (checks["chain_break"]["full_devices"], checks["chain_break"]["boundary_devices"]) == (
+            (1, 0) if mode == "full" else (0, 1)
+        )
+        # --require-full: boundary evidence is insufficient (exit 1), full evidence suffices
+        html = tmp_path / f"{mode}.html"
+        strict = run_process(
+            "bundle", fetch(honest, mode), "--log-key", log_key, "--require-full", "--html", html
+        )
+        assert strict.code == (0 if mode == "full" else 1), strict.out + strict.err
+        assert "Checks run on which evidence" in strict.out
+        assert ("evidence_insufficient" in strict.out) == (mode == "boundary")
+        assert ("evidence_insufficient" in html.read_text()) == (mode == "boundary")
     # and a log key that did not sign it makes the same bundle invalid
     impostor = NoteSigner(api.log_key().name, seeded_signer("impostor")).verifier_key().to_string()
     r = run_process("bundle", tmp_path / f"claim-{honest}-full.json", "--log-key", impostor)
