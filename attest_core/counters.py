@@ -18,8 +18,8 @@ What the verifier checks with them:
 * full evidence, on consecutive readings (:func:`consecutive_mismatch`): the later
   counters follow from the earlier ones by :func:`advance`, exactly
   (``counters_inconsistent``, fatal);
-* boundary evidence, on the first and last reading of a device
-  (:func:`boundary_findings`): what the readings in between, absent from the
+* boundary evidence, on two readings of a device that are not consecutive
+  (:func:`between`; the evaluation runs it on each such pair): what the readings in between, absent from the
   evidence, reported: tamper or meter error (``meter_fault``, fatal), power-ups
   (``power_ups``, info), unsynchronised clocks (``time_unsynced``, warning), an
   interval above the rated limit (``over_rated_power``, fatal); counters that
@@ -37,6 +37,7 @@ from attest_core.verdict import AttestedReading, Finding, Severity
 
 __all__ = [
     "advance",
+    "between",
     "boundary_findings",
     "consecutive_mismatch",
     "first_mismatch",
@@ -130,30 +131,36 @@ def consecutive_mismatch(a: Reading, b: Reading) -> str | None:
 
 
 def boundary_findings(record: DeviceRecord, first: AttestedReading, last: AttestedReading) -> list[Finding]:
+    """:func:`between` for two attested readings of a device, as findings on the later one."""
+    asset_id, device_id = record.asset_id, record.device_id
+    return [
+        Finding(
+            severity,
+            code,
+            f"asset {asset_id}, device {device_id}: {message}",
+            asset_id=asset_id,
+            device_id=device_id,
+            seq=last.reading.seq,
+            log_index=last.log_index,
+        )
+        for severity, code, message in between(record.rated_power_w, first.reading, last.reading)
+    ]
+
+
+def between(rated_power_w: int, a: Reading, b: Reading) -> list[tuple[Severity, str, str]]:
     """What the counters of two readings of one device prove about the readings between them.
 
-    ``first`` and ``last`` are the device's boundary readings (``first`` has the lower
-    sequence number).  The readings themselves are evaluated as any other (their own
-    status, the interval between them); these findings are about the readings in
-    between, which boundary evidence leaves out.  A v1 reading has no counters: then
-    one info finding ``no_counters`` says the time between was not covered.
+    ``a`` and ``b`` are two readings of a device, ``a`` with the lower sequence number (the
+    boundary readings of boundary evidence).  The readings themselves are evaluated as any
+    other (their own status, the interval from one to the other); what this returns, as
+    (severity, code, message), is about the readings in between, which the evidence leaves
+    out.  A v1 reading has no counters: then one info ``no_counters`` says the time between
+    was not covered.
     """
-    asset_id, device_id = record.asset_id, record.device_id
-    a, b = first.reading, last.reading
-    findings: list[Finding] = []
+    findings: list[tuple[Severity, str, str]] = []
 
     def add(severity: Severity, code: str, message: str) -> None:
-        findings.append(
-            Finding(
-                severity,
-                code,
-                f"asset {asset_id}, device {device_id}: {message}",
-                asset_id=asset_id,
-                device_id=device_id,
-                seq=b.seq,
-                log_index=last.log_index,
-            )
-        )
+        findings.append((severity, code, message))
 
     if b.seq <= a.seq:
         return findings
@@ -173,17 +180,17 @@ def boundary_findings(record: DeviceRecord, first: AttestedReading, last: Attest
             add(Severity.FATAL, "counters_inconsistent", problem)
         return findings
 
-    between = b.seq - a.seq - 1
+    gap = b.seq - a.seq - 1  # readings strictly between a and b
     own = _step(b.status)  # the last reading counts itself; its own status is evaluated as a reading
     span = f"between readings {a.seq} and {b.seq}"
     counts = []
     for i, name in enumerate(("fault_readings", "powerups", "unsynced_readings")):
         k = cb[i] - ca[i] - own[i]
-        if not 0 <= k <= between:
+        if not 0 <= k <= gap:
             add(
                 Severity.FATAL,
                 "counters_inconsistent",
-                f"{name} went from {ca[i]} (reading {a.seq}) to {cb[i]} (reading {b.seq}): no {between} "
+                f"{name} went from {ca[i]} (reading {a.seq}) to {cb[i]} (reading {b.seq}): no {gap} "
                 "readings in between can make that",
             )
             return findings
@@ -200,21 +207,21 @@ def boundary_findings(record: DeviceRecord, first: AttestedReading, last: Attest
         add(
             Severity.FATAL,
             "meter_fault",
-            f"{faults} of the {between} readings {span} (not in the evidence) report tamper or meter error",
+            f"{faults} of the {gap} readings {span} (not in the evidence) report tamper or meter error",
         )
-    limit = rated_limit_mw(record.rated_power_w)
+    limit = rated_limit_mw(rated_power_w)
     if cb[3] > ca[3] and cb[3] > limit:
         add(
             Severity.FATAL,
             "over_rated_power",
             f"an interval {span} reached {cb[3] / 1000:g} W by the rated-power rule, above the rated "
-            f"{record.rated_power_w} W (+10 %)",
+            f"{rated_power_w} W (+10 %)",
         )
     if unsynced:
         add(
             Severity.WARNING,
             "time_unsynced",
-            f"{unsynced} of the {between} readings {span} were taken with an unsynchronised clock",
+            f"{unsynced} of the {gap} readings {span} were taken with an unsynchronised clock",
         )
     if powerups:
         add(Severity.INFO, "power_ups", f"the device started {powerups} times {span}")

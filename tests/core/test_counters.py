@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from attest_core.bundle import verify_bundle
 from attest_core.counters import advance, boundary_findings, consecutive_mismatch, replay
 from attest_core.device import AssetKind
-from attest_core.evaluation import evaluate
+from attest_core.evaluation import boundary_seqs, evaluate
 from attest_core.power import (
     allowed_energy_mwh,
     exceeds_rated_power,
@@ -20,7 +20,7 @@ from attest_core.power import (
 )
 from attest_core.reading import ZERO_COUNTERS, Counters, Envelope, Status, reading_hash
 from attest_core.registry import DeviceRecord, Registry
-from attest_core.verdict import AttestedReading, Finding, Severity
+from attest_core.verdict import AttestedReading, EvidenceKind, Finding, Severity
 from tests.support import HOUR, T0, MemoryLog, TestDevice, flat_claim
 
 KWH = 1_000_000
@@ -277,3 +277,42 @@ def test_a_full_bundle_with_forged_counters_is_not_backed() -> None:
     result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
     assert not result.backed
     assert [(f.code, f.seq) for f in result.evaluation.fatal] == [("counters_inconsistent", 4)]
+
+
+def _boundary_bundle(status: dict[int, Status], *, v1: bool = False) -> tuple[MemoryLog, bytes]:
+    """A day of hourly readings of one charger, the claim over it, and a v2 boundary bundle."""
+    log = MemoryLog()
+    dev = TestDevice("dev-1", "charger-1", AssetKind.CHARGER, 11_000)
+    enrolment = log.enrol(dev)
+    seqs: list[tuple[int, int, int]] = []
+    for h in range(24):
+        index = log.append_reading(
+            dev.reading(T0 + h * HOUR, h * 4 * KWH, status=status.get(h, Status.OK), v1=v1)
+        )
+        seqs.append((index, h + 1, T0 + h * HOUR))
+    claim = flat_claim(("charger-1",), energy_mwh=92 * KWH)
+    claim_index = log.file_claim(claim)
+    first_last = boundary_seqs([(seq, t) for _, seq, t in seqs], claim)
+    assert first_last == (1, 24)
+    indices = [enrolment, *(i for i, seq, _ in seqs if seq in first_last)]
+    return log, log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY)
+
+
+def test_a_boundary_bundle_hiding_a_tamper_reading_is_not_backed() -> None:
+    log, clean = _boundary_bundle({})
+    result = verify_bundle(clean, log.key)
+    assert result.backed, result.evaluation.findings
+    assert result.evaluation.energy_mwh == 92 * KWH
+    log, hiding = _boundary_bundle({11: Status.TAMPER, 15: Status.POWER_UP})
+    result = verify_bundle(hiding, log.key)
+    assert not result.backed
+    assert [(f.code, f.seq) for f in result.evaluation.fatal] == [("meter_fault", 24)]
+    assert "1 of the 22 readings between readings 1 and 24" in result.evaluation.fatal[0].message
+    assert ("info", "power_ups") in codes(result.evaluation.findings)
+
+
+def test_a_v1_boundary_bundle_says_the_time_between_is_not_covered() -> None:
+    log, bundle = _boundary_bundle({11: Status.TAMPER}, v1=True)
+    result = verify_bundle(bundle, log.key)
+    assert result.backed  # v1 readings cannot show the tamper reading between: as in protocol v1
+    assert ("info", "no_counters") in codes(result.evaluation.findings)
