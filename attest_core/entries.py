@@ -13,6 +13,15 @@ Every entry starts with a two-byte header, then the body of its type::
     REVOCATION    text8 device_id, u64 last_valid_seq, text16 reason,
                   text8 revoked_by, u64 time_ms
     CLAIM         the claim (attest_core.claim), u64 logged_at_ms
+                  v2 adds: 32 supersedes (the leaf hash of the issuer's claim it replaces,
+                  zeros: none), then per claimed asset, in the claim's order, 32 previous
+                  (the leaf hash of the latest live claim on that asset when this one was
+                  filed, zeros: none)
+    WITHDRAWAL    (v2) text8 issuer, 32 claim (the leaf hash of the claim withdrawn),
+                  text16 reason, u64 logged_at_ms
+
+An entry's version is its body's version: only types whose body changed are written with
+version 2.
 
 The leaf hash is RFC 6962's SHA-256(0x00 || entry bytes).  Decoding checks the
 structure of everything, including the nested statement, envelope and payload;
@@ -52,7 +61,11 @@ from attest_core.reading import (
 )
 
 ENTRY_VERSION = 1
+CLAIM_ENTRY_VERSION = 2
+"""The version a v2 gateway writes claim entries with (v1 claim entries have no links)."""
 MAX_REASON_BYTES = 1000
+NO_LINK = bytes(32)
+"""A claim link naming no entry: no earlier live claim on the asset, or nothing superseded."""
 NO_SEQ_DISOWNED = MAX_U63
 """``last_valid_seq`` of a revocation that disowns no reading already made."""
 
@@ -63,6 +76,7 @@ class EntryType(enum.IntEnum):
     KEY_ROTATION = 3
     REVOCATION = 4
     CLAIM = 5
+    WITHDRAWAL = 6
 
     @property
     def label(self) -> str:
@@ -158,19 +172,81 @@ class RevocationEntry:
 class ClaimEntry:
     claim: Claim
     logged_at_ms: int
+    supersedes: bytes | None = None
+    """v2: the leaf hash of the issuer's earlier claim this one replaces (void from here on)."""
+    previous: tuple[bytes | None, ...] | None = None
+    """v2: per claimed asset, in the claim's order, the leaf hash of the latest live claim on
+    it when this one was filed (None: there was none).  None for a v1 entry, which has no links."""
 
     type = EntryType.CLAIM
+
+    def __post_init__(self) -> None:
+        if self.previous is None:
+            if self.supersedes is not None:
+                raise DecodeError("a v1 claim entry cannot supersede a claim", code="bad_claim_links")
+            return
+        if len(self.previous) != len(self.claim.assets):
+            raise DecodeError(
+                f"a claim entry names {len(self.previous)} previous claims for {len(self.claim.assets)} assets",
+                code="bad_claim_links",
+            )
+        for link in (self.supersedes, *self.previous):
+            if link is not None and (len(link) != HASH_SIZE or link == NO_LINK):
+                raise DecodeError("a claim link is a 32-byte leaf hash, not zeros", code="bad_claim_links")
+
+    @property
+    def version(self) -> int:
+        return ENTRY_VERSION if self.previous is None else CLAIM_ENTRY_VERSION
+
+    def links(self) -> dict[str, bytes]:
+        """Asset -> leaf hash of the previous live claim on it, for the assets that had one."""
+        if self.previous is None:
+            return {}
+        return {a: link for a, link in zip(self.claim.assets, self.previous, strict=True) if link is not None}
 
     def encode_body(self, w: Writer) -> None:
         self.claim.encode_into(w)
         w.u64(self.logged_at_ms)
+        if self.previous is not None:
+            w.raw(self.supersedes or NO_LINK)
+            for link in self.previous:
+                w.raw(link or NO_LINK)
 
 
-Entry = EnrolmentEntry | ReadingEntry | RotationEntry | RevocationEntry | ClaimEntry
+@dataclass(frozen=True, slots=True)
+class WithdrawalEntry:
+    """An issuer withdraws one of its claims: from this entry on the claim backs nothing."""
+
+    issuer: str
+    claim: bytes
+    """The leaf hash of the claim entry withdrawn."""
+    reason: str
+    logged_at_ms: int
+
+    type = EntryType.WITHDRAWAL
+    version = CLAIM_ENTRY_VERSION
+
+    def __post_init__(self) -> None:
+        check_id(self.issuer, "issuer")
+        if len(self.claim) != HASH_SIZE or self.claim == NO_LINK:
+            raise DecodeError("a withdrawal names a claim by its 32-byte leaf hash", code="bad_claim_links")
+        if len(self.reason.encode("utf-8")) > MAX_REASON_BYTES:
+            raise DecodeError(f"a withdrawal reason is at most {MAX_REASON_BYTES} bytes", code="too_large")
+        check_time(self.logged_at_ms, "logged_at_ms")
+
+    def encode_body(self, w: Writer) -> None:
+        w.text8(self.issuer).raw(self.claim).text16(self.reason).u64(self.logged_at_ms)
+
+
+Entry = EnrolmentEntry | ReadingEntry | RotationEntry | RevocationEntry | ClaimEntry | WithdrawalEntry
+
+
+def _version(entry: Entry) -> int:
+    return entry.version if isinstance(entry, ClaimEntry | WithdrawalEntry) else ENTRY_VERSION
 
 
 def encode_entry(entry: Entry) -> bytes:
-    w = Writer().u8(ENTRY_VERSION).u8(int(entry.type))
+    w = Writer().u8(_version(entry)).u8(int(entry.type))
     entry.encode_body(w)
     return w.getvalue()
 
@@ -179,9 +255,14 @@ def decode_entry(data: bytes) -> Entry:
     """Decode entry bytes, checking the structure of everything nested inside."""
     r = Reader(data, "log entry")
     version = r.u8("version")
-    if version != ENTRY_VERSION:
-        raise DecodeError(f"log entry version {version} is not supported (expected 1)", code="bad_version")
     kind = r.u8("type")
+    expected = _VERSIONS.get(kind, (ENTRY_VERSION,))
+    if version not in expected:
+        raise DecodeError(
+            f"log entry version {version} is not supported for type {kind} "
+            f"(expected {' or '.join(map(str, expected))})",
+            code="bad_version",
+        )
     entry: Entry
     if kind == EntryType.READING:
         r.what = "reading entry"
@@ -219,11 +300,34 @@ def decode_entry(data: bytes) -> Entry:
         )
     elif kind == EntryType.CLAIM:
         r.what = "claim entry"
-        entry = ClaimEntry(Claim.decode_from(r), r.u63("logged_at_ms"))
+        claim = Claim.decode_from(r)
+        logged_at = r.u63("logged_at_ms")
+        if version == ENTRY_VERSION:
+            entry = ClaimEntry(claim, logged_at)
+        else:
+            supersedes = _link(r.raw(HASH_SIZE, "supersedes"))
+            previous = tuple(_link(r.raw(HASH_SIZE, "previous claim")) for _ in claim.assets)
+            entry = ClaimEntry(claim, logged_at, supersedes, previous)
+    elif kind == EntryType.WITHDRAWAL:
+        r.what = "withdrawal entry"
+        entry = WithdrawalEntry(
+            r.ident("issuer"), r.raw(HASH_SIZE, "claim"), r.text16("reason"), r.u63("logged_at_ms")
+        )
     else:
         raise DecodeError(f"log entry type {kind} is unknown", code="bad_entry_type")
     r.finish()
     return entry
+
+
+_VERSIONS: dict[int, tuple[int, ...]] = {
+    EntryType.CLAIM: (ENTRY_VERSION, CLAIM_ENTRY_VERSION),
+    EntryType.WITHDRAWAL: (CLAIM_ENTRY_VERSION,),
+}
+"""The versions each entry type is decoded in; a type not named here has version 1 only."""
+
+
+def _link(raw: bytes) -> bytes | None:
+    return None if raw == NO_LINK else raw
 
 
 class SignedReading(NamedTuple):

@@ -172,16 +172,22 @@ def run_log(
         headers = {"Authorization": f"Bearer {tokens.issuer}"}
         with httpx.Client(base_url=gw.url, headers=headers, timeout=120) as client:
             say(f"claims: a {n_portfolio}-asset portfolio claim and a {n_full}-asset claim for a full bundle")
-            portfolio_id, portfolio_index = _file_claim(
-                client, _claim_body(spec, fleet, range(n_portfolio), lo, hi, f"{n_portfolio}-asset portfolio")
-            )
             full_id, full_index = _file_claim(
                 client, _claim_body(spec, fleet, range(n_full), lo, hi, f"{n_full} assets, every reading")
+            )
+            full, full_fetch = _fetch_bundle(client, full_id, "full", full_index, key_file)
+            # The same energy backs one live claim: the portfolio claims the same assets and period.
+            withdrawn = client.post(f"/v1/claims/{full_id}/withdraw", json={"reason": "benchmark"})
+            if withdrawn.status_code != 200:
+                raise RuntimeError(
+                    f"withdrawing claim {full_id}: {withdrawn.status_code} {withdrawn.text[:300]}"
+                )
+            portfolio_id, portfolio_index = _file_claim(
+                client, _claim_body(spec, fleet, range(n_portfolio), lo, hi, f"{n_portfolio}-asset portfolio")
             )
             boundary, boundary_fetch = _fetch_bundle(
                 client, portfolio_id, "boundary", portfolio_index, key_file
             )
-            full, full_fetch = _fetch_bundle(client, full_id, "full", full_index, key_file)
         (wd / "portfolio-boundary.json").write_bytes(boundary)
         portfolio = _verify(boundary, key_file)
         say(f"verifier: {n_portfolio}-asset boundary bundle, {len(boundary):,} bytes, verified in "

@@ -23,7 +23,7 @@ from attest_core.entries import reading_entry_bytes
 from attest_core.merkle import multi_inclusion_plan
 from attest_core.verdict import EvidenceKind
 from gateway import logstore
-from gateway.claims import LatestCheckpoint, StoredClaim
+from gateway.claims import LatestCheckpoint, StoredClaim, chain_entries
 from gateway.evidence import CHUNK, FULL_READINGS, boundary_readings, identity_entries, reading_args
 
 NODE_CHUNK = 20_000
@@ -62,7 +62,7 @@ async def plan_bundle(
     assert claim.log_index < checkpoint.size
     size = checkpoint.size
     identity = await identity_entries(conn, claim.claim, size)
-    known = [(claim.log_index, claim.entry), *identity]
+    known = [(claim.log_index, claim.entry), *identity, *await chain_entries(conn, claim.entry, size)]
     streamed: array[int] = array("q")
     args = reading_args(claim.claim, size)
     if mode == "full":

@@ -23,6 +23,21 @@ from attest_core.merkle import (
 )
 
 
+async def entries_between(conn: asyncpg.Connection, start: int, end: int) -> list[tuple[int, bytes]]:
+    """(index, exact bytes) of the logged entries with ``start <= index < end``, in index order."""
+    rows = await conn.fetch(
+        "SELECT idx, data, NULL::bytea AS envelope FROM entries WHERE idx >= $1 AND idx < $2 "
+        "UNION ALL SELECT log_index, NULL, envelope FROM readings WHERE log_index >= $1 AND log_index < $2 "
+        "ORDER BY 1",
+        start,
+        end,
+    )
+    return [
+        (r[0], bytes(r["data"]) if r["data"] is not None else reading_entry_bytes(bytes(r["envelope"])))
+        for r in rows
+    ]
+
+
 async def log_size(conn: asyncpg.Connection) -> int:
     size: int = await conn.fetchval("SELECT size FROM log_state")
     return size

@@ -16,10 +16,14 @@ from typing import Any
 
 import asyncpg
 
-from attest_core.claim import Claim
+from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain
+from attest_core.entries import ClaimEntry, WithdrawalEntry, decode_entry
 from attest_core.evaluation import AttestedReading, Evaluation, EvidenceKind, evaluate
+from attest_core.merkle import leaf_hash
 from attest_core.money import format_kwh, round_down
 from attest_core.reading import decode_envelope, decode_payload, reading_hash
+from attest_core.verdict import Finding
+from gateway.claims import StoredClaim, chain_entries
 from gateway.evidence import CHUNK, full_readings, identity_entries, reading_args, replay
 
 _FULL_ENVELOPES = full_readings("r.log_index, r.envelope")
@@ -38,8 +42,12 @@ def _attested(rows: Sequence[asyncpg.Record]) -> list[AttestedReading]:
     return out
 
 
-async def fingerprint(conn: asyncpg.Connection, claim: Claim, size: int) -> tuple[int, ...]:
-    """What the evidence of ``claim`` in the tree of ``size`` consists of, in brief (for caching a verdict)."""
+async def fingerprint(conn: asyncpg.Connection, stored: StoredClaim, size: int) -> tuple[int, ...]:
+    """What the evidence of a claim in the tree of ``size`` consists of, in brief (for caching a verdict).
+
+    Its chain of earlier claims counts too: a withdrawal or supersession logged later changes it."""
+    claim = stored.claim
+    chain = [i for i, _ in await chain_entries(conn, stored.entry, size)]
     readings = await conn.fetchrow(_FULL_SUMMARY, *reading_args(claim, size))
     identity = await conn.fetchrow(
         "SELECT count(*) AS n, coalesce(max(e.idx), -1) AS last FROM entries e JOIN devices d "
@@ -47,18 +55,45 @@ async def fingerprint(conn: asyncpg.Connection, claim: Claim, size: int) -> tupl
         list(claim.assets),
         size,
     )
-    return (readings["n"], readings["last"], identity["n"], identity["last"])
+    return (
+        readings["n"],
+        readings["last"],
+        identity["n"],
+        identity["last"],
+        len(chain),
+        max(chain, default=-1),
+    )
 
 
-async def evaluate_claim(conn: asyncpg.Connection, claim: Claim, size: int) -> Evaluation:
+async def evaluate_claim(conn: asyncpg.Connection, stored: StoredClaim, size: int) -> Evaluation:
     """The verdict on full evidence in the tree of ``size``: what a full bundle's verifier computes."""
+    assert stored.log_index is not None
+    claim = stored.claim
+    chain = await chain_entries(conn, stored.entry, size)
     registry = await asyncio.to_thread(replay, await identity_entries(conn, claim, size))
     readings: list[AttestedReading] = []
     async with conn.transaction():
         cursor = await conn.cursor(_FULL_ENVELOPES, *reading_args(claim, size))
         while rows := await cursor.fetch(CHUNK):
             readings.extend(await asyncio.to_thread(_attested, rows))
-    return await asyncio.to_thread(evaluate, claim, registry.devices, readings, EvidenceKind.FULL)
+    evaluation = await asyncio.to_thread(evaluate, claim, registry.devices, readings, EvidenceKind.FULL)
+    evaluation.findings.extend(chain_findings(stored.log_index, stored.entry, chain))
+    return evaluation
+
+
+def chain_findings(index: int, entry: bytes, chain: list[tuple[int, bytes]]) -> list[Finding]:
+    """What attest_core.claimchain finds about the claim at ``index`` from the entries of its chain."""
+    subject = decode_entry(entry)
+    assert isinstance(subject, ClaimEntry)
+    claims: list[LoggedClaim] = []
+    withdrawals: list[LoggedWithdrawal] = []
+    for i, data in chain:
+        decoded = decode_entry(data)
+        if isinstance(decoded, ClaimEntry):
+            claims.append(LoggedClaim(i, leaf_hash(data), decoded))
+        elif isinstance(decoded, WithdrawalEntry):
+            withdrawals.append(LoggedWithdrawal(i, decoded))
+    return check_claim_chain(LoggedClaim(index, leaf_hash(entry), subject), claims, withdrawals)
 
 
 def decimal_text(value: Decimal) -> str:

@@ -7,8 +7,10 @@
 3. An issuer totals the readings over the REST API, files a claim for exactly
    what they show, and fetches its evidence bundle.
 4. An auditor verifies the bundle with ``python -m verifier`` and the log key:
-   backed (exit 0). A claim that overstates the revenue is refuted (exit 1) and
-   a tampered copy of the bundle is rejected (exit 2), as they must be.
+   backed (exit 0). Claiming the same energy again is refused (409
+   already_claimed); a correction that supersedes the claim with an overstated
+   revenue is refuted (exit 1) and a tampered copy of the bundle is rejected
+   (exit 2), as they must be.
 
 Writes demo-output/ (log-key.txt, checkpoint.txt, bundle.json, report.json)
 and exits 0 only if every verdict is the expected one.
@@ -86,8 +88,9 @@ class Issuer:
         )
         return items[0] if items else None
 
-    def file_claim(self, body: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = self.http.post("/v1/claims", json=body).raise_for_status().json()
+    def file_claim(self, body: dict[str, Any], supersedes: int | None = None) -> dict[str, Any]:
+        path = "/v1/claims" if supersedes is None else f"/v1/claims/{supersedes}/supersede"
+        answer: dict[str, Any] = self.http.post(path, json=body).raise_for_status().json()
         return answer
 
     def bundle(self, claim_id: object, mode: str, timeout: float = 60.0) -> bytes:
@@ -209,10 +212,16 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         (out / "report.json").write_bytes(report.stdout)
 
-        step("5. A claim that overstates the revenue by 10 % is refuted (exit 1 expected)")
+        step(
+            "5. The same energy cannot be claimed twice; an overstated correction is refuted (exit 1 expected)"
+        )
+        again = issuer.http.post("/v1/claims", json=claim)
+        results["double"] = again.status_code
+        say(f"filing the same claim again: {again.status_code} {again.json().get('error', {}).get('code')}")
         inflated = {**claim, "claimed_amount": str((revenue * Decimal("1.1")).quantize(Decimal("0.01"))),
                     "title": claim["title"] + " (overstated)"}  # fmt: skip
-        overstated = issuer.file_claim(inflated)
+        overstated = issuer.file_claim(inflated, supersedes=honest["id"])
+        say(f"claim {overstated['id']} supersedes claim {honest['id']}, claiming 10 % more revenue")
         (out / "bundle-overstated.json").write_bytes(issuer.bundle(overstated["id"], "boundary"))
         results["overstated"] = verify(out / "bundle-overstated.json", out / "log-key.txt")
 
@@ -232,6 +241,10 @@ def run(args: argparse.Namespace) -> int:
         ok &= good
         mark = "[green]as expected[/green]" if good else "[red]NOT as expected[/red]"
         console.print(f"  {name:<11} claim: verifier exit {got} (expected {code}) {mark}")
+    double = results.get("double")
+    ok &= double == 409
+    mark = "[green]as expected[/green]" if double == 409 else "[red]NOT as expected[/red]"
+    console.print(f"  double      claim: refused, HTTP {double} (expected 409) {mark}")
     console.print(f"  outputs in {out}/: log-key.txt, checkpoint.txt, bundle.json, report.json, report.html")
     console.print(f"  {time.monotonic() - started:.0f} s in all")
     return 0 if ok else 1

@@ -115,8 +115,11 @@ class MemoryLog:
     def enrol(self, device: TestDevice) -> int:
         return self.append(device.enrolment_entry())
 
-    def file_claim(self, claim: Claim) -> int:
-        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
+    def file_claim(self, claim: Claim, *, v1: bool = False) -> int:
+        """Log ``claim`` as a v2 claim entry naming no earlier claim (or as a v1 entry)."""
+        if v1:
+            return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
+        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1, None, (None,) * len(claim.assets)))
 
     def checkpoint(self, size: int | None = None, time: int = 1_790_900_000) -> str:
         size = len(self.entries) if size is None else size

@@ -264,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-key log-key.txt --state monitor-state",
     )
     _add_follow_options(p)
+    p.add_argument(
+        "--claims",
+        action="store_true",
+        help="also read every entry (checked against each checkpoint's root) and alert when the same "
+        "energy is claimed twice, a claim skips a live claim, or a claim is voided by another issuer; "
+        "withdrawals and supersessions are logged",
+    )
 
     p = command(
         "witness",

@@ -194,6 +194,7 @@ def _follow(args: argparse.Namespace, witness: witnesskey.WitnessSigner | None, 
         once=args.once,
         witness=witness,
         submit=submit,
+        claims=getattr(args, "claims", False),
     )
     log = monitor.Log(sys.stderr, "witness" if witness else "monitor")
     return int(monitor.run(options, log))

@@ -45,6 +45,8 @@ class AlertKind(enum.Enum):
     ROLLBACK = "rollback"
     SPLIT_VIEW = "split_view"
     FORK = "fork"
+    CLAIMS = "claims"
+    """A claim or withdrawal entry breaks the rule that the same energy backs one live claim."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ import httpx
 from attest_core.checkpoint import SignedCheckpoint, add_signature_lines
 from attest_core.errors import AttestError
 from attest_core.note import VerifierKey
+from verifier.claimwatch import ClaimWatch
 from verifier.errors import ExitCode, GatewayUnreachable
 from verifier.follow import Alert, AlertKind, Step, check_growth, compare, needs_proof, open_received
 from verifier.proofs import ConsistencyProof, parse_consistency_proof
@@ -76,6 +77,8 @@ class Options:
     once: bool = False
     witness: WitnessSigner | None = None
     submit: bool = False
+    claims: bool = False
+    """Also read every entry and check every claim (verifier.claimwatch)."""
 
 
 def _error_body(response: httpx.Response) -> str:
@@ -97,6 +100,7 @@ class Follower:
         self.log = log
         self.base = options.gateway.rstrip("/")
         self.accepted = options.state.load()
+        self.watch = ClaimWatch(options.state.path, self._get, log.info) if options.claims else None
 
     def _get(self, path: str, limit: int) -> bytes:
         url = self.base + path
@@ -193,6 +197,21 @@ class Follower:
             self.accepted = new
         if self.options.witness is not None and self.accepted is not None:
             self._witness(self.accepted)
+        if self.watch is not None and self.accepted is not None:
+            before = self.watch.size
+            found = self.watch.scan(self.accepted)
+            if found is not None:
+                where = self.options.state.save_evidence(
+                    f"{AlertKind.CLAIMS.value}-{found.alert.code}", found.report, found.files
+                )
+                self.log.alert(f"[{found.alert.code}] {found.alert.message}")
+                self.log.alert(f"evidence saved in {where}")
+                return Alert(AlertKind.CLAIMS, found.alert.message)
+            if self.watch.size > before:
+                self.log.info(
+                    f"entries {before}..{self.watch.size - 1} read: {len(self.watch.live.claims)} live claim(s), "
+                    "no double claim"
+                )
         return None
 
     def _witness(self, signed: SignedCheckpoint) -> None:

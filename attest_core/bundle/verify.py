@@ -19,6 +19,7 @@ from attest_core import domains
 from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, fail, parse_bundle
 from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
 from attest_core.claim import Claim
+from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain, needed_indices
 from attest_core.entries import (
     ClaimEntry,
     EnrolmentEntry,
@@ -26,6 +27,7 @@ from attest_core.entries import (
     RevocationEntry,
     RotationEntry,
     SignedReading,
+    WithdrawalEntry,
     decode_log_entry,
 )
 from attest_core.errors import AttestError, BundleError, DecodeError, SignatureError
@@ -134,6 +136,8 @@ def verify_bundle(
     # 3. Decode every entry (each once); find the claim.
     decoded: list[tuple[int, Entry | SignedReading]] = []
     claim_entry: ClaimEntry | None = None
+    other_claims: list[LoggedClaim] = []
+    withdrawals: list[LoggedWithdrawal] = []
     total_readings = 0
     for index, raw in bundle.entries:
         try:
@@ -143,13 +147,26 @@ def verify_bundle(
         if isinstance(entry, SignedReading):
             total_readings += 1
         elif isinstance(entry, ClaimEntry):
-            if index != bundle.claim_index:
-                fail(f"entry {index} is a second claim: a bundle proves one claim", "unrelated_entry")
-            claim_entry = entry
+            if index == bundle.claim_index:
+                claim_entry = entry
+            else:
+                other_claims.append(LoggedClaim(index, leaves[index], entry))
+        elif isinstance(entry, WithdrawalEntry):
+            withdrawals.append(LoggedWithdrawal(index, entry))
         decoded.append((index, entry))
     if claim_entry is None:
         fail(f"claim_index {bundle.claim_index} does not name a claim entry of the bundle", "no_claim")
     claim = claim_entry.claim
+    # Other claims and withdrawals: only those of the claim's chain (no double counting).
+    subject = LoggedClaim(bundle.claim_index, leaves[bundle.claim_index], claim_entry)
+    needed = needed_indices(subject, other_claims, withdrawals)
+    extra = ({c.index for c in other_claims} | {w.index for w in withdrawals}) - needed
+    if extra:
+        fail(
+            f"entry {min(extra)} is a claim or withdrawal that the chain of earlier claims of the claim "
+            "does not need: a bundle proves one claim",
+            "unrelated_entry",
+        )
 
     # 4. Replay identities in log order and check every reading's signature.  The
     # signatures are checked in batches, so a failure is known a little after the
@@ -179,6 +196,7 @@ def verify_bundle(
     evaluation = evaluate(
         claim, replay.registry.devices, readings, bundle.evidence, require_full=require_full
     )
+    evaluation.findings.extend(check_claim_chain(subject, other_claims, withdrawals))
     return VerifiedBundle(
         checkpoint=signed,
         claim_index=bundle.claim_index,

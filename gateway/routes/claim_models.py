@@ -188,8 +188,21 @@ class ClaimOut(BaseModel):
         description="pending: not logged yet; logged: not yet inside a checkpoint; checkpointed: bundles available"
     )
     entry: str = Field(description="base64 of the claim's log entry bytes")
+    void: str | None = Field(
+        default=None,
+        description="null while the claim is live; else why it backs nothing: withdrawn, or superseded by claim N",
+    )
     verdict: Verdict | None = Field(
         default=None, description="the server's verdict on full evidence (checkpointed claims, GET only)"
+    )
+
+
+class WithdrawalRequest(Strict):
+    reason: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="why the claim is withdrawn: logged, public",
+        examples=["filed twice"],
     )
 
 
@@ -303,5 +316,6 @@ def claim_out(stored: claim_store.StoredClaim, size: int | None, verdict: Verdic
         log_index=stored.log_index,
         status=status,
         entry=b64(stored.entry),
+        void=stored.voided_by,
         verdict=verdict,
     )

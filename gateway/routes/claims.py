@@ -21,6 +21,7 @@ from gateway.routes.claim_models import (
     ClaimOut,
     ClaimPage,
     ClaimRequest,
+    WithdrawalRequest,
     build_claim,
     claim_out,
 )
@@ -45,7 +46,7 @@ async def _claim(conn: asyncpg.Connection, claim_id: int) -> claim_store.StoredC
     return stored
 
 
-@router.post("/v1/claims", status_code=201, response_model=ClaimOut, responses=responses(401, 403))
+@router.post("/v1/claims", status_code=201, response_model=ClaimOut, responses=responses(401, 403, 409))
 async def file_claim(
     body: ClaimRequest,
     response: Response,
@@ -55,9 +56,18 @@ async def file_claim(
     """File a cash-flow claim (issuer): it becomes a log entry, so every holder sees the same claim.
 
     The issuer is the token's name.  Every named asset must have an enrolled
-    device.  The answer waits briefly for the claim's log index; its verdict and
-    bundle are available once a checkpoint covers it (``GET /v1/claims/{id}``).
+    device.  409 ``already_claimed`` if its period overlaps a live claim on one of its
+    assets (by any issuer): the same energy backs at most one live claim.  The answer waits
+    briefly for the claim's log index; its verdict and bundle are available once a checkpoint
+    covers it (``GET /v1/claims/{id}``).
     """
+    return await file_and_wait(body, response, principal, state, supersedes=None)
+
+
+async def file_and_wait(
+    body: ClaimRequest, response: Response, principal: Principal, state: State, supersedes: int | None
+) -> ClaimOut:
+    """File a claim (superseding claim ``supersedes``, if given) and wait briefly for its log index."""
     claim = build_claim(body, principal.name)
     async with state.pool.acquire() as conn:
         known = {
@@ -72,7 +82,7 @@ async def file_claim(
             raise ApiError(
                 400, "unknown_asset", f"assets without an enrolled device: {', '.join(unknown[:5])}{more}"
             )
-        claim_id = await claim_store.file_claim(conn, claim, principal.name)
+        claim_id = await claim_store.file_claim(conn, claim, principal.name, supersedes)
 
     async def logged() -> claim_store.StoredClaim | None:
         async with state.pool.acquire() as conn:
@@ -86,6 +96,49 @@ async def file_claim(
             assert stored is not None
         checkpoint = await claim_store.latest_checkpoint(conn)
     response.headers["Location"] = f"/v1/claims/{claim_id}"
+    return claim_out(stored, None if checkpoint is None else checkpoint.size)
+
+
+@router.post(
+    "/v1/claims/{claim_id}/supersede",
+    status_code=201,
+    response_model=ClaimOut,
+    responses=responses(401, 403, 404, 409),
+)
+async def supersede_claim(
+    claim_id: ClaimId,
+    body: ClaimRequest,
+    response: Response,
+    principal: Filer,
+    state: State,
+) -> ClaimOut:
+    """File a claim that replaces live claim ``claim_id`` of the same issuer (a correction).
+
+    The new claim's entry names the one it supersedes, which is void from then on (its bundle
+    says so). The new claim may cover other assets or another period; it is refused like any
+    claim if it overlaps a live claim other than the one it replaces.  403 ``not_your_claim``,
+    409 ``claim_void`` if that claim is already withdrawn or superseded.
+    """
+    return await file_and_wait(body, response, principal, state, supersedes=claim_id)
+
+
+@router.post(
+    "/v1/claims/{claim_id}/withdraw", response_model=ClaimOut, responses=responses(401, 403, 404, 409)
+)
+async def withdraw_claim(
+    claim_id: ClaimId,
+    body: WithdrawalRequest,
+    principal: Filer,
+    state: State,
+) -> ClaimOut:
+    """Withdraw live claim ``claim_id`` (its issuer only): a withdrawal entry is logged, the claim backs nothing.
+
+    The reason is logged and public.  Its period and assets are free to be claimed again.
+    """
+    async with state.pool.acquire() as conn:
+        await claim_store.withdraw_claim(conn, claim_id, principal.name, body.reason)
+        stored = await _claim(conn, claim_id)
+        checkpoint = await claim_store.latest_checkpoint(conn)
     return claim_out(stored, None if checkpoint is None else checkpoint.size)
 
 

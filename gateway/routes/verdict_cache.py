@@ -30,11 +30,11 @@ class VerdictCache:
         """The server's verdict on the claim's full evidence as of the checkpoint of ``size``."""
         lock = self.locks.setdefault(stored.id, asyncio.Lock())
         async with lock, pool.acquire() as conn:
-            mark = await verdicts.fingerprint(conn, stored.claim, size)
+            mark = await verdicts.fingerprint(conn, stored, size)
             cached = self.verdicts.get(stored.id)
             if cached is not None and cached[0] == mark:
                 return cached[1].model_copy(update={"checkpoint_size": size})
-            evaluation = await verdicts.evaluate_claim(conn, stored.claim, size)
+            evaluation = await verdicts.evaluate_claim(conn, stored, size)
         verdict = Verdict.model_validate(verdicts.verdict_json(evaluation, size))
         if len(self.verdicts) >= self.size:
             self.verdicts.pop(next(iter(self.verdicts)))  # the oldest

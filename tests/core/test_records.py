@@ -555,7 +555,7 @@ def test_entry_round_trips() -> None:
 
 def test_entry_types_are_pinned() -> None:
     assert {t.name: int(t) for t in EntryType} == {
-        "ENROLMENT": 1, "READING": 2, "KEY_ROTATION": 3, "REVOCATION": 4, "CLAIM": 5,
+        "ENROLMENT": 1, "READING": 2, "KEY_ROTATION": 3, "REVOCATION": 4, "CLAIM": 5, "WITHDRAWAL": 6,
     }  # fmt: skip
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,26 @@ def claim_body(assets: list[str], energy: str = "0", amount: str = "0", **change
     return body
 
 
-def file(api: Api, body: dict[str, Any], who: str = "issuer-1") -> dict[str, Any]:
-    answer: dict[str, Any] = api.ok(api.post("/v1/claims", who, json=body), 201)
+@pytest.fixture(autouse=True)
+def no_live_claims(api: Api) -> Iterator[None]:
+    """The same energy backs one live claim: each test's claims are withdrawn after it, so the
+    next test may claim the same assets and period."""
+    yield
+    withdraw_all(api)
+
+
+def withdraw_all(api: Api) -> None:
+    for page in api.walk("/v1/claims", "issuer-1", limit=100):
+        for c in page:
+            if c["void"] is None:
+                api.ok(api.post(f"/v1/claims/{c['id']}/withdraw", c["issuer"], json={"reason": "test over"}))
+
+
+def file(
+    api: Api, body: dict[str, Any], who: str = "issuer-1", supersedes: int | None = None
+) -> dict[str, Any]:
+    path = "/v1/claims" if supersedes is None else f"/v1/claims/{supersedes}/supersede"
+    answer: dict[str, Any] = api.ok(api.post(path, who, json=body), 201)
     return answer
 
 
@@ -157,9 +176,11 @@ ALL = ["ev-1", "ev-2", "ev-3", "pv-1"]
 
 
 def test_an_honest_claim_is_backed_and_its_bundles_verify(api: Api) -> None:
-    probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    probe_claim = checkpointed(api, file(api, claim_body(ALL))["id"])
+    probe = probe_claim["verdict"]
     assert probe["backed"] is True
-    honest = file(api, claim_body(ALL, probe["energy_kwh"], probe["revenue"]))
+    # The issuer corrects its claim with the figures found: the new claim supersedes the probe.
+    honest = file(api, claim_body(ALL, probe["energy_kwh"], probe["revenue"]), supersedes=probe_claim["id"])
     assert honest["issuer"] == "issuer-1"
     assert honest["assets"] == ALL
     assert (honest["period_start"], honest["period_end"]) == (START, END)
@@ -218,6 +239,7 @@ def test_an_overstated_claim_is_not_backed(
     api: Api, energy_extra: Decimal, amount_extra: Decimal, code: str
 ) -> None:
     probe = checkpointed(api, file(api, claim_body(ALL))["id"])["verdict"]
+    withdraw_all(api)
     body = claim_body(
         ALL, str(Decimal(probe["energy_kwh"]) + energy_extra), str(Decimal(probe["revenue"]) + amount_extra)
     )
@@ -277,7 +299,11 @@ def test_the_verdict_follows_late_readings(api: Api) -> None:
 
 
 def test_claims_are_listed_newest_first(api: Api) -> None:
-    mine = [file(api, claim_body(["ev-1"]), "issuer-2")["id"] for _ in range(3)]
+    days = ["2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", "2026-10-03T00:00:00Z", "2026-10-04T00:00:00Z"]
+    mine = [
+        file(api, claim_body(["ev-1"], period_start=a, period_end=b), "issuer-2")["id"]
+        for a, b in itertools.pairwise(days)
+    ]
     pages = api.walk("/v1/claims", "issuer-1", issuer="issuer-2", limit=2)
     ids = [c["id"] for p in pages for c in p]
     assert ids == sorted(ids, reverse=True)
@@ -361,15 +387,24 @@ def _seqs(raw: bytes) -> dict[str, list[tuple[int, int]]]:
 
 def _without(api: Api, raw: bytes, device_id: str, seq: int) -> bytes:
     """``raw`` with one reading left out, and a valid proof of the rest (recomputed from the log's nodes)."""
+
+    def left_out(entry: object) -> bool:
+        return isinstance(entry, ReadingEntry) and (entry.reading.device_id, entry.reading.seq) == (
+            device_id,
+            seq,
+        )
+
+    return _rebundle(api, raw, lambda index, entry: left_out(entry))
+
+
+def _rebundle(api: Api, raw: bytes, leave_out: Callable[[int, object], bool]) -> bytes:
+    """``raw`` with the entries ``leave_out`` picks left out (exactly one), and a valid proof of the rest."""
     doc = json.loads(raw)
-    kept = []
-    for item in doc["entries"]:
-        entry = decode_entry(base64.b64decode(item["entry"]))
-        if not (
-            isinstance(entry, ReadingEntry)
-            and (entry.reading.device_id, entry.reading.seq) == (device_id, seq)
-        ):
-            kept.append(item)
+    kept = [
+        item
+        for item in doc["entries"]
+        if not leave_out(item["index"], decode_entry(base64.b64decode(item["entry"])))
+    ]
     assert len(kept) == len(doc["entries"]) - 1
     size = parse_checkpoint_size(doc["checkpoint"])
     plan = multi_inclusion_plan([item["index"] for item in kept], size)
@@ -460,3 +495,30 @@ def test_the_verdict_says_which_checks_ran_on_which_evidence(api: Api) -> None:
     assert [c.to_json() for c in result.evaluation.checks if c.code == "readings_omitted"] == [
         {**checks["readings_omitted"], "full_devices": 0, "boundary_devices": 2}
     ]
+
+
+def test_a_bundle_carries_the_claims_before_it_and_hiding_one_is_caught(api: Api) -> None:
+    days = ["2026-10-01T00:00:00Z", "2026-10-01T12:00:00Z", "2026-10-02T00:00:00Z"]
+    morning = file(api, claim_body(["ev-1"], period_start=days[0], period_end=days[1]))
+    evening = checkpointed(
+        api, file(api, claim_body(["ev-1", "pv-1"], period_start=days[1], period_end=days[2]))["id"]
+    )
+    assert evening["verdict"]["backed"] is True
+    raw, result = bundle(api, evening["id"], "boundary")
+    assert result.backed, result.evaluation.findings
+    indices = [i for i, _ in parse_bundle(raw).entries]
+    assert morning["log_index"] in indices  # the chain of ev-1: the morning's claim
+    hidden = _rebundle(api, raw, lambda index, entry: index == morning["log_index"])
+    result = verify_bundle(hidden, api.log_key())
+    assert [f.code for f in result.evaluation.fatal] == ["claims_omitted"]
+    # a withdrawn claim backs nothing: its bundle and the gateway's verdict say so
+    api.ok(api.post(f"/v1/claims/{morning['id']}/withdraw", "issuer-1", json={"reason": "wrong half"}))
+    withdrawn = checkpointed(api, morning["id"])
+    assert withdrawn["void"] == "withdrawn"
+    assert [f["code"] for f in findings(withdrawn["verdict"]) if f["severity"] == "fatal"] == ["claim_void"]
+    _, result = bundle(api, morning["id"], "full")
+    assert [f.code for f in result.evaluation.fatal] == ["claim_void"]
+    # the evening claim's bundle now carries the withdrawal too, and is still backed
+    raw, result = bundle(api, evening["id"], "full")
+    assert result.backed, result.evaluation.findings
+    assert len([i for i, _ in parse_bundle(raw).entries if i > evening["log_index"]]) >= 1

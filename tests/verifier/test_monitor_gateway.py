@@ -184,8 +184,9 @@ def claim_body(asset: str, energy: str, amount: str) -> dict[str, Any]:
     }
 
 
-def file_claim(api: Api, body: dict[str, Any]) -> int:
-    claim_id: int = api.ok(api.post("/v1/claims", "issuer-1", json=body), 201)["id"]
+def file_claim(api: Api, body: dict[str, Any], supersedes: int | None = None) -> int:
+    path = "/v1/claims" if supersedes is None else f"/v1/claims/{supersedes}/supersede"
+    claim_id: int = api.ok(api.post(path, "issuer-1", json=body), 201)["id"]
     return claim_id
 
 
@@ -193,13 +194,15 @@ def test_bundle_cli_on_bundles_from_the_real_gateway(api: Api, log_key: Path, tm
     asset = f"ev-{uuid.uuid4().hex[:6]}"
     meter = Meter(api, asset)
     meter.feed(160)  # every 10 minutes from 2026-10-01 00:00, 1.5 kWh each
+    twin = f"ev-{uuid.uuid4().hex[:6]}"  # the same readings: the overstated claim is on it
+    Meter(api, twin).feed(160)
     probe = file_claim(api, claim_body(asset, "0", "0"))
     api.wait_checkpoint()
     attested = api.ok(api.get(f"/v1/claims/{probe}"))["verdict"]
     assert attested["backed"] is True
-    honest = file_claim(api, claim_body(asset, attested["energy_kwh"], attested["revenue"]))
+    honest = file_claim(api, claim_body(asset, attested["energy_kwh"], attested["revenue"]), supersedes=probe)
     over = file_claim(
-        api, claim_body(asset, attested["energy_kwh"], str(Decimal(attested["revenue"]) + Decimal("0.01")))
+        api, claim_body(twin, attested["energy_kwh"], str(Decimal(attested["revenue"]) + Decimal("0.01")))
     )
     api.wait_checkpoint()
 
