@@ -72,11 +72,18 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from fractions import Fraction
 
 from attest_core.claim import Claim
+from attest_core.counters import between, consecutive_mismatch, first_mismatch
 from attest_core.device import AssetKind
 from attest_core.money import EXACT, energy_value, format_kwh
+from attest_core.power import (  # the rated-power rule lives there: the device tracks it too
+    CLOCK_SLACK_MS,
+    POWER_TOLERANCE,
+    QUANTUM_SLACK_MWH,
+    allowed_energy_mwh,
+    exceeds_rated_power,
+)
 from attest_core.reading import FATAL_STATUS, Status
 from attest_core.registry import DeviceRecord
 from attest_core.sun import is_night_throughout
@@ -113,12 +120,6 @@ __all__ = [
     "in_period",
 ]
 
-POWER_TOLERANCE = Fraction(1, 10)
-"""Implied power may exceed the rated power by 10 %."""
-CLOCK_SLACK_MS = 2_000
-"""Device clocks may disagree by this much over one interval."""
-QUANTUM_SLACK_MWH = 2_000
-"""A register may step by up to 2 Wh at once (e.g. an S0 meter's pulse resolution)."""
 NIGHT_SLACK_MWH = 2_000
 """A solar asset may register up to 2 Wh in a night interval (a pulse at dusk)."""
 
@@ -128,6 +129,8 @@ EVERY_READING = "every reading"
 BOUNDARY_ONLY = "between the boundary readings only"
 BOUNDARY_READINGS = "the boundary readings only"
 NOT_RUN = "not run"
+BY_COUNTERS = "the boundary readings, and those between by their v2 counters"
+INTERVALS_BY_COUNTERS = "between the boundary readings, and each interval between by v2 counters"
 DEVICE_SPAN = "each device's span in the period"
 
 CHECKS: tuple[tuple[str, str, str, str], ...] = (
@@ -136,10 +139,11 @@ CHECKS: tuple[tuple[str, str, str, str], ...] = (
     ("chain_break", "each reading carries the hash of the one before it", EVERY_INTERVAL, NOT_RUN),
     ("register_decreased", "the register never decreases", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("time_backwards", "device time never goes backwards", EVERY_INTERVAL, BOUNDARY_ONLY),
-    ("over_rated_power", "energy within the rated power (+10 %)", EVERY_INTERVAL, BOUNDARY_ONLY),
+    ("over_rated_power", "energy within the rated power (+10 %)", EVERY_INTERVAL, INTERVALS_BY_COUNTERS),
     ("night_production", "no solar production at night", EVERY_INTERVAL, BOUNDARY_ONLY),
-    ("meter_fault", "no counted reading reports tamper or meter error", EVERY_READING, BOUNDARY_READINGS),
-    ("time_unsynced", "counted readings have a synchronised clock", EVERY_READING, BOUNDARY_READINGS),
+    ("meter_fault", "no counted reading reports tamper or meter error", EVERY_READING, BY_COUNTERS),
+    ("time_unsynced", "counted readings have a synchronised clock", EVERY_READING, BY_COUNTERS),
+    ("counters_inconsistent", "v2 counters follow from reading to reading", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("tariff_pricing", "each interval priced at the lowest price in force", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("equivocation", "one signed reading per sequence number", EVERY_READING, BOUNDARY_READINGS),
     # the span of a device is its first to last counted reading: boundary evidence has both
@@ -149,23 +153,12 @@ CHECKS: tuple[tuple[str, str, str, str], ...] = (
 readings only" sees one interval from the first to the last reading: it still catches what shows
 over the whole span (a register that ends below where it started, an average power above the
 rated one, a span wholly at night), but not what happened inside it; time-of-use pricing prices
-that one interval at the lowest price in force during it (never more than full evidence gives)."""
+that one interval at the lowest price in force during it (never more than full evidence gives).
+Payload v2's counters (:func:`attest_core.counters.between`) carry what the readings between
+reported: faults, unsynchronised clocks and the highest interval power; v1 readings carry none."""
 
 _FATAL_BITS = int(FATAL_STATUS)
 _UNSYNCED_BIT = int(Status.TIME_UNSYNCED)
-
-
-def allowed_energy_mwh(rated_power_w: int, dt_ms: int) -> Fraction:
-    """The most energy an asset of ``rated_power_w`` can plausibly register in ``dt_ms``."""
-    hours_ms = Fraction(max(dt_ms, 0) + CLOCK_SLACK_MS, 3_600_000)
-    return rated_power_w * 1000 * hours_ms * (1 + POWER_TOLERANCE) + QUANTUM_SLACK_MWH
-
-
-def exceeds_rated_power(rated_power_w: int, dt_ms: int, delta_mwh: int) -> bool:
-    """True if ``delta_mwh`` in ``dt_ms`` is more than :func:`allowed_energy_mwh` (exact integer arithmetic)."""
-    # delta > rated * 1000 * (dt + slack) / 3_600_000 * 11/10 + quantum, multiplied through by 36_000_000
-    limit = rated_power_w * 11_000 * (max(dt_ms, 0) + CLOCK_SLACK_MS) + QUANTUM_SLACK_MWH * 36_000_000
-    return delta_mwh * 36_000_000 > limit
 
 
 def in_period(claim: Claim, time_ms: int) -> bool:
@@ -390,6 +383,8 @@ def _evaluate_device(
             "reading 1 does not link to the device's enrolment (prev_hash is not the enrolment anchor)",
             first,
         )
+    if first is not None and (problem := first_mismatch(first.reading)) is not None:
+        add(Severity.FATAL, "counters_inconsistent", problem, first)
     location = record.location if record.asset_kind is AssetKind.SOLAR else None
     for a, b in itertools.pairwise(ordered):
         ra, rb = a.reading, b.reading
@@ -402,6 +397,8 @@ def _evaluate_device(
                 f"reading {rb.seq} does not carry the hash of reading {ra.seq}",
                 b,
             )
+        if rb.seq == ra.seq + 1 and (problem := consecutive_mismatch(ra, rb)) is not None:
+            add(Severity.FATAL, "counters_inconsistent", problem, b)
         if rb.time_ms < ra.time_ms:
             add(
                 Severity.FATAL,
@@ -536,18 +533,20 @@ def _classify(
 
 
 def _between(
-    record: DeviceRecord, a: AttestedReading, b: AttestedReading, add: Callable[[Severity, str, str], None]
+    record: DeviceRecord,
+    a: AttestedReading,
+    b: AttestedReading,
+    add: Callable[[Severity, str, str, AttestedReading], None],
 ) -> None:
     """What two signed readings of a device that are not consecutive prove about those between them.
 
     Boundary evidence examines each such pair here (full evidence has none without a
     ``readings_omitted`` finding).  Payload v1 proves nothing beyond what the checks on the pair
-    as one interval show (the register, the time order, the average power).  This is the place
-    for payload v2's counters kept since enrolment: equal fault, power-up and unsynchronised
-    counts in ``a`` and ``b`` prove that no such reading lies between them, and ``b``'s highest
-    interval power bounds every interval between; not decided here yet.
+    as one interval show (the register, the time order, the average power); payload v2's counters
+    kept since enrolment prove what the readings between reported (:func:`attest_core.counters.between`).
     """
-    del record, a, b, add  # no rule for payload v1
+    for severity, code, message in between(record.rated_power_w, a.reading, b.reading):
+        add(severity, code, message, b)
 
 
 def _disowned_message(record: DeviceRecord, disowned: int) -> str:

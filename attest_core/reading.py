@@ -1,8 +1,8 @@
 """Signed meter readings: the payload a device signs and the envelope it sends.
 
-Payload v1 (big-endian, see docs/protocol.md)::
+Payload v2 (big-endian, see docs/protocol.md section 2)::
 
-    u8      version            = 1
+    u8      version            = 2 (1: a v1 payload, the same without the counters and extensions)
     text8   device_id          identifier
     text8   asset_id           identifier
     u64     seq                1, 2, 3, ... strictly +1 per device
@@ -12,7 +12,18 @@ Payload v1 (big-endian, see docs/protocol.md)::
     [i64    power_mw]          instantaneous power in milliwatts, if has_power
     u16     status             meter status flags (Status)
     u8      trigger            why the reading was taken (Trigger)
+    u64     fault_readings     (v2) readings since enrolment with tamper or meter error, this one included
+    u64     powerups           (v2) readings since enrolment with status power-up, this one included
+    u64     unsynced_readings  (v2) readings since enrolment with the clock unsynchronised, this one included
+    u64     max_interval_power_mw  (v2) highest attest_core.power.interval_power_mw between
+                               consecutive readings since enrolment, up to this one
+    u8      extension count    (v2) then per extension: u8 type, bytes16 value; no type is
+                               defined yet, so a count other than 0 is refused (unknown_extension)
     32      prev_hash          reading_hash of reading seq-1; for seq 1 the enrolment's chain anchor
+
+``prev_hash`` is the last 32 bytes of every payload version: the gateway's sequencer
+reads it there without decoding (attest_core.entries.PREV_HASH_IN_ENVELOPE).  The rules
+that make and check the counters are :mod:`attest_core.counters`'.
 
 Envelope v1, what goes over MQTT and into the log::
 
@@ -31,13 +42,16 @@ import enum
 import re
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from attest_core import domains
 from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
 from attest_core.keys import SIGNATURE_SIZE, Signer, verify_signature
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
+"""What encoders write for a reading with counters; a reading without (``counters=None``) is a v1 payload."""
+PAYLOAD_VERSIONS = (1, 2)
 ENVELOPE_VERSION = 1
 KEY_ID_SIZE = 8
 HASH_SIZE = 32
@@ -68,6 +82,38 @@ class Status(enum.IntFlag):
 
 KNOWN_STATUS_BITS = 0x001F
 FATAL_STATUS = Status.TAMPER | Status.METER_ERROR
+
+
+class Counters(NamedTuple):
+    """What a device counted since its enrolment, up to and including this reading (payload v2).
+
+    A device upgraded from v1 starts from what its stored readings showed at the upgrade
+    (docs/protocol.md section 2): only differences between two v2 readings of one device
+    are evidence, and :mod:`attest_core.counters` says what they prove.
+    """
+
+    fault_readings: int
+    """Readings whose status has tamper or meter error (FATAL_STATUS)."""
+    powerups: int
+    """Readings whose status has power-up."""
+    unsynced_readings: int
+    """Readings whose status has clock unsynchronised."""
+    max_interval_power_mw: int
+    """The highest attest_core.power.interval_power_mw between consecutive readings."""
+
+
+ZERO_COUNTERS = Counters(0, 0, 0, 0)
+
+
+class Extension(NamedTuple):
+    """A typed value a v2 payload may carry (reserved: no type is defined yet)."""
+
+    type: int
+    value: bytes
+
+
+KNOWN_EXTENSION_TYPES: frozenset[int] = frozenset()
+"""Extension types this version understands: none yet (a meter's own signed record is next)."""
 
 
 class Trigger(enum.IntEnum):
@@ -102,6 +148,14 @@ class Reading:
     status: Status
     trigger: Trigger
     prev_hash: bytes
+    counters: Counters | None = None
+    """None for a v1 payload, which carries no counters."""
+    extensions: tuple[Extension, ...] = ()
+
+    @property
+    def version(self) -> int:
+        """The payload version this reading encodes to (and was decoded from)."""
+        return 1 if self.counters is None else 2
 
     def __post_init__(self) -> None:
         check_id(self.device_id, "device_id")
@@ -119,12 +173,24 @@ class Reading:
             raise DecodeError(f"unknown status bits 0x{int(self.status):04x}", code="bad_status")
         if len(self.prev_hash) != HASH_SIZE:
             raise DecodeError(f"prev_hash must be {HASH_SIZE} bytes", code="bad_hash")
+        if self.counters is None:
+            if self.extensions:
+                raise DecodeError("a v1 reading (no counters) carries no extensions", code="bad_version")
+        else:
+            if not isinstance(self.counters, tuple) or len(self.counters) != len(Counters._fields):
+                raise DecodeError("counters must be a Counters", code="out_of_range")
+            for name, value in zip(Counters._fields, self.counters, strict=True):
+                check_u63(value, name)
+        for extension in self.extensions:
+            check_extension(extension.type)
+            if len(extension.value) > 0xFFFF:
+                raise DecodeError("an extension value is at most 65535 bytes", code="too_large")
 
     def encode(self) -> bytes:
-        """The payload bytes (to be signed exactly as returned)."""
+        """The payload bytes (to be signed exactly as returned): v2, or v1 if ``counters`` is None."""
         w = (
             Writer()
-            .u8(PAYLOAD_VERSION)
+            .u8(self.version)
             .text8(self.device_id)
             .text8(self.asset_id)
             .u64(self.seq)
@@ -135,7 +201,23 @@ class Reading:
             w.u8(0)
         else:
             w.u8(1).i64(self.power_mw)
-        return w.u16(int(self.status)).u8(int(self.trigger)).raw(self.prev_hash).getvalue()
+        w.u16(int(self.status)).u8(int(self.trigger))
+        if self.counters is not None:
+            for value in self.counters:
+                w.u64(value)
+            w.u8(len(self.extensions))
+            for extension in self.extensions:
+                w.u8(extension.type).bytes16(extension.value)
+        return w.raw(self.prev_hash).getvalue()
+
+
+def check_extension(kind: int) -> None:
+    """Refuse an extension type this version does not know (its meaning could change a verdict)."""
+    if kind not in KNOWN_EXTENSION_TYPES:
+        raise DecodeError(
+            f"reading payload: extension type {kind} is unknown (payload v2 defines none yet)",
+            code="unknown_extension",
+        )
 
 
 def check_time(value: int, what: str) -> int:
@@ -150,6 +232,8 @@ _ID_BYTES = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FIXED = struct.Struct(">QQQB")
 _FIXED_TAIL = struct.Struct(">HB")
 _POWER = struct.Struct(">q")
+_COUNTERS = struct.Struct(">QQQQ")  # v2: the four counters (then the extension count)
+_new_counters = tuple.__new__  # Counters(...) without the keyword-handling wrapper
 _MAX_U63 = (1 << 63) - 1
 _TRIGGERS = {int(t): t for t in Trigger}
 _STATUSES = {bits: Status(bits) for bits in range(KNOWN_STATUS_BITS + 1)}
@@ -166,6 +250,8 @@ _new_reading = Reading.__new__
     _set_status,
     _set_trigger,
     _set_prev_hash,
+    _set_counters,
+    _set_extensions,
 ) = (
     getattr(Reading, name).__set__
     for name in (
@@ -178,6 +264,8 @@ _new_reading = Reading.__new__
         "status",
         "trigger",
         "prev_hash",
+        "counters",
+        "extensions",
     )
 )
 
@@ -203,7 +291,8 @@ def decode_payload(payload: bytes) -> Reading:
 def _decode_payload_fast(payload: bytes) -> Reading | None:
     """The reading of a well-formed payload, or None (then the slow decoder says why)."""
     try:
-        if payload[0] != PAYLOAD_VERSION:
+        version = payload[0]
+        if version != 2 and version != 1:
             raise IndexError
         n = payload[1]
         end = 2 + n
@@ -227,6 +316,13 @@ def _decode_payload_fast(payload: bytes) -> Reading | None:
             raise IndexError
         status, trigger = _FIXED_TAIL.unpack_from(payload, pos)
         pos += 3
+        counters: Counters | None = None
+        if version == 2:
+            counters = _new_counters(Counters, _COUNTERS.unpack_from(payload, pos))
+            # No extension type is known yet: any extension goes to the slow decoder, which names it.
+            if payload[pos + 32] or max(counters) > _MAX_U63:
+                raise IndexError
+            pos += 33
         prev_hash = payload[pos : pos + HASH_SIZE]
         if (
             pos + HASH_SIZE != len(payload)
@@ -248,6 +344,8 @@ def _decode_payload_fast(payload: bytes) -> Reading | None:
         _set_status(reading, _STATUSES[status])
         _set_trigger(reading, _TRIGGERS[trigger])
         _set_prev_hash(reading, bytes(prev_hash))
+        _set_counters(reading, counters)
+        _set_extensions(reading, ())
         return reading
     except (IndexError, struct.error, TypeError):
         return None
@@ -257,9 +355,9 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     """Field by field, naming the first problem: the reason codes, and the fast decoder's oracle."""
     r = Reader(payload, "reading payload")
     version = r.u8("version")
-    if version != PAYLOAD_VERSION:
+    if version not in PAYLOAD_VERSIONS:
         raise DecodeError(
-            f"reading payload version {version} is not supported (expected 1)", code="bad_version"
+            f"reading payload version {version} is not supported (expected 1 or 2)", code="bad_version"
         )
     device_id = r.ident("device_id")
     asset_id = r.ident("asset_id")
@@ -272,6 +370,12 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     power = r.i64("power_mw") if has_power else None
     status = r.u16("status")
     trigger = r.u8("trigger")
+    counters: Counters | None = None
+    extensions: list[Extension] = []
+    if version == 2:
+        counters = Counters(*(r.u63(name) for name in Counters._fields))
+        for _ in range(r.u8("extension count")):
+            extensions.append(Extension(r.u8("extension type"), r.bytes16("extension value")))
     prev_hash = r.raw(HASH_SIZE, "prev_hash")
     r.finish()
     if status & ~KNOWN_STATUS_BITS:
@@ -283,7 +387,21 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     if seq < 1:
         raise DecodeError("reading payload: seq 0 is not allowed (sequences start at 1)", code="out_of_range")
     check_time(time_ms, "reading payload: time_ms")
-    return Reading(device_id, asset_id, seq, time_ms, energy, power, Status(status), trig, prev_hash)
+    for extension in extensions:
+        check_extension(extension.type)
+    return Reading(
+        device_id,
+        asset_id,
+        seq,
+        time_ms,
+        energy,
+        power,
+        Status(status),
+        trig,
+        prev_hash,
+        counters,
+        tuple(extensions),
+    )
 
 
 @dataclass(frozen=True, slots=True)

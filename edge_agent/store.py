@@ -10,9 +10,15 @@ nothing.  The update of the chain row is conditional on the sequence number the
 reading was built from, so two writers (or a bug) can never give one sequence
 number to two readings.
 
-Schema (``PRAGMA user_version = 1``)::
+The chain row also holds the counters of reading payload v2
+(:mod:`attest_core.counters`): those of the last reading made, written in the same
+transaction as that reading, so they always equal what the last stored reading
+carries and a crash can neither lose nor double-count one.
 
-    chain    (device_id PK, next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh)
+Schema (``PRAGMA user_version = 2``)::
+
+    chain    (device_id PK, next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh,
+              fault_readings, powerups, unsynced_readings, max_interval_power_mw)
     outbox   (device_id, seq, time_ms, envelope, PK (device_id, seq))   -- WITHOUT ROWID
     receipts (device_id PK, seq, log_index, tree_size, root_hash, time_ms, received_ms)
     counters (name PK, value)                                           -- S0 pulse counts
@@ -21,6 +27,12 @@ Schema (``PRAGMA user_version = 1``)::
     meta     (key PK, value)
 
 One database can hold many devices (the fleet simulator); the agent holds one.
+
+Version 1 (an agent that signed v1 payloads) had no counter columns.  Opening it
+adds them in one transaction and fills each device's from the readings its outbox
+still holds (:func:`attest_core.counters.replay`): readings already receipted and
+deleted are not counted, so an upgraded device's counters start from what its
+stored readings show (docs/protocol.md section 2).
 """
 
 from __future__ import annotations
@@ -31,10 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attest_core.chain import ChainState
+from attest_core.counters import replay
+from attest_core.reading import Counters, decode_envelope
 from attest_core.receipt import Receipt
 from edge_agent.errors import AgentError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain (
@@ -43,7 +57,11 @@ CREATE TABLE IF NOT EXISTS chain (
     prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
     anchor BLOB NOT NULL CHECK (length(anchor) = 32),
     last_time_ms INTEGER,
-    last_energy_mwh INTEGER
+    last_energy_mwh INTEGER,
+    fault_readings INTEGER NOT NULL DEFAULT 0,
+    powerups INTEGER NOT NULL DEFAULT 0,
+    unsynced_readings INTEGER NOT NULL DEFAULT 0,
+    max_interval_power_mw INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     device_id TEXT NOT NULL,
@@ -78,6 +96,14 @@ CREATE TABLE IF NOT EXISTS agent (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+
+
+_SCHEMA_1_TO_2 = [  # the counter columns, in the order of attest_core.reading.Counters
+    "ALTER TABLE chain ADD COLUMN fault_readings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE chain ADD COLUMN powerups INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE chain ADD COLUMN unsynced_readings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE chain ADD COLUMN max_interval_power_mw INTEGER NOT NULL DEFAULT 0",
+]
 
 
 class ChainConflict(AgentError):
@@ -139,10 +165,38 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=10000")
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise RuntimeError(f"{path} has schema version {version}; this agent knows {SCHEMA_VERSION}")
         if version == 0:
             self.db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version == 1:
+            self._add_counters()
+
+    def _add_counters(self) -> None:
+        """Schema 1 -> 2: counter columns, filled from the outbox's readings (one transaction)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 1:  # not done by another process meanwhile
+                for statement in _SCHEMA_1_TO_2:
+                    db.execute(statement)
+                for (device_id,) in db.execute("SELECT device_id FROM chain").fetchall():
+                    stored = [
+                        decode_envelope(bytes(envelope)).reading()
+                        for (envelope,) in db.execute(
+                            "SELECT envelope FROM outbox WHERE device_id = ? ORDER BY seq", (device_id,)
+                        )
+                    ]
+                    db.execute(
+                        "UPDATE chain SET fault_readings = ?, powerups = ?, unsynced_readings = ?, "
+                        "max_interval_power_mw = ? WHERE device_id = ?",
+                        (*replay(stored), device_id),
+                    )
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -166,12 +220,14 @@ class Store:
 
     def chain(self, device_id: str) -> ChainRow | None:
         row = self.db.execute(
-            "SELECT next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh FROM chain WHERE device_id = ?",
+            "SELECT next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh, "
+            "fault_readings, powerups, unsynced_readings, max_interval_power_mw FROM chain WHERE device_id = ?",
             (device_id,),
         ).fetchone()
         if row is None:
             return None
-        return ChainRow(ChainState(row[0], bytes(row[1])), bytes(row[2]), row[3], row[4])
+        state = ChainState(row[0], bytes(row[1]), Counters(*row[5:9]), row[3], row[4])
+        return ChainRow(state, bytes(row[2]), row[3], row[4])
 
     def append(self, readings: Sequence[NewReading]) -> None:
         """Store readings and their devices' new chain states in one durable transaction.
@@ -200,13 +256,15 @@ class Store:
             )
             for device_id, r in last.items():
                 cursor = db.execute(
-                    "UPDATE chain SET next_seq = ?, prev_hash = ?, last_time_ms = ?, last_energy_mwh = ? "
+                    "UPDATE chain SET next_seq = ?, prev_hash = ?, last_time_ms = ?, last_energy_mwh = ?, "
+                    "fault_readings = ?, powerups = ?, unsynced_readings = ?, max_interval_power_mw = ? "
                     "WHERE device_id = ? AND next_seq = ?",
                     (
                         r.state.next_seq,
                         r.state.prev_hash,
                         r.time_ms,
                         r.energy_mwh,
+                        *r.state.counters,
                         device_id,
                         first[device_id],
                     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from attest_core.entries import ClaimEntry, EnrolmentEntry, Entry, ReadingEntry,
 from attest_core.keys import Ed25519Signer
 from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
 from attest_core.note import NoteSigner, VerifierKey
-from attest_core.reading import Envelope, Status, Trigger
+from attest_core.reading import Envelope, Status, Trigger, reading_hash, sign_reading
 from attest_core.tariff import Tariff
 from attest_core.verdict import EvidenceKind
 
@@ -73,7 +74,10 @@ class TestDevice:
         power_mw: int | None = None,
         status: Status = Status.OK,
         trigger: Trigger = Trigger.PERIODIC,
+        v1: bool = False,
     ) -> Envelope:
+        """The device's next reading: payload v2, or with ``v1`` a v1 payload (no counters) as a
+        v1 agent signs it; the counters go on as an agent upgraded from v1 derives them."""
         envelope, self.state = next_reading(
             self.state,
             self.signer,
@@ -85,6 +89,9 @@ class TestDevice:
             status=status,
             trigger=trigger,
         )
+        if v1:
+            envelope = sign_reading(dataclasses.replace(envelope.reading(), counters=None), self.signer)
+            self.state = dataclasses.replace(self.state, prev_hash=reading_hash(envelope.payload))
         return envelope
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -131,7 +132,7 @@ def test_chain_break_is_fatal() -> None:
     s = Scenario()
     dev = s.enrol(charger())
     s.add(dev.reading(T0, 0))
-    dev.state = ChainState(dev.state.next_seq, b"\x00" * 32)  # the device "forgets" its last reading
+    dev.state = replace(dev.state, prev_hash=b"\x00" * 32)  # the device "forgets" its last reading
     s.add(dev.reading(T0 + HOUR, KWH))
     ev = s.evaluate(flat_claim(("charger-1",)))
     assert codes(ev, Severity.FATAL) == ["chain_break"]

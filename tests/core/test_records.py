@@ -26,6 +26,7 @@ from attest_core.device import (
     verify_rotation,
 )
 from attest_core.entries import (
+    PREV_HASH_IN_ENVELOPE,
     ClaimEntry,
     EnrolmentEntry,
     EntryType,
@@ -39,7 +40,10 @@ from attest_core.errors import AttestError, DecodeError, KeyFormatError, Signatu
 from attest_core.keys import Ed25519Signer, fingerprint, verify_signature
 from attest_core.reading import (
     MAX_ENVELOPE_SIZE,
+    ZERO_COUNTERS,
+    Counters,
     Envelope,
+    Extension,
     Reading,
     Status,
     Trigger,
@@ -68,6 +72,7 @@ def make_reading(**changes: object) -> Reading:
         "status": Status.OK,
         "trigger": Trigger.PERIODIC,
         "prev_hash": bytes(range(32)),
+        "counters": Counters(3, 2, 1, 7_400_123),
     }
     fields.update(changes)
     return Reading(**fields)  # type: ignore[arg-type]
@@ -78,6 +83,33 @@ def make_reading(**changes: object) -> Reading:
 
 def test_payload_golden_bytes() -> None:
     payload = make_reading().encode()
+    assert payload.hex() == (
+        "02"  # version
+        "05"
+        + b"dev-1".hex()
+        + "0b"
+        + b"charger-001".hex()
+        + "0000000000000007"  # seq
+        + "000001a0f4c2c400"  # time_ms 2026-10-01T00:00:00Z
+        + "00000000075bcd15"  # energy 123456789 mWh
+        + "01"
+        + "000000000070ea40"  # power 7.4 kW
+        + "0000"  # status
+        + "00"  # trigger
+        + "0000000000000003"  # fault_readings
+        + "0000000000000002"  # powerups
+        + "0000000000000001"  # unsynced_readings
+        + "000000000070eabb"  # max_interval_power_mw 7400123
+        + "00"  # no extensions
+        + bytes(range(32)).hex()  # prev_hash: the last 32 bytes, as in v1
+    )
+
+
+def test_payload_v1_golden_bytes() -> None:
+    """A v1 reading (no counters) still encodes, and decodes, byte for byte as before."""
+    payload = make_reading(counters=None).encode()
+    assert decode_payload(payload) == make_reading(counters=None)
+    assert decode_payload(payload).version == 1
     assert payload.hex() == (
         "01"  # version
         "05"
@@ -132,6 +164,7 @@ readings = st.builds(
     status=st.integers(0, 0x1F).map(Status),
     trigger=st.sampled_from(Trigger),
     prev_hash=st.binary(min_size=32, max_size=32),
+    counters=st.none() | st.builds(Counters, *[st.integers(0, MAX_U63)] * 4),
 )
 
 
@@ -202,8 +235,9 @@ def test_payload_decoder_raises_only_decode_errors(data: bytes) -> None:
     _assert_decoders_agree(data)
 
 
-def test_every_truncation_is_named() -> None:
-    payload = make_reading().encode()
+@pytest.mark.parametrize("counters", [Counters(1, 2, 3, 4), None], ids=["v2", "v1"])
+def test_every_truncation_is_named(counters: Counters | None) -> None:
+    payload = make_reading(counters=counters).encode()
     for n in range(len(payload)):
         with pytest.raises(DecodeError) as info:
             decode_payload(payload[:n])
@@ -215,7 +249,8 @@ def test_every_truncation_is_named() -> None:
 @pytest.mark.parametrize(
     ("mutate", "code", "words"),
     [
-        (lambda p: b"\x02" + p[1:], "bad_version", "version 2"),
+        (lambda p: b"\x03" + p[1:], "bad_version", "version 3"),
+        (lambda p: b"\x00" + p[1:], "bad_version", "version 0"),
         (lambda p: p + b"\x00", "trailing_bytes", "1 trailing bytes"),
         (lambda p: p[:2] + b"de/-1" + p[7:], "bad_identifier", "device_id"),
         (lambda p: p[:7] + b"\x00" + p[8:], "bad_identifier", "asset_id"),
@@ -229,13 +264,13 @@ def test_malformed_payloads(mutate, code: str, words: str) -> None:  # type: ign
 
 
 def _with(field_offset_from_end: int, value: bytes) -> bytes:
-    payload = bytearray(make_reading().encode())
+    payload = bytearray(make_reading(counters=None).encode())
     payload[len(payload) - field_offset_from_end : len(payload) - field_offset_from_end + len(value)] = value
     return bytes(payload)
 
 
 def test_bad_field_values_are_named() -> None:
-    base = make_reading().encode()
+    base = make_reading(counters=None).encode()
     seq_at = 2 + 5 + 1 + 11
     cases = {
         "out_of_range": base[:seq_at] + (0).to_bytes(8, "big") + base[seq_at + 8 :],
@@ -252,6 +287,43 @@ def test_bad_field_values_are_named() -> None:
         assert info.value.code == code.strip(), (code, str(info.value))
 
 
+def test_v2_fields_are_checked_by_both_decoders() -> None:
+    """A counter beyond 63 bits, a v1 payload's length with a v2 version (and back), an extension."""
+    v2 = make_reading().encode()
+    v1 = make_reading(counters=None).encode()
+    counters_at = len(v2) - 32 - 33
+    cases = {
+        "out_of_range": v2[:counters_at] + (1 << 63).to_bytes(8, "big") + v2[counters_at + 8 :],
+        "truncated": b"\x02" + v1[1:],  # a v1 body under version 2: too short for the counters
+        "trailing_bytes": b"\x01" + v2[1:],  # a v2 body under version 1
+        "unknown_extension": v2[: len(v2) - 33] + b"\x01" + b"\x07" + b"\x00\x02ab" + v2[-32:],
+    }
+    for code, payload in cases.items():
+        with pytest.raises(DecodeError) as info:
+            decode_payload(payload)
+        assert info.value.code == code, (code, str(info.value))
+        assert _decode_payload_fast(payload) is None
+    assert "extension type 7 is unknown" in str(_error(cases["unknown_extension"]))
+    # An extension whose value runs past the payload is truncated, not unknown.
+    with pytest.raises(DecodeError) as info:
+        decode_payload(v2[: len(v2) - 33] + b"\x01\x07\xff\xff" + v2[-32:])
+    assert info.value.code == "truncated"
+
+
+def test_no_extension_type_is_defined_yet() -> None:
+    with pytest.raises(DecodeError) as info:
+        make_reading(extensions=(Extension(1, b"x"),))
+    assert info.value.code == "unknown_extension"
+    with pytest.raises(DecodeError):
+        make_reading(counters=None, extensions=(Extension(1, b"x"),))  # v1 has no extension list
+
+
+@given(readings)
+def test_prev_hash_is_the_payload_tail_in_every_version(reading: Reading) -> None:
+    envelope = sign_reading(reading, SIGNER).encode()
+    assert envelope[PREV_HASH_IN_ENVELOPE] == reading.prev_hash
+
+
 def test_reading_constructor_validates() -> None:
     with pytest.raises(DecodeError):
         make_reading(seq=0)
@@ -263,6 +335,10 @@ def test_reading_constructor_validates() -> None:
         make_reading(prev_hash=b"short")
     with pytest.raises(DecodeError):
         make_reading(status=Status(0x40))
+    with pytest.raises(DecodeError):
+        make_reading(counters=Counters(0, 0, 1 << 63, 0))
+    with pytest.raises(DecodeError):
+        make_reading(counters=Counters(0, 0, -1, 0))
 
 
 # --- envelopes ---------------------------------------------------------------
@@ -333,7 +409,33 @@ def test_chain_links_each_reading_to_the_last() -> None:
     assert first.reading().prev_hash == anchor
     assert second.reading().seq == 2
     assert second.reading().prev_hash == reading_hash(first.payload)
-    assert state == ChainState(3, reading_hash(second.payload))
+    assert state == ChainState(3, reading_hash(second.payload), second.reading().counters, T0 + 1, 2)
+
+
+def test_chain_signs_v2_readings_with_counters() -> None:
+    """Reading 1 counts itself from zero; each next one adds its status flags and keeps the
+    highest interval power by attest_core.power's rule."""
+    state = ChainState.genesis(b"\x11" * 32)
+    made = []
+    for time_ms, energy, status in [
+        (T0, 0, Status.POWER_UP),
+        (T0 + 3_600_000, 5_002_000, Status.OK),  # 5 kWh (+2 Wh slack) in an hour: 5 kW
+        (T0 + 7_200_000, 6_002_000, Status.TAMPER | Status.TIME_UNSYNCED),
+        (T0 + 7_260_000, 6_002_000, Status.METER_ERROR | Status.POWER_UP),
+    ]:
+        envelope, state = next_reading(
+            state, SIGNER, device_id="d", asset_id="a", time_ms=time_ms, energy_mwh=energy, status=status
+        )
+        made.append(envelope.reading())
+    assert [r.version for r in made] == [2, 2, 2, 2]
+    assert [r.counters for r in made] == [
+        Counters(0, 1, 0, 0),
+        Counters(0, 1, 0, 4_997_224),  # 5_000_000 mWh * 3_600_000 / 3_602_000 ms, rounded up
+        Counters(1, 1, 1, 4_997_224),
+        Counters(2, 2, 1, 4_997_224),
+    ]
+    assert state.counters == made[-1].counters
+    assert Counters(0, 0, 0, 0) == ZERO_COUNTERS
 
 
 # --- device statements -------------------------------------------------------

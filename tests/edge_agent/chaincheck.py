@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from attest_core.reading import Reading, decode_envelope, reading_hash
+from attest_core.counters import consecutive_mismatch, first_mismatch
+from attest_core.reading import Counters, Reading, decode_envelope, reading_hash
 
 
 def outbox(db: Path, device_id: str) -> dict[int, bytes]:
@@ -22,6 +23,20 @@ def outbox(db: Path, device_id: str) -> dict[int, bytes]:
         conn.close()
 
 
+def chain_counters(db: Path, device_id: str) -> Counters:
+    """The v2 counters the agent keeps for the device's next reading."""
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute(
+            "SELECT fault_readings, powerups, unsynced_readings, max_interval_power_mw FROM chain "
+            "WHERE device_id = ?",
+            (device_id,),
+        ).fetchone()
+    finally:
+        conn.close()
+    return Counters(*row)
+
+
 def chain_row(db: Path, device_id: str) -> tuple[int, bytes, int | None, int | None]:
     conn = sqlite3.connect(db)
     try:
@@ -35,7 +50,8 @@ def chain_row(db: Path, device_id: str) -> tuple[int, bytes, int | None, int | N
 
 
 def check_chain(db: Path, device_id: str, public_key: bytes, anchor: bytes) -> list[Reading]:
-    """Every reading in the outbox: contiguous from 1, linked, signed; the chain row matches the last."""
+    """Every reading in the outbox: contiguous from 1, linked, signed, each one's v2 counters
+    following from the one before; the chain row matches the last."""
     rows = outbox(db, device_id)
     seqs = sorted(rows)
     assert seqs == list(range(1, len(seqs) + 1)), f"sequence numbers not contiguous from 1: {seqs[:5]}..."
@@ -48,9 +64,13 @@ def check_chain(db: Path, device_id: str, public_key: bytes, anchor: bytes) -> l
         reading = envelope.reading()
         assert reading.seq == seq
         assert reading.prev_hash == prev_hash, f"reading {seq} does not link to reading {seq - 1}"
+        assert reading.version == 2, f"reading {seq} is not a v2 payload"
         if prev is not None:
             assert reading.time_ms >= prev.time_ms, f"time went backwards at {seq}"
             assert reading.energy_mwh >= prev.energy_mwh, f"register went backwards at {seq}"
+            assert consecutive_mismatch(prev, reading) is None, consecutive_mismatch(prev, reading)
+        else:
+            assert first_mismatch(reading) is None, first_mismatch(reading)
         prev_hash = reading_hash(envelope.payload)
         prev = reading
         readings.append(reading)
@@ -59,4 +79,7 @@ def check_chain(db: Path, device_id: str, public_key: bytes, anchor: bytes) -> l
     assert stored_hash == prev_hash, "the chain state's hash is not the last reading's"
     if prev is not None:
         assert (last_time, last_energy) == (prev.time_ms, prev.energy_mwh)
+        assert chain_counters(db, device_id) == prev.counters, (
+            "the stored counters are not the last reading's"
+        )
     return readings

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from attest_core.reading import Trigger, decode_envelope
+from attest_core.reading import Status, Trigger, decode_envelope
 from attest_core.topics import readings_topic
 from edge_agent.config import load_config, update_config
 from edge_agent.enrol import load_enrolment
@@ -121,3 +121,9 @@ def test_kill_9_at_random_moments(
     boots = [r.seq for r in readings if r.trigger is Trigger.BOOT]
     assert len(boots) == KILLS + 1, boots
     assert readings[-1].seq > 100
+    # The v2 counters survived every kill: each start counted once, none lost, none twice
+    # (check_chain also checked every reading's counters against the one before it).
+    last = readings[-1].counters
+    assert last is not None
+    assert last.powerups == KILLS + 1 == sum(1 for r in readings if r.status & Status.POWER_UP)
+    assert last.fault_readings == sum(1 for r in readings if r.status & (Status.TAMPER | Status.METER_ERROR))

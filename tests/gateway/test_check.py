@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from attest_core import domains
 from attest_core.chain import ChainState
 from attest_core.device import RotationStatement, sign_rotation
 from attest_core.entries import RevocationEntry, RotationEntry
-from attest_core.reading import Envelope, sign_reading
+from attest_core.reading import Envelope, device_key_id, reading_hash, sign_reading
 from attest_core.registry import Registry
 from gateway.ingest import Accepted, Message, check
 from gateway.quarantine import Refusal
@@ -147,3 +148,28 @@ def test_a_message_kept_only_in_part_is_too_large_even_if_its_first_bytes_are_a_
     assert isinstance(outcome, Refusal)
     assert outcome.reason == "too_large"
     assert outcome.detail == "message of 5000000 bytes exceeds the 1024-byte limit"
+
+
+def test_v2_and_v1_payloads_are_accepted(world: tuple[Registry, TestDevice]) -> None:
+    """A v2 gateway takes v2 readings and the v1 readings of a v1 agent (and of one upgraded since)."""
+    registry, device = world
+    v1 = device.reading(T0, 1000, v1=True)
+    v2 = device.reading(T0 + HOUR, 2000)
+    assert (v1.reading().version, v2.reading().version) == (1, 2)
+    for seq, envelope in ((1, v1), (2, v2)):
+        outcome = check(Message(topic(), envelope.encode()), registry, NOW, SKEW)
+        assert isinstance(outcome, Accepted), outcome
+        assert outcome.seq == seq
+        assert outcome.payload_hash == reading_hash(envelope.payload)
+
+
+def test_a_reading_with_an_unknown_extension_is_refused(world: tuple[Registry, TestDevice]) -> None:
+    registry, device = world
+    payload = device.reading(T0, 1000).payload
+    # the extension count (0) sits just before prev_hash: make it one extension of type 1
+    changed = payload[:-33] + b"\x01\x01\x00\x00" + payload[-32:]
+    # signed by the device itself: the refusal is about the payload, not the signature
+    signature = device.signer.sign(domains.READING_SIGNATURE + changed)
+    forged = Envelope(device_key_id(device.signer.public_key), changed, signature)
+    outcome = check(Message(topic(), forged.encode()), registry, NOW, SKEW)
+    assert reason(outcome) == "unknown_extension"
