@@ -1,8 +1,8 @@
 """Statements a device signs about its own identity: enrolment and key rotation.
 
-Enrolment statement v1 (signed by the device key: proof of possession)::
+Enrolment statement (signed by the device key: proof of possession)::
 
-    u8      version            = 1
+    u8      version            = 1 or 2
     text8   device_id
     32      public_key         Ed25519
     text8   asset_id
@@ -12,6 +12,13 @@ Enrolment statement v1 (signed by the device key: proof of possession)::
     [i32    lat_e6]            latitude in micro-degrees, -90e6..90e6
     [i32    lon_e6]            longitude in micro-degrees, -180e6..180e6
     u64     time_ms            when the device made the statement (Unix ms, UTC)
+  v2 only:
+    text8   log_origin         the origin (= the log key's name) of the one log the device is enrolled in
+    u8      extension count
+    [u8 type, bytes16 value]   per extension; no type is defined yet, so any extension is refused
+
+Version 2 binds the enrolment, and through its chain anchor every reading of the
+device, to one log: a v1 statement names no log and can be replayed into another.
 
 Rotation statement v1 (signed by the old key to authorize, by the new key to accept)::
 
@@ -32,9 +39,19 @@ from attest_core import domains
 from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
 from attest_core.keys import PUBLIC_KEY_SIZE, Signer, check_public_key, verify_signature
+from attest_core.notekey import name_problem
 from attest_core.reading import check_time
 
 STATEMENT_VERSION = 1
+"""The version of rotation statements, and of enrolment statements that name no log."""
+ENROLMENT_V2 = 2
+"""An enrolment statement that names its log's origin (and may carry extensions)."""
+
+STATEMENT_EXTENSION_TYPES: frozenset[int] = frozenset()
+"""Extension types an enrolment statement v2 may carry (its own registry: a reading payload's
+extension types are attest_core.reading's).  None is defined yet (the meter's own
+public key and curve are the first planned); an unknown type is refused, never skipped, so a
+device cannot slip in a field a verifier would ignore."""
 
 
 class AssetKind(enum.IntEnum):
@@ -91,6 +108,42 @@ class Location:
         return cls(lat_e6, lon_e6)
 
 
+def check_log_origin(origin: str) -> str:
+    """Return ``origin`` if it can name a log, else raise ``bad_log_origin``.
+
+    The origin is the log key's name (attest_core.checkpoint), so it follows the C2SP
+    key name rules: non-empty, no white space, no ``+``, no control character; and it
+    fits a text8 field.
+    """
+    if not isinstance(origin, str):
+        raise DecodeError(f"log_origin {origin!r} is not a string", code="bad_log_origin")
+    problem = name_problem(origin)
+    if problem is None and len(origin.encode("utf-8")) > 255:
+        problem = "is longer than 255 bytes"
+    if problem is not None:
+        raise DecodeError(f"log_origin {origin!r} {problem}", code="bad_log_origin")
+    return origin
+
+
+@dataclass(frozen=True, slots=True)
+class StatementExtension:
+    """One entry of an enrolment statement's v2 extension list: a type byte and an opaque value."""
+
+    type: int
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, int) or not 0 <= self.type <= 255:
+            raise DecodeError(f"extension type {self.type!r} is not a byte", code="out_of_range")
+        if self.type not in STATEMENT_EXTENSION_TYPES:
+            raise DecodeError(
+                f"enrolment statement: extension type {self.type} is unknown (v2 defines none yet)",
+                code="unknown_extension",
+            )
+        if not isinstance(self.value, bytes) or len(self.value) > 0xFFFF:
+            raise DecodeError("an extension value is at most 65535 bytes", code="too_large")
+
+
 @dataclass(frozen=True, slots=True)
 class EnrolmentStatement:
     device_id: str
@@ -100,6 +153,10 @@ class EnrolmentStatement:
     rated_power_w: int
     location: Location | None
     time_ms: int
+    log_origin: str | None = None
+    """The log the device enrols in (v2); None makes a v1 statement, which names no log."""
+    extensions: tuple[StatementExtension, ...] = ()
+    """v2 only; none is defined yet."""
 
     def __post_init__(self) -> None:
         check_id(self.device_id, "device_id")
@@ -111,11 +168,25 @@ class EnrolmentStatement:
         if self.rated_power_w == 0:
             raise DecodeError("rated_power_w must be positive", code="out_of_range")
         check_time(self.time_ms, "time_ms")
+        if self.log_origin is None:
+            if self.extensions:
+                raise DecodeError("a v1 enrolment statement has no extensions", code="bad_version")
+        else:
+            check_log_origin(self.log_origin)
+        if len(self.extensions) > 255:
+            raise DecodeError("an enrolment statement has at most 255 extensions", code="too_large")
+        for extension in self.extensions:
+            if not isinstance(extension, StatementExtension):
+                raise DecodeError(f"{extension!r} is not a StatementExtension", code="bad_extension")
+
+    @property
+    def version(self) -> int:
+        return STATEMENT_VERSION if self.log_origin is None else ENROLMENT_V2
 
     def encode(self) -> bytes:
         w = (
             Writer()
-            .u8(STATEMENT_VERSION)
+            .u8(self.version)
             .text8(self.device_id)
             .raw(self.public_key)
             .text8(self.asset_id)
@@ -126,7 +197,12 @@ class EnrolmentStatement:
             w.u8(0)
         else:
             w.u8(1).i32(self.location.lat_e6).i32(self.location.lon_e6)
-        return w.u64(self.time_ms).getvalue()
+        w.u64(self.time_ms)
+        if self.log_origin is not None:
+            w.text8(self.log_origin).u8(len(self.extensions))
+            for extension in self.extensions:
+                w.u8(extension.type).bytes16(extension.value)
+        return w.getvalue()
 
     def chain_anchor(self) -> bytes:
         """What reading seq 1 of this device carries as ``prev_hash``."""
@@ -140,7 +216,7 @@ def enrolment_anchor(statement_bytes: bytes) -> bytes:
 def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
     r = Reader(data, "enrolment statement")
     version = r.u8("version")
-    if version != STATEMENT_VERSION:
+    if version not in (STATEMENT_VERSION, ENROLMENT_V2):
         raise DecodeError(f"enrolment statement version {version} is not supported", code="bad_version")
     device_id = r.ident("device_id")
     public_key = r.raw(PUBLIC_KEY_SIZE, "public_key")
@@ -154,12 +230,20 @@ def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
         )
     location = Location(r.i32("lat_e6"), r.i32("lon_e6")) if has_location else None
     time_ms = r.u63("time_ms")
+    log_origin: str | None = None
+    extensions: list[StatementExtension] = []
+    if version == ENROLMENT_V2:
+        log_origin = check_log_origin(r.text8("log_origin"))
+        for _ in range(r.u8("extension count")):
+            extensions.append(StatementExtension(r.u8("extension type"), r.bytes16("extension value")))
     r.finish()
     try:
         asset_kind = AssetKind(kind)
     except ValueError:
         raise DecodeError(f"enrolment statement: unknown asset kind {kind}", code="bad_asset_kind") from None
-    return EnrolmentStatement(device_id, public_key, asset_id, asset_kind, rated, location, time_ms)
+    return EnrolmentStatement(
+        device_id, public_key, asset_id, asset_kind, rated, location, time_ms, log_origin, tuple(extensions)
+    )
 
 
 def sign_enrolment(statement: EnrolmentStatement, signer: Signer) -> tuple[bytes, bytes]:

@@ -2,7 +2,7 @@
 
 Every entry starts with a two-byte header, then the body of its type::
 
-    u8      version            = 1
+    u8      version            the version of the type's body: 1, or 2 (revocation, claim, withdrawal)
     u8      type               EntryType
 
     ENROLMENT     bytes16 statement, 64 proof-of-possession signature,
@@ -10,8 +10,9 @@ Every entry starts with a two-byte header, then the body of its type::
     READING       bytes16 envelope (exactly as received from the device)
     KEY_ROTATION  bytes16 statement, 64 old-key signature, 64 new-key signature,
                   text8 installer, u64 logged_at_ms
-    REVOCATION    text8 device_id, u64 last_valid_seq, text16 reason,
+    REVOCATION    v1: text8 device_id, u64 last_valid_seq, text16 reason,
                   text8 revoked_by, u64 time_ms
+                  v2: v1's fields, then u64 readings_disowned, u8 revoker_role
     CLAIM         the claim (attest_core.claim), u64 logged_at_ms
                   v2 adds: 32 supersedes (the leaf hash of the issuer's claim it replaces,
                   zeros: none), then per claimed asset, in the claim's order, 32 previous
@@ -61,6 +62,8 @@ from attest_core.reading import (
 )
 
 ENTRY_VERSION = 1
+REVOCATION_V2 = 2
+"""The header version of a revocation entry that records its revoker's role and what it disowns."""
 CLAIM_ENTRY_VERSION = 2
 """The version a v2 gateway writes claim entries with (v1 claim entries have no links)."""
 MAX_REASON_BYTES = 1000
@@ -68,6 +71,35 @@ NO_LINK = bytes(32)
 """A claim link naming no entry: no earlier live claim on the asset, or nothing superseded."""
 NO_SEQ_DISOWNED = MAX_U63
 """``last_valid_seq`` of a revocation that disowns no reading already made."""
+
+
+class RevokerRole(enum.IntEnum):
+    """The role of the token that revoked a device (revocation v2)."""
+
+    INSTALLER = 1
+    """The installer who enrolled the device: it may not disown readings already logged."""
+    OPERATOR = 2
+    """The gateway's operator: it may revoke any device and disown logged readings, with a reason."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def check_revocation_authority(role: RevokerRole, readings_disowned: int, reason: str) -> None:
+    """Raise unless ``role`` may make a revocation that disowns ``readings_disowned`` logged readings.
+
+    Disowning readings already logged refutes every claim they back, so only an operator
+    may do it, and only with a reason (codes ``disown_needs_operator``, ``reason_required``).
+    """
+    if readings_disowned and role is not RevokerRole.OPERATOR:
+        raise DecodeError(
+            f"a revocation that disowns {readings_disowned} logged readings needs the operator role, "
+            f"not {role.label}",
+            code="disown_needs_operator",
+        )
+    if readings_disowned and not reason.strip():
+        raise DecodeError("a revocation that disowns logged readings needs a reason", code="reason_required")
 
 
 class EntryType(enum.IntEnum):
@@ -91,6 +123,7 @@ class EnrolmentEntry:
     logged_at_ms: int
 
     type = EntryType.ENROLMENT
+    version = ENTRY_VERSION  # the statement inside carries its own version
 
     @property
     def statement(self) -> EnrolmentStatement:
@@ -109,6 +142,7 @@ class ReadingEntry:
     envelope_bytes: bytes
 
     type = EntryType.READING
+    version = ENTRY_VERSION
 
     @cached_property
     def envelope(self) -> Envelope:
@@ -131,6 +165,7 @@ class RotationEntry:
     logged_at_ms: int
 
     type = EntryType.KEY_ROTATION
+    version = ENTRY_VERSION
 
     @property
     def statement(self) -> RotationStatement:
@@ -152,6 +187,11 @@ class RevocationEntry:
     reason: str
     revoked_by: str
     time_ms: int
+    readings_disowned: int | None = None
+    """v2: how many readings the gateway had logged (or accepted to log) above ``last_valid_seq``
+    when it made the revocation.  None: a v1 entry, which does not say."""
+    revoker_role: RevokerRole | None = None
+    """v2: the role of ``revoked_by``'s token.  None: a v1 entry, which does not say."""
 
     type = EntryType.REVOCATION
 
@@ -162,10 +202,26 @@ class RevocationEntry:
             raise DecodeError(f"a revocation reason is at most {MAX_REASON_BYTES} bytes", code="too_large")
         check_id(self.revoked_by, "revoked_by")
         check_time(self.time_ms, "time_ms")
+        if (self.readings_disowned is None) != (self.revoker_role is None):
+            raise DecodeError(
+                "a revocation v2 has both readings_disowned and revoker_role, a v1 neither",
+                code="bad_version",
+            )
+        if self.readings_disowned is not None and self.revoker_role is not None:
+            check_u63(self.readings_disowned, "readings_disowned")
+            if not isinstance(self.revoker_role, RevokerRole):
+                raise DecodeError(f"revoker_role {self.revoker_role!r} is not a role", code="bad_role")
+            check_revocation_authority(self.revoker_role, self.readings_disowned, self.reason)
+
+    @property
+    def version(self) -> int:
+        return ENTRY_VERSION if self.revoker_role is None else REVOCATION_V2
 
     def encode_body(self, w: Writer) -> None:
         w.text8(self.device_id).u64(self.last_valid_seq).text16(self.reason).text8(self.revoked_by)
         w.u64(self.time_ms)
+        if self.readings_disowned is not None and self.revoker_role is not None:
+            w.u64(self.readings_disowned).u8(int(self.revoker_role))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +297,8 @@ class WithdrawalEntry:
 Entry = EnrolmentEntry | ReadingEntry | RotationEntry | RevocationEntry | ClaimEntry | WithdrawalEntry
 
 
-def _version(entry: Entry) -> int:
-    return entry.version if isinstance(entry, ClaimEntry | WithdrawalEntry) else ENTRY_VERSION
-
-
 def encode_entry(entry: Entry) -> bytes:
-    w = Writer().u8(_version(entry)).u8(int(entry.type))
+    w = Writer().u8(entry.version).u8(int(entry.type))
     entry.encode_body(w)
     return w.getvalue()
 
@@ -291,13 +343,23 @@ def decode_entry(data: bytes) -> Entry:
         _ = entry.statement
     elif kind == EntryType.REVOCATION:
         r.what = "revocation entry"
-        entry = RevocationEntry(
-            r.ident("device_id"),
-            r.u63("last_valid_seq"),
-            r.text16("reason"),
-            r.ident("revoked_by"),
-            r.u63("time_ms"),
-        )
+        device_id = r.ident("device_id")
+        last_valid_seq = r.u63("last_valid_seq")
+        reason = r.text16("reason")
+        revoked_by = r.ident("revoked_by")
+        time_ms = r.u63("time_ms")
+        disowned: int | None = None
+        role: RevokerRole | None = None
+        if version == REVOCATION_V2:
+            disowned = r.u63("readings_disowned")
+            role_byte = r.u8("revoker_role")
+            try:
+                role = RevokerRole(role_byte)
+            except ValueError:
+                raise DecodeError(
+                    f"revocation entry: unknown revoker role {role_byte}", code="bad_role"
+                ) from None
+        entry = RevocationEntry(device_id, last_valid_seq, reason, revoked_by, time_ms, disowned, role)
     elif kind == EntryType.CLAIM:
         r.what = "claim entry"
         claim = Claim.decode_from(r)
@@ -320,6 +382,7 @@ def decode_entry(data: bytes) -> Entry:
 
 
 _VERSIONS: dict[int, tuple[int, ...]] = {
+    EntryType.REVOCATION: (ENTRY_VERSION, REVOCATION_V2),
     EntryType.CLAIM: (ENTRY_VERSION, CLAIM_ENTRY_VERSION),
     EntryType.WITHDRAWAL: (CLAIM_ENTRY_VERSION,),
 }

@@ -353,10 +353,13 @@ def _evaluate_device(
             if bits & _UNSYNCED_BIT:
                 unsynced += 1
     if disowned:
+        add(Severity.WARNING, "disowned_readings", _disowned_message(record, disowned))
+    if record.log_origin is None:
         add(
             Severity.WARNING,
-            "disowned_readings",
-            f"{disowned} readings are disowned by the device's revocation and not counted",
+            "enrolment_not_bound",
+            "enrolled with a v1 statement, which names no log: not bound to this log (it could be "
+            "replayed into another)",
         )
     if unsynced:
         add(
@@ -544,6 +547,23 @@ def _between(
     """
     for severity, code, message in between(record.rated_power_w, a.reading, b.reading):
         add(severity, code, message, b)
+
+
+def _disowned_message(record: DeviceRecord, disowned: int) -> str:
+    """The ``disowned_readings`` finding: how many, and who revoked the device, in which role, when."""
+    text = f"{disowned} readings in the evidence are disowned by the device's revocation and not counted"
+    entry = record.revocation
+    if entry is None:
+        return text
+    text += f"; revoked by {entry.revoked_by}"
+    if entry.revoker_role is None:
+        text += " (role not recorded: revocation v1)"
+    else:
+        text += f" ({entry.revoker_role.label})"
+    text += f" at {_utc(entry.time_ms)}, log entry {record.revocation_index}"
+    if entry.readings_disowned is not None:
+        text += f", disowning {entry.readings_disowned} readings already logged"
+    return text + f": {entry.reason!r}"
 
 
 def _check_overlap(asset_id: str, results: list[DeviceResult], findings: list[Finding]) -> None:

@@ -13,6 +13,10 @@ through :class:`Registry`, and ask it which key may sign a reading.  The rules:
   ``last_valid_seq`` (the installer's choice; by default the highest sequence
   number the gateway had accepted).  Readings up to it stay valid even if they
   reach the log after the revocation (late delivery from a device's outbox).
+* (v2) A registry that knows its log's origin refuses an enrolment statement that
+  names another log (``wrong_log_origin``): a device's enrolment, and through its
+  chain anchor its readings, count in one log only.  A v1 statement names no log;
+  it is accepted, and the verdict says it is not bound (attest_core.evaluation).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class DeviceRecord:
     keys: list[KeySpan] = field(default_factory=list)
     last_valid_seq: int | None = None
     revocation_index: int | None = None
+    revocation: RevocationEntry | None = None
+    """The revocation entry (who revoked, when, why; v2: the role and how many logged readings
+    it disowns), if the replay saw one."""
 
     @property
     def device_id(self) -> str:
@@ -65,6 +72,11 @@ class DeviceRecord:
     @property
     def location(self) -> Location | None:
         return self.statement.location
+
+    @property
+    def log_origin(self) -> str | None:
+        """The log the device enrolled in; None for a v1 enrolment, which names none."""
+        return self.statement.log_origin
 
     @property
     def chain_anchor(self) -> bytes:
@@ -98,11 +110,27 @@ class DeviceRecord:
         return self.last_valid_seq is not None and seq > self.last_valid_seq
 
 
+def check_log_origin_of(statement: EnrolmentStatement, log_origin: str | None, where: str) -> None:
+    """Raise ``wrong_log_origin`` if ``statement`` names a log other than ``log_origin``.
+
+    A v1 statement names none and passes (what to do with it is the caller's policy);
+    so does any statement when ``log_origin`` is None.
+    """
+    if log_origin is not None and statement.log_origin is not None and statement.log_origin != log_origin:
+        raise RegistryError(
+            f"{where}: device {statement.device_id} enrolled for the log {statement.log_origin!r}, "
+            f"not this log {log_origin!r}: an enrolment counts in the one log it names",
+            code="wrong_log_origin",
+        )
+
+
 class Registry:
     """Devices by id, built by replaying identity entries in log order."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_origin: str | None = None) -> None:
         self.devices: dict[str, DeviceRecord] = {}
+        self.log_origin = log_origin
+        """The origin of the log replayed; None: enrolments are not checked against it."""
 
     def get(self, device_id: str) -> DeviceRecord | None:
         return self.devices.get(device_id)
@@ -112,6 +140,7 @@ class Registry:
         return self.enrol_verified(index, statement)
 
     def enrol_verified(self, index: int, statement: EnrolmentStatement) -> DeviceRecord:
+        check_log_origin_of(statement, self.log_origin, f"entry {index}")
         if statement.device_id in self.devices:
             raise RegistryError(
                 f"device {statement.device_id} is enrolled twice (log entries "
@@ -156,6 +185,7 @@ class Registry:
             raise RegistryError(f"device {record.device_id} is revoked twice", code="revoked")
         record.last_valid_seq = entry.last_valid_seq
         record.revocation_index = index
+        record.revocation = entry
         return record
 
     def check_reading(self, envelope: Envelope, reading: Reading) -> DeviceRecord:

@@ -77,6 +77,8 @@ def device_signer(spec: FleetSpec, i: int) -> Ed25519Signer:
 
 
 def enrolment(spec: FleetSpec, i: int) -> Enrolment:
+    from bench.env import ORIGIN  # here: bench.env imports this module
+
     signer = device_signer(spec, i)
     statement = EnrolmentStatement(
         spec.device_id(i),
@@ -86,6 +88,7 @@ def enrolment(spec: FleetSpec, i: int) -> Enrolment:
         spec.rated_power_w,
         None,
         spec.start_ms - 24 * HOUR_MS,
+        ORIGIN,  # bound to the benchmark's log, as an agent enrols (statement v2)
     )
     data, pop = sign_enrolment(statement, signer)
     return Enrolment(spec.device_id(i), spec.asset_id(i), data, pop, statement.chain_anchor())

@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--gateway", help="gateway URL, e.g. https://gateway.example.org (default: the config's)")
     p.add_argument("--token", help=f"installer token from the operator (or ${TOKEN_ENV})")
+    p.add_argument(
+        "--log-key",
+        metavar="KEY",
+        help="the log's verifier key string as the operator published it (<name>+<key id>+<base64>): "
+        "enrol stops, signing nothing, unless the gateway serves exactly this key. Without it, enrol "
+        "shows the key and its SHA-256 fingerprint for you to compare",
+    )
     p.add_argument("--asset", required=True, help="the asset id the operator assigned, e.g. charger-0017")
     p.add_argument("--kind", required=True, choices=("charger", "solar"), help="asset kind")
     p.add_argument(

@@ -111,11 +111,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_enrol(args: argparse.Namespace) -> int:
     from attest_core.keys import fingerprint as fp
     from edge_agent.enrol import (
+        bind_to_log,
         build_statement,
         check_gateway_url,
         fetch_log_key,
         http_client,
+        key_fingerprint,
         load_enrolment,
+        parse_pinned_key,
+        pin_log_key,
         save_enrolment,
         send_request,
     )
@@ -133,9 +137,10 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV, "")
     if not token:
         raise AgentError(f"no installer token: give --token (or set {TOKEN_ENV})", Exit.USAGE)
+    pinned = parse_pinned_key(args.log_key, "--log-key") if args.log_key else None
     signer = load_signer(config)
     ensure_private_dir(config.state_dir)
-    wanted = build_statement(
+    unbound = build_statement(
         signer,
         device_id=config.device_id,
         asset_id=args.asset,
@@ -147,17 +152,35 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     if gateway.startswith("http://") and not gateway.startswith(("http://127.", "http://localhost")):
         print(f"warning: {gateway} is plain HTTP: the installer token travels unencrypted", file=sys.stderr)
     confirmed = load_enrolment(config.state_dir)
-    request, stored = choose_request(config.state_dir, wanted, signer, confirmed=confirmed, new=args.new)
-    statement = request.statement
-    if not stored:
-        # Kept before it is sent: if the answer is lost, the next run resends exactly these bytes.
-        save_request(config.state_dir, request, gateway)
-    elif confirmed is None:
-        print(
-            f"resending the enrolment request stored in {request_path(config.state_dir)} "
-            "(an earlier enrol sent it but got no answer)"
-        )
     with http_client(config.gateway.ca_file, args.timeout) as client:
+        # The log key first: the statement names its log, so nothing is signed before it is pinned.
+        key = fetch_log_key(client, gateway)
+        pin_log_key(key, pinned, config.gateway.log_key)
+        key_string = key.to_string()
+        print(f"log key:          {key_string}")
+        print(f"log fingerprint:  {key_fingerprint(key_string)}")
+        if pinned is not None:
+            print("                  (the key given with --log-key: it matches)")
+        else:
+            print("                  ^ compare all of it with the fingerprint the operator published")
+            print("                    (or pin the key: enrol --log-key KEY)")
+        if confirmed is not None and confirmed.log_origin not in (None, key.name):
+            raise AgentError(
+                f"this device is enrolled in the log {confirmed.log_origin!r}, but the gateway at {gateway} "
+                f"serves the key of the log {key.name!r}: not enrolling it there. Check the gateway URL",
+                Exit.FAILED,
+            )
+        wanted = bind_to_log(unbound, key)
+        request, stored = choose_request(config.state_dir, wanted, signer, confirmed=confirmed, new=args.new)
+        statement = request.statement
+        if not stored:
+            # Kept before it is sent: if the answer is lost, the next run resends exactly these bytes.
+            save_request(config.state_dir, request, gateway)
+        elif confirmed is None:
+            print(
+                f"resending the enrolment request stored in {request_path(config.state_dir)} "
+                "(an earlier enrol sent it but got no answer)"
+            )
         try:
             result = send_request(client, gateway, token, request)
         except AgentError as exc:
@@ -177,6 +200,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 "kind": statement.asset_kind.label,
                 "rated_power_w": statement.rated_power_w,
                 "time_ms": statement.time_ms,
+                "log_origin": statement.log_origin,
                 "gateway": gateway,
                 "log_index": result.log_index,
                 "chain_anchor": statement.chain_anchor().hex(),
@@ -194,19 +218,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 f"already enrolled: device {statement.device_id} for asset {statement.asset_id}{where} "
                 "(confirmed by the gateway again)"
             )
-        key = fetch_log_key(client, gateway)
-    key_string = key.to_string()
-    if config.gateway.log_key and config.gateway.log_key.strip() != key_string:
-        raise AgentError(
-            f"the gateway now serves log key {key.name}+{key.key_id.hex()}, but this device trusts "
-            f"{config.gateway.log_key.strip()}. Not replacing it: confirm with the operator whether the log "
-            "key really changed; if so, empty [gateway] log_key in the config and run enrol again",
-            Exit.FAILED,
-        )
     update_config(config.path, "gateway", {"url": gateway, "log_key": key_string})
-    print(f"log key:          {key.name}")
-    print(f"log key id:       {key.key_id.hex()}   <- compare with the key id the operator published")
-    print(f"                  ({key_string})")
+    print(f"log:              {key.name} (the key is stored in {config.path})")
     if result.answer is None:
         raise AgentError(
             "the gateway answered 200/201, but its answer was not the expected JSON object; the "

@@ -1,6 +1,16 @@
-"""Enrolment through the gateway's REST API, and the log key that comes with it.
+"""Enrolment through the gateway's REST API, bound to the log whose key the installer pinned.
 
-``POST {gateway}/v1/devices`` with ``Authorization: Bearer <installer token>`` and
+First ``GET {gateway}/v1/log/key`` gives the log's C2SP verifier key string, *before*
+anything is signed: with ``enrol --log-key KEY`` (the key string the operator
+published) any difference stops the enrolment, nothing signed or sent; without it the
+agent shows the whole key and its fingerprint (:func:`key_fingerprint`, 256 bits) for
+the installer to compare with the operator's.  The key's name is the log's origin,
+which the enrolment statement (v2) names: the device is enrolled in that log only,
+and a log with another origin refuses the statement.  The key goes into the config
+(``[gateway] log_key``) and receipts must verify with it; a key already there is
+never replaced by another.
+
+Then ``POST {gateway}/v1/devices`` with ``Authorization: Bearer <installer token>`` and
 ``{"statement": base64, "proof_of_possession": base64}``: the statement names the
 device, its public key, the asset (kind, rated power, location) and the time; the
 proof of possession is the device key's signature over it.  The gateway answers
@@ -8,11 +18,7 @@ proof of possession is the device key's signature over it.  The gateway answers
 body when it already holds exactly this statement (a retry); errors are
 ``{"error": {"code", "message"}}`` with 401 (token missing or wrong), 403 (not an
 installer token), 409 ``already_enrolled`` (another statement for this device),
-400/422 (bad input).
-
-Then ``GET {gateway}/v1/log/key`` gives the log's C2SP verifier key string; it
-goes into the config (``[gateway] log_key``) and receipts must verify with it.
-The installer compares its key id with the one the operator publishes.
+400/422 (bad input, e.g. ``wrong_log_origin``).
 
 Local state:
 
@@ -38,6 +44,8 @@ running the same command again.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -90,8 +98,13 @@ def build_statement(
     lat: str | None,
     lon: str | None,
     time_ms: int | None = None,
+    log_origin: str | None = None,
 ) -> EnrolmentStatement:
-    """The enrolment statement, with every argument checked (``AgentError`` exit 2 if bad)."""
+    """The enrolment statement, with every argument checked (``AgentError`` exit 2 if bad).
+
+    ``log_origin`` (the pinned log key's name) makes a v2 statement, bound to that log;
+    None a v1 statement, which names no log (what a v2 gateway refuses by default).
+    """
     if (lat is None) != (lon is None):
         raise AgentError("give both --lat and --lon, or neither", Exit.USAGE)
     try:
@@ -104,6 +117,7 @@ def build_statement(
             rated_power_w=rated_power_w,
             location=location,
             time_ms=int(time.time() * 1000) if time_ms is None else time_ms,
+            log_origin=log_origin,
         )
     except AttestError as exc:
         raise AgentError(f"bad enrolment argument: {exc}", Exit.USAGE) from None
@@ -186,21 +200,29 @@ def post_enrolment(
     raise AgentError(f"the gateway answered the enrolment with HTTP {status} ({detail})", Exit.FAILED)
 
 
+_NOTHING_SENT = "Nothing was signed or sent: run the same enrol command again once it is fixed"
+
+
 def fetch_log_key(client: httpx.Client, gateway: str) -> VerifierKey:
-    """GET the log's verifier key string and parse it."""
+    """GET the log's verifier key string and parse it (before the enrolment is signed)."""
     url = f"{gateway}/v1/log/key"
     try:
         response = client.get(url)
+    except httpx.TimeoutException:
+        raise AgentError(
+            f"the gateway at {gateway} did not answer in time (GET {url}). {_NOTHING_SENT}",
+            Exit.UNREACHABLE,
+        ) from None
     except httpx.HTTPError as exc:
         raise AgentError(
-            f"the device is enrolled, but the log key could not be fetched from {url}: {_describe(exc)}. "
-            "Run the same enrol command again to fetch it",
+            f"cannot reach the gateway at {gateway}: {_describe(exc)} (GET {url}). Check the URL, the network "
+            f"and that the gateway is running. {_NOTHING_SENT}",
             Exit.UNREACHABLE,
         ) from None
     if response.status_code != 200:
         raise AgentError(
-            f"the device is enrolled, but GET {url} answered HTTP {response.status_code} "
-            f"({_error_detail(response)[1]}). Run the same enrol command again to fetch it",
+            f"the log key could not be fetched: GET {url} answered HTTP {response.status_code} "
+            f"({_error_detail(response)[1]}). {_NOTHING_SENT}",
             Exit.FAILED,
         )
     text = response.text.strip()
@@ -211,6 +233,57 @@ def fetch_log_key(client: httpx.Client, gateway: str) -> VerifierKey:
             f"the gateway's log key is not a valid C2SP verifier key string ({exc}): {text[:120]!r}",
             Exit.FAILED,
         ) from None
+
+
+def key_fingerprint(key_string: str) -> str:
+    """SHA-256 of the verifier key string (as published, no newline), in groups of 4 hex digits.
+
+    256 bits to read aloud and compare: unlike the key string's 8-hex-digit key id (32
+    bits, which a forger can grind), no other key can be made to match it.  The operator
+    gets the same value with ``printf '%s' KEY | sha256sum``.
+    """
+    digest = hashlib.sha256(key_string.encode("utf-8")).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
+def parse_pinned_key(text: str, what: str) -> VerifierKey:
+    """The key string the installer pinned (``--log-key``), checked (``AgentError`` exit 2 if bad)."""
+    try:
+        return VerifierKey.parse(text.strip())
+    except (AttestError, ValueError) as exc:
+        raise AgentError(
+            f"{what} is not a C2SP verifier key string (<name>+<8 hex digits>+<base64>): {exc}", Exit.USAGE
+        ) from None
+
+
+def pin_log_key(served: VerifierKey, pinned: VerifierKey | None, configured: str) -> None:
+    """Fail closed unless the key the gateway serves is the one pinned and the one configured.
+
+    ``pinned``: ``--log-key`` (None if not given); ``configured``: ``[gateway] log_key`` from
+    an earlier enrol ("" if none).  Called before anything is signed.
+    """
+    served_string = served.to_string()
+    if pinned is not None and pinned.to_string() != served_string:
+        raise AgentError(
+            f"the gateway serves the log key {served_string} (fingerprint {key_fingerprint(served_string)}), "
+            f"not the key given with --log-key, {pinned.to_string()} (fingerprint "
+            f"{key_fingerprint(pinned.to_string())}). Nothing was signed or sent. Check the gateway URL and "
+            "the key the operator published; do not enrol this device with a log you cannot confirm",
+            Exit.FAILED,
+        )
+    if configured and configured.strip() != served_string:
+        raise AgentError(
+            f"the gateway now serves the log key {served_string}, but this device trusts "
+            f"{configured.strip()}. Nothing was signed or sent, and the key is not replaced: confirm with the "
+            "operator whether the log key really changed; if so, empty [gateway] log_key in the config and "
+            "run enrol again",
+            Exit.FAILED,
+        )
+
+
+def bind_to_log(statement: EnrolmentStatement, key: VerifierKey) -> EnrolmentStatement:
+    """The statement naming the log of ``key`` (its name is the log's origin): a v2 statement."""
+    return dataclasses.replace(statement, log_origin=key.name)
 
 
 def check_answer(answer: dict[str, Any], statement: EnrolmentStatement) -> int | None:

@@ -59,6 +59,7 @@ def save_request(state_dir: Path, request: EnrolmentRequest, gateway: str) -> No
         "kind": request.statement.asset_kind.label,
         "rated_power_w": request.statement.rated_power_w,
         "time_ms": request.statement.time_ms,
+        "log_origin": request.statement.log_origin,
         "first_sent_to": gateway,
     }
     write_private_file(request_path(state_dir), (json.dumps(doc, indent=2) + "\n").encode(), exclusive=False)
@@ -105,7 +106,13 @@ def discard_request(state_dir: Path) -> bool:
 
 
 def same_enrolment(a: EnrolmentStatement, b: EnrolmentStatement) -> bool:
-    """The same device, key, asset, kind, rated power and location (the time may differ)."""
+    """The same device, key, asset, kind, rated power, location and log (the time may differ).
+
+    ``b`` a v1 statement (made by an agent before protocol v2) names no log: ``a`` matches
+    it whatever log it names, so a device enrolled under v1 stays as it is.
+    """
+    if b.log_origin is None:
+        a = dataclasses.replace(a, log_origin=None, extensions=())
     return dataclasses.replace(a, time_ms=b.time_ms) == b
 
 
@@ -117,6 +124,8 @@ def describe_statement(statement: EnrolmentStatement) -> str:
     )
     if statement.location is not None:
         text += f" --lat {_degrees(statement.location.lat_e6)} --lon {_degrees(statement.location.lon_e6)}"
+    if statement.log_origin is not None:
+        text += f", for the log {statement.log_origin}"
     return text
 
 

@@ -93,12 +93,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
     try:
         devices = load_or_create(store, args, max(requested, MIN_TIME_MS))
         loop = asyncio.get_running_loop()
-        enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token)
-        for device, statement_bytes in enrolled:  # kept even if another device failed
-            store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
-            device.statement = decode_enrolment_statement(statement_bytes)
-        if error is not None:
-            raise error
+        # The log key before the enrolments, which name its log (statements v2).
         with http_client() as client:
             key = await loop.run_in_executor(None, fetch_log_key, client, gateway)
         known = store.get_meta("log_key")
@@ -110,6 +105,12 @@ async def run_fleet(args: argparse.Namespace) -> int:
             )
         store.set_meta("log_key", key.to_string())
         log.info("log key %s+%s", key.name, key.key_id.hex())
+        enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token, key.name)
+        for device, statement_bytes in enrolled:  # kept even if another device failed
+            store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
+            device.statement = decode_enrolment_statement(statement_bytes)
+        if error is not None:
+            raise error
 
         mqtt_config = MqttConfig(
             url=broker.display(),

@@ -98,9 +98,10 @@ def load_or_create(store: Store, args: argparse.Namespace, origin_ms: int) -> li
 
 
 def enrol_all(
-    devices: list[SimDevice], gateway: str, token: str
+    devices: list[SimDevice], gateway: str, token: str, log_origin: str | None = None
 ) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
-    """Enrol the devices that are not enrolled yet (8 at a time), through the REST API.
+    """Enrol the devices that are not enrolled yet (8 at a time), through the REST API, in the
+    log named ``log_origin`` (the gateway's log key's name: statements v2).
 
     Runs in worker threads; returns the enrolments made and the first error met.
     """
@@ -123,6 +124,7 @@ def enrol_all(
                         lat=device.lat,
                         lon=device.lon,
                         time_ms=max(device.origin_ms, MIN_TIME_MS),
+                        log_origin=log_origin,
                     )
                     result = enrol_device(client, gateway, token, statement, device.signer)
                     done.append((device, result.statement_bytes))

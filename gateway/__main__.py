@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser(
         "token",
         help="make an API token: prints it once, and the config lines that enable it (only its hash)",
-        description="Make a random API token for an installer, issuer or auditor. The token is printed once "
-        "(hand it over, keep no copy); the gateway's config gets only its SHA-256. The name is the identity "
-        "written into log entries (installer of an enrolment, issuer of a claim).",
+        description="Make a random API token for an installer, operator, issuer or auditor. The token is "
+        "printed once (hand it over, keep no copy); the gateway's config gets only its SHA-256. The name is "
+        "the identity written into log entries (installer of an enrolment, revoker of a device, issuer of a "
+        "claim). An installer acts on the devices it enrolled; an operator on any device.",
     )
     token.add_argument("--name", required=True, help="who holds it (an identifier, e.g. installer-berlin-1)")
     token.add_argument("--role", required=True, choices=list(ROLES), help="what it may do")

@@ -18,10 +18,12 @@ from gateway.tokens import Principal, TokenTable
 
 bearer = HTTPBearer(
     auto_error=False,
-    description="A token from the gateway operator (python -m gateway token): installer, issuer or auditor.",
+    description="A token from the gateway operator (python -m gateway token): installer, operator, issuer or "
+    "auditor.",
 )
 
 INSTALLER = "installer"
+OPERATOR = "operator"
 ISSUER = "issuer"
 AUDITOR = "auditor"
 

@@ -114,9 +114,14 @@ class Settings(BaseSettings):
     role: Literal["all", "ingest", "sequencer", "api"] = "all"
     """all | ingest | sequencer | api: what this process runs."""
     tokens: dict[str, Any] = Field(default_factory=dict)
-    """API tokens by name: ``{"role": "installer" | "issuer" | "auditor", "sha256": "<hex>"}`` (gateway.tokens)."""
+    """API tokens by name: ``{"role": "installer" | "operator" | "issuer" | "auditor", "sha256": "<hex>"}``
+    (gateway.tokens)."""
     witnesses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Witness verifier keys (C2SP ``<name>+<key id>+<key>``) whose cosignatures the gateway accepts."""
+    accept_v1_enrolments: bool = False
+    """Enrol devices whose agent signs a v1 enrolment statement, which names no log (protocol v1
+    agents). Off by default: such an enrolment could be replayed into another log. Devices already
+    enrolled under v1 keep working either way."""
     enrol_wait: float = 5.0
     """Seconds an enrolment, revocation, rotation or claim waits for its log index before answering."""
     quarantine_garbage_bytes: int = Field(default=2048, ge=0)

@@ -3,6 +3,11 @@
 Each one checks its statement with the protocol core (proof of possession,
 signatures, the registry's rules), updates the device tables that ingest reads,
 and queues the log entry for the sequencer, all in one transaction.
+
+Who may act (v2): an installer acts only on the devices it enrolled (``devices.installer``);
+an operator on any device, also one whose installer's token was withdrawn.  A revocation
+that disowns readings the gateway already accepted needs an operator and a reason
+(the rule is attest_core.entries.check_revocation_authority; its entry records how many).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from attest_core.device import verify_rotation
 from attest_core.entries import (
     EnrolmentEntry,
     RevocationEntry,
+    RevokerRole,
     RotationEntry,
+    check_revocation_authority,
     encode_entry,
 )
 from attest_core.errors import AttestError
 from attest_core.reading import device_key_id
-from attest_core.registry import DeviceRecord, Registry, RegistryError
+from attest_core.registry import DeviceRecord, Registry, RegistryError, check_log_origin_of
 from gateway.device_records import read_devices
 from gateway.errors import DeviceError
 
@@ -79,12 +86,39 @@ async def _queue(
     return pending_id
 
 
-async def enrol(conn: asyncpg.Connection, statement: bytes, pop_signature: bytes, installer: str) -> Enrolled:
+async def enrol(
+    conn: asyncpg.Connection,
+    statement: bytes,
+    pop_signature: bytes,
+    installer: str,
+    *,
+    log_origin: str | None = None,
+    accept_v1: bool = True,
+) -> Enrolled:
+    """Enrol a device for ``installer``.
+
+    ``log_origin`` is this gateway's log: a statement naming another is refused (400
+    ``wrong_log_origin``), and a v1 statement, naming none, unless ``accept_v1`` (400
+    ``enrolment_v1_refused``).  The API passes both; None checks no origin.
+    """
     entry = EnrolmentEntry(statement, pop_signature, installer, _now_ms())
     try:
         st = entry.verify()
     except AttestError as exc:
         raise DeviceError(400, exc.code, str(exc)) from exc
+    if log_origin is not None:
+        try:
+            check_log_origin_of(st, log_origin, "the enrolment statement")
+        except RegistryError as exc:
+            raise DeviceError(400, exc.code, str(exc)) from exc
+        if st.log_origin is None and not accept_v1:
+            raise DeviceError(
+                400,
+                "enrolment_v1_refused",
+                f"device {st.device_id} sent a v1 enrolment statement, which names no log: this gateway "
+                f"enrols only statements naming its log {log_origin!r} (update the agent; the operator can "
+                "allow v1 agents with the setting accept_v1_enrolments)",
+            )
     async with conn.transaction():
         exists = await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", st.device_id)
         if exists:
@@ -108,18 +142,40 @@ async def enrol(conn: asyncpg.Connection, statement: bytes, pop_signature: bytes
     return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
 
 
-async def _record(conn: asyncpg.Connection, device_id: str) -> DeviceRecord:
-    """The device's record, its row locked until the transaction ends."""
+async def _record(
+    conn: asyncpg.Connection, device_id: str, actor: str | None = None, what: str = "act on"
+) -> DeviceRecord:
+    """The device's record, its row locked until the transaction ends.
+
+    ``actor``: an installer, who may act only on a device it enrolled (403 ``not_your_device``);
+    None for an operator, who may act on any.
+    """
     stored = await read_devices(conn, [device_id], for_update=True)
     if device_id not in stored:
         raise DeviceError(404, "unknown_device", f"device {device_id} is not enrolled")
+    if actor is not None:
+        owner = await conn.fetchval("SELECT installer FROM devices WHERE device_id = $1", device_id)
+        if owner != actor:
+            raise DeviceError(
+                403,
+                "not_your_device",
+                f"device {device_id} was enrolled by another installer: {actor} may not {what} it "
+                "(an operator token can)",
+            )
     return stored[device_id].record
 
 
 async def rotate(
-    conn: asyncpg.Connection, statement: bytes, old_signature: bytes, new_signature: bytes, installer: str
+    conn: asyncpg.Connection,
+    statement: bytes,
+    old_signature: bytes,
+    new_signature: bytes,
+    installer: str,
+    *,
+    role: RevokerRole = RevokerRole.OPERATOR,
 ) -> tuple[str, bytes]:
-    """Rotate a device's key; returns (device id, new key id)."""
+    """Rotate a device's key for ``installer`` (the token's name) in ``role``; returns (device id,
+    new key id).  An installer may rotate only a device it enrolled."""
     entry = RotationEntry(statement, old_signature, new_signature, installer, _now_ms())
     try:
         st = verify_rotation(statement, old_signature, new_signature)
@@ -127,7 +183,8 @@ async def rotate(
         raise DeviceError(400, exc.code, str(exc)) from exc
     async with conn.transaction():
         await change_registry(conn)
-        record = await _record(conn, st.device_id)
+        actor = installer if role is RevokerRole.INSTALLER else None
+        record = await _record(conn, st.device_id, actor, "rotate the key of")
         highest = await conn.fetchval("SELECT max(seq) FROM readings WHERE device_id = $1", st.device_id)
         if highest is not None and st.effective_seq <= highest:
             raise DeviceError(
@@ -148,25 +205,57 @@ async def rotate(
     return st.device_id, key_id
 
 
+@dataclass(frozen=True)
+class Revoked:
+    last_valid_seq: int
+    readings_disowned: int
+    """Readings the gateway had accepted (logged, or to be logged) above ``last_valid_seq``."""
+    role: RevokerRole
+
+
 async def revoke(
-    conn: asyncpg.Connection, device_id: str, reason: str, revoked_by: str, last_valid_seq: int | None = None
-) -> int:
-    """Revoke a device; returns the last valid sequence number.
+    conn: asyncpg.Connection,
+    device_id: str,
+    reason: str,
+    revoked_by: str,
+    last_valid_seq: int | None = None,
+    *,
+    role: RevokerRole = RevokerRole.OPERATOR,
+) -> Revoked:
+    """Revoke a device by ``revoked_by`` (the token's name) in ``role``.
 
     By default every reading the gateway has accepted so far stays valid and
-    nothing after it is accepted.
+    nothing after it is accepted.  An installer may revoke only a device it enrolled,
+    and only so: a ``last_valid_seq`` below an accepted reading disowns readings
+    already logged (or about to be), which needs an operator and a reason (403
+    ``disown_needs_operator``).  The entry (revocation v2) records the count and the role.
     """
     async with conn.transaction():
         await change_registry(conn)
-        record = await _record(conn, device_id)
+        actor = revoked_by if role is RevokerRole.INSTALLER else None
+        record = await _record(conn, device_id, actor, "revoke")
         if record.revoked:
             raise DeviceError(409, "already_revoked", f"device {device_id} is already revoked")
+        # Read under the registry lock: no batch of ingest can add a reading meanwhile.
+        highest: int = await conn.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM readings WHERE device_id = $1", device_id
+        )
         if last_valid_seq is None:
-            last_valid_seq = await conn.fetchval(
-                "SELECT coalesce(max(seq), 0) FROM readings WHERE device_id = $1", device_id
-            )
+            last_valid_seq = highest
+        disowned: int = await conn.fetchval(
+            "SELECT count(*) FROM readings WHERE device_id = $1 AND seq > $2", device_id, last_valid_seq
+        )
         try:
-            entry = RevocationEntry(device_id, last_valid_seq, reason, revoked_by, _now_ms())
+            check_revocation_authority(role, disowned, reason)
+        except AttestError as exc:
+            raise DeviceError(
+                403 if exc.code == "disown_needs_operator" else 400,
+                exc.code,
+                f"device {device_id}: {exc} (the gateway has accepted its readings up to {highest}; "
+                f"last_valid_seq {last_valid_seq} would disown {disowned})",
+            ) from exc
+        try:
+            entry = RevocationEntry(device_id, last_valid_seq, reason, revoked_by, _now_ms(), disowned, role)
         except AttestError as exc:
             raise DeviceError(400, exc.code, str(exc)) from exc
         await conn.execute(
@@ -175,4 +264,4 @@ async def revoke(
             last_valid_seq,
         )
         await _queue(conn, entry, device_id)
-    return int(last_valid_seq)
+    return Revoked(int(last_valid_seq), int(disowned), role)

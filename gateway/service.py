@@ -139,6 +139,7 @@ class Gateway:
             tokens=tokens,
             witnesses=witness_keys,
             cache=self.cache if wants_readings else None,
+            accept_v1_enrolments=s.accept_v1_enrolments,
             log_wait=s.enrol_wait,
             max_request_bytes=s.max_request_bytes,
         )

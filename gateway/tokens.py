@@ -1,7 +1,7 @@
 """API tokens: who may call which route, configured for the gateway and hashed at rest.
 
 A token is a random secret (``iat_`` and ``secrets.token_urlsafe(32)``) handed to one
-installer, issuer or auditor.  The gateway keeps only its SHA-256, under a name
+installer, operator, issuer or auditor.  The gateway keeps only its SHA-256, under a name
 (the identity written into log entries: ``installer`` of an enrolment,
 ``revoked_by`` of a revocation, ``issuer`` of a claim) and a role::
 
@@ -29,7 +29,10 @@ from typing import Any, Final
 from attest_core.codec import ID_RE
 from gateway.errors import ConfigError
 
-ROLES: Final = ("installer", "issuer", "auditor")
+ROLES: Final = ("installer", "operator", "issuer", "auditor")
+"""installer: enrols devices and acts on the devices it enrolled; operator: acts on any device
+(also those of an installer whose token was withdrawn) and may disown logged readings;
+issuer: files claims; auditor: reads."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -23,6 +23,8 @@ T0 = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 HOUR = 3_600_000
 DAY = 24 * HOUR
 BERLIN = Location(52_520_000, 13_405_000)
+LOG_ORIGIN = "test.example/log"
+"""The origin of the tests' logs (MemoryLog's and the test gateway's), which devices enrol for."""
 
 
 def seeded_signer(name: str) -> Ed25519Signer:
@@ -36,6 +38,8 @@ class TestDevice:
     kind: AssetKind = AssetKind.CHARGER
     rated_power_w: int = 22_000
     location: Location | None = None
+    log_origin: str | None = LOG_ORIGIN
+    """The log the enrolment statement (v2) names; None makes a v1 statement, which names none."""
     signer: Ed25519Signer = field(init=False)
     statement: EnrolmentStatement = field(init=False)
     statement_bytes: bytes = field(init=False)
@@ -54,6 +58,7 @@ class TestDevice:
             self.rated_power_w,
             self.location,
             T0 - DAY,
+            self.log_origin,
         )
         self.statement_bytes, self.pop = sign_enrolment(self.statement, self.signer)
         self.state = ChainState.genesis(self.statement.chain_anchor())
@@ -93,7 +98,7 @@ class TestDevice:
 class MemoryLog:
     """A log held in memory: entries, checkpoints and bundles, as the gateway makes them."""
 
-    def __init__(self, origin: str = "test.example/log") -> None:
+    def __init__(self, origin: str = LOG_ORIGIN) -> None:
         self.origin = origin
         self.note_signer = NoteSigner(origin, seeded_signer("log key"))
         self.entries: list[bytes] = []

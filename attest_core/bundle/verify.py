@@ -171,7 +171,7 @@ def verify_bundle(
     # 4. Replay identities in log order and check every reading's signature.  The
     # signatures are checked in batches, so a failure is known a little after the
     # reading was replayed: the first error in log order wins.
-    replay = _Replay(decoded, set(claim.assets))
+    replay = _Replay(decoded, set(claim.assets), signed.checkpoint.origin)
     batches = -(-total_readings // SIGNATURE_BATCH)
     done = 0
     for failed in check_signatures(replay.batches(), batches):
@@ -212,10 +212,13 @@ class _Replay:
     """The identity entries replayed in log order, the readings collected and their
     signature checks handed out in batches."""
 
-    def __init__(self, decoded: list[tuple[int, Entry | SignedReading]], claimed_assets: set[str]) -> None:
+    def __init__(
+        self, decoded: list[tuple[int, Entry | SignedReading]], claimed_assets: set[str], origin: str
+    ) -> None:
         self._decoded = decoded
         self._claimed_assets = claimed_assets
-        self.registry = Registry()
+        # An enrolment for another log's origin is refused (wrong_log_origin): it was replayed here.
+        self.registry = Registry(origin)
         self.readings: list[AttestedReading] = []
         self.where: deque[list[int]] = deque()
         """The log index of each signature of each batch handed out and not yet settled."""

@@ -98,7 +98,8 @@ class MqttConfig:
 class GatewayConfig:
     url: str = ""
     log_key: str = ""
-    """The log's C2SP verifier key string: receipts must be signed by it."""
+    """The log's C2SP verifier key string: receipts must be signed by it.  ``enrol`` pins it before
+    it signs the enrolment statement, which names the key's origin, and never replaces it."""
     ca_file: str = ""
 
 

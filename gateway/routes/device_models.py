@@ -36,13 +36,19 @@ class RevocationRequest(Strict):
         default=None,
         ge=0,
         le=MAX_MS,
-        description="readings above this sequence number are disowned; default: the highest the gateway accepted",
+        description="readings above this sequence number are disowned; default: the highest the gateway "
+        "accepted. Below that, readings already accepted are disowned: only an operator token may",
     )
 
 
 class RevocationAnswer(BaseModel):
     device_id: str
     last_valid_seq: int
+    readings_disowned: int = Field(
+        description="readings the gateway had accepted above last_valid_seq (recorded in the revocation entry)"
+    )
+    revoked_by: str
+    role: Literal["installer", "operator"]
     log_index: int | None
     status: Literal["logged", "pending"]
 
@@ -92,6 +98,10 @@ class DeviceOut(BaseModel):
     last_accepted_seq: int | None = Field(description="the highest sequence number the gateway accepted")
     last_logged_seq: int = Field(description="the highest sequence number logged (0: none yet)")
     statement: str = Field(description="base64 of the enrolment statement")
+    log_origin: str | None = Field(
+        description="the log the enrolment statement (v2) names; null for a v1 statement, which names none "
+        "(verifiers warn: enrolment_not_bound)"
+    )
 
 
 class DevicePage(Page):

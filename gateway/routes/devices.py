@@ -1,4 +1,5 @@
-"""Devices: enrol (installer), read (installer, issuer, auditor), revoke and rotate keys (installer).
+"""Devices: enrol (installer, operator), read (installer, operator, issuer, auditor), revoke and
+rotate keys (the device's installer, or an operator).
 
 Enrolment, revocation and key rotation each become a log entry
 (:mod:`gateway.devices` checks and queues them); the answer waits up to
@@ -20,12 +21,12 @@ from attest_core.device import (
     decode_rotation_statement,
     verify_enrolment,
 )
-from attest_core.entries import EntryType, RotationEntry, decode_entry
+from attest_core.entries import EntryType, RevokerRole, RotationEntry, decode_entry
 from attest_core.errors import AttestError
 from attest_core.keys import SIGNATURE_SIZE
 from attest_core.reading import device_key_id
 from gateway import devices as device_ops
-from gateway.auth import AUDITOR, INSTALLER, ISSUER, require
+from gateway.auth import AUDITOR, INSTALLER, ISSUER, OPERATOR, require
 from gateway.routes.common import (
     ApiError,
     b64,
@@ -56,8 +57,8 @@ from gateway.tokens import Principal
 router = APIRouter(tags=["devices"])
 
 DeviceId = Annotated[str, id_path("device", "dev-1")]
-read_devices = require(INSTALLER, ISSUER, AUDITOR, purpose="read devices")
-install = require(INSTALLER, purpose="enrol, revoke or rotate devices")
+read_devices = require(INSTALLER, OPERATOR, ISSUER, AUDITOR, purpose="read devices")
+install = require(INSTALLER, OPERATOR, purpose="enrol, revoke or rotate devices")
 Reader = Annotated[Principal, Depends(read_devices)]
 Installer = Annotated[Principal, Depends(install)]
 
@@ -72,6 +73,11 @@ _DEVICE_SELECT = (
     "(SELECT min(e.idx) FROM entries e WHERE e.device_id = d.device_id AND e.kind = 4) AS revocation_index "
     "FROM devices d "
 )
+
+
+def _role(principal: Principal) -> RevokerRole:
+    """The role a device-changing route acts in (``install`` admits only these two)."""
+    return RevokerRole.OPERATOR if principal.role == OPERATOR else RevokerRole.INSTALLER
 
 
 def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
@@ -98,6 +104,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         last_accepted_seq=row["accepted_seq"],
         last_logged_seq=row["logged_seq"],
         statement=b64(bytes(row["statement"])),
+        log_origin=decode_enrolment_statement(bytes(row["statement"])).log_origin,
     )
 
 
@@ -157,7 +164,9 @@ async def enrol(
     location) and the time; the proof of possession is the device key's signature
     over it, which the gateway checks.  Sending exactly the same enrolment again is
     answered 200 with the same result; another enrolment of an enrolled device is
-    409 ``already_enrolled``.
+    409 ``already_enrolled``.  The statement (v2) must name this gateway's log origin
+    (400 ``wrong_log_origin``); a v1 statement, which names no log, is refused (400
+    ``enrolment_v1_refused``) unless the setting ``accept_v1_enrolments`` allows it.
     """
     statement = b64decode_field(body.statement, "statement")
     pop = b64decode_field(body.proof_of_possession, "proof_of_possession", SIGNATURE_SIZE)
@@ -174,7 +183,14 @@ async def enrol(
                 raise ApiError(400, exc.code, str(exc)) from exc
             response.status_code = 200
         else:
-            await device_ops.enrol(conn, statement, pop, principal.name)
+            await device_ops.enrol(
+                conn,
+                statement,
+                pop,
+                principal.name,
+                log_origin=state.log_key.name,
+                accept_v1=state.accept_v1_enrolments,
+            )
     log_index = await _entry_index(state, st.device_id, EntryType.ENROLMENT)
     response.headers["Location"] = f"/v1/devices/{st.device_id}"
     return EnrolmentAnswer(
@@ -234,18 +250,28 @@ async def revoke(
     principal: Installer,
     state: State,
 ) -> RevocationAnswer:
-    """Revoke a device (installer): readings above ``last_valid_seq`` are disowned and no longer accepted."""
+    """Revoke a device (its installer, or an operator): readings above ``last_valid_seq`` are disowned
+    and no longer accepted.
+
+    An installer may revoke only a device it enrolled (403 ``not_your_device``), and only
+    without disowning readings the gateway already accepted (403 ``disown_needs_operator``):
+    that refutes the claims they back, so it needs an operator token and a reason.  The
+    revocation entry records the role and how many accepted readings it disowns.
+    """
     if len(check_text(body.reason, "reason").encode("utf-8")) > 1000:
         raise ApiError(400, "too_large", "reason: at most 1000 bytes of UTF-8")
     async with state.pool.acquire() as conn:
-        last_valid = await device_ops.revoke(
-            conn, device_id, body.reason, principal.name, body.last_valid_seq
+        revoked = await device_ops.revoke(
+            conn, device_id, body.reason, principal.name, body.last_valid_seq, role=_role(principal)
         )
     state.invalidate(device_id)
     log_index = await _entry_index(state, device_id, EntryType.REVOCATION)
     return RevocationAnswer(
         device_id=device_id,
-        last_valid_seq=last_valid,
+        last_valid_seq=revoked.last_valid_seq,
+        readings_disowned=revoked.readings_disowned,
+        revoked_by=principal.name,
+        role=revoked.role.label,  # type: ignore[arg-type]
         log_index=log_index,
         status="pending" if log_index is None else "logged",
     )
@@ -260,7 +286,8 @@ async def rotate(
     principal: Installer,
     state: State,
 ) -> RotationAnswer:
-    """Rotate a device's key (installer): a rotation statement signed by the old key and by the new key."""
+    """Rotate a device's key (its installer, or an operator): a rotation statement signed by the old key
+    and by the new key.  An installer may rotate only a device it enrolled (403 ``not_your_device``)."""
     statement = b64decode_field(body.statement, "statement")
     old_signature = b64decode_field(body.old_signature, "old_signature", SIGNATURE_SIZE)
     new_signature = b64decode_field(body.new_signature, "new_signature", SIGNATURE_SIZE)
@@ -273,7 +300,9 @@ async def rotate(
             400, "device_mismatch", f"the rotation statement is for device {st.device_id}, not {device_id}"
         )
     async with state.pool.acquire() as conn:
-        _, key_id = await device_ops.rotate(conn, statement, old_signature, new_signature, principal.name)
+        _, key_id = await device_ops.rotate(
+            conn, statement, old_signature, new_signature, principal.name, role=_role(principal)
+        )
     state.invalidate(device_id)
 
     async def fetch() -> int | None:

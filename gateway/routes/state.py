@@ -27,6 +27,8 @@ class ApiState:
     witnesses: list[WitnessKey] = field(default_factory=list)
     cache: DeviceCache | None = None
     """Ingest's device cache in this process, invalidated at once after a revocation or rotation."""
+    accept_v1_enrolments: bool = False
+    """Whether a v1 enrolment statement (naming no log) is enrolled (setting accept_v1_enrolments)."""
     log_wait: float = 5.0
     """Seconds a write waits for the sequencer to give its entry a log index."""
     verdicts: VerdictCache = field(default_factory=VerdictCache)

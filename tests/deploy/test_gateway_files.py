@@ -194,7 +194,7 @@ def test_example_token_tables_load_when_uncommented(tmp_path: Path) -> None:
     for name, spec in tokens.items():
         assert set(spec) == {"role", "sha256"}, name
         roles.add(spec["role"])
-    assert roles == {"installer", "issuer", "auditor"}
+    assert roles == {"installer", "operator", "issuer", "auditor"}
     # with real hashes in place of the placeholders, the gateway accepts them
     filled = tmp_path / "gateway.toml"
     lines = [

@@ -107,6 +107,9 @@ class FakeGateway:
                 except AttestError as exc:
                     self._error(422, exc.code, str(exc))
                     return
+                if statement.log_origin != LOG_ORIGIN:  # as the gateway: bound to this log, v2 only
+                    self._error(400, "wrong_log_origin", f"not this log: {statement.log_origin!r}")
+                    return
                 status = 201
                 with gateway.lock:
                     known = gateway.devices.get(statement.device_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import stat
 import subprocess
@@ -18,8 +19,9 @@ from edge_agent.config import load_config
 from edge_agent.signer import load_signer
 from edge_agent.store import Store
 from tests.edge_agent.conftest import Cli
-from tests.edge_agent.fakes import INSTALLER_TOKEN, VIEWER_TOKEN, FakeGateway
+from tests.edge_agent.fakes import INSTALLER_TOKEN, LOG_ORIGIN, VIEWER_TOKEN, FakeGateway
 from tests.services import free_port, wait_for
+from tests.support import seeded_signer
 
 
 def init(cli: Cli, tmp_path: Path, kind: str = "simulated-solar") -> Path:
@@ -78,12 +80,17 @@ def test_enrol_success_stores_statement_anchor_and_log_key(
     assert row.state.next_seq == 1
     assert row.state.prev_hash == enrolment_anchor(stored)
 
-    # the log key, in the config and on screen with its key id
+    # the log key, in the config and on screen whole, with its 256-bit fingerprint (not the key id)
     key = VerifierKey.parse(gateway.log_key)
+    assert statement.log_origin == key.name  # the statement (v2) names the log
     data = tomllib.loads(config_path.read_text())
     assert data["gateway"]["log_key"] == gateway.log_key
     assert data["gateway"]["url"] == gateway.url
-    assert f"log key id:       {key.key_id.hex()}" in result.out
+    assert f"log key:          {gateway.log_key}" in result.out
+    digest = hashlib.sha256(gateway.log_key.encode()).hexdigest()
+    fingerprint = " ".join(digest[i : i + 4] for i in range(0, 64, 4))
+    assert f"log fingerprint:  {fingerprint}" in result.out
+    assert "log key id" not in result.out
     assert "at log index 0" in result.out
 
     # running it again is harmless: the same statement is sent again (the gateway confirms it: 200)
@@ -260,17 +267,26 @@ def test_enrol_malformed_answers(tmp_path: Path, cli: Cli, gateway: FakeGateway)
     assert enrol(cli, config_path, gateway.url).code == 0
 
 
+def _nothing_signed(config_path: Path, gateway: FakeGateway) -> None:
+    state = config_path.parent / "state"
+    assert not [r for r in gateway.requests if r[0] == "POST"]
+    assert not (state / "enrolment-request.json").exists()
+    assert not (state / "enrolment.bin").exists()
+    assert tomllib.loads(config_path.read_text())["gateway"]["log_key"] == ""
+
+
 def test_enrol_log_key_missing_or_bad_then_resumed(tmp_path: Path, cli: Cli, gateway: FakeGateway) -> None:
     config_path = init(cli, tmp_path)
     gateway.mode = "no-key"
     result = enrol(cli, config_path, gateway.url)
     assert result.code == 1
-    assert "enrolled, but GET" in result.err
-    assert "run the same enrol command again" in result.err.lower()
+    assert "the log key could not be fetched: GET" in result.err
+    assert "Nothing was signed or sent" in result.err
     gateway.mode = "bad-key"
     result = enrol(cli, config_path, gateway.url)
     assert result.code == 1
     assert "not a valid C2SP verifier key string" in result.err
+    _nothing_signed(config_path, gateway)  # the key comes first: no enrolment without it
     gateway.mode = "normal"
     assert enrol(cli, config_path, gateway.url).code == 0
     assert load_config(config_path, environ={}).gateway.log_key == gateway.log_key
@@ -279,7 +295,35 @@ def test_enrol_log_key_missing_or_bad_then_resumed(tmp_path: Path, cli: Cli, gat
     gateway.log_key = VerifierKey.from_public_key("evil.example/log", device_key).to_string()
     result = enrol(cli, config_path, gateway.url)
     assert result.code == 1
-    assert "Not replacing it" in result.err
+    assert "the key is not replaced" in result.err
+
+
+def test_enrol_with_a_pinned_log_key_fails_closed_on_any_difference(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway
+) -> None:
+    config_path = init(cli, tmp_path)
+    published = gateway.log_key
+    # the gateway serves another key of the same name (and so the same-looking origin)
+    gateway.log_key = VerifierKey.from_public_key(
+        LOG_ORIGIN, seeded_signer("impostor").public_key
+    ).to_string()
+    result = enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--log-key", published)
+    assert result.code == 1, result.err
+    assert "not the key given with --log-key" in result.err
+    assert "Nothing was signed or sent" in result.err
+    _nothing_signed(config_path, gateway)
+    # a key string that is not one is a usage error, found before the gateway is asked
+    result = enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--log-key", "test.example/log+1234")
+    assert result.code == 2
+    assert "--log-key is not a C2SP verifier key string" in result.err
+    # the right key: enrolled, in the log it names
+    gateway.log_key = published
+    result = enrol(cli, config_path, gateway.url, INSTALLER_TOKEN, "--log-key", published)
+    assert result.code == 0, result.err
+    assert "the key given with --log-key: it matches" in result.out
+    config = load_config(config_path, environ={})
+    assert gateway.devices[config.device_id].log_origin == LOG_ORIGIN
+    assert config.gateway.log_key == published
 
 
 GATEWAY, TOKEN = ["--gateway", "GATEWAY"], ["--token", INSTALLER_TOKEN]

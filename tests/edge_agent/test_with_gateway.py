@@ -195,7 +195,7 @@ def test_a_real_agent_through_the_real_gateway_survives_kill_9(
     device_id = load_config(config, environ={}).device_id
     assert f"enrolled: device {device_id} for asset {asset} at log index " in enrolled.out
     key = api.log_key()
-    assert f"log key id:       {key.key_id.hex()}" in enrolled.out
+    assert f"log key:          {key.to_string()}" in enrolled.out
 
     # 1c: the device appears in GET /v1/devices with its asset and kind
     listed = [d for page in api.walk("/v1/devices", "installer-1", asset=asset) for d in page]
@@ -332,8 +332,9 @@ def _sqlite(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 class AnswerEater:
-    """A TCP hop in front of the gateway that delivers each request and drops the answer:
-    the gateway does its work, the client sees the connection close (a lost answer)."""
+    """An HTTP hop in front of the gateway that delivers each request and drops the answer to a
+    POST: the gateway does its work, the client sees the connection close (a lost answer).  The
+    answers to GETs (the log key, fetched before the enrolment) pass."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -350,19 +351,42 @@ class AnswerEater:
                 return
             threading.Thread(target=self._handle, args=(client,), daemon=True).start()
 
+    @staticmethod
+    def _message(sock: socket.socket, buffer: bytearray) -> bytes | None:
+        """One HTTP message (head and Content-Length body) from ``sock``; None if it closed first."""
+        while b"\r\n\r\n" not in buffer:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            buffer += data
+        head_end = buffer.index(b"\r\n\r\n") + 4
+        length = 0
+        for line in bytes(buffer[:head_end]).split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(buffer) < head_end + length:
+            data = sock.recv(65536)
+            if not data:
+                return None
+            buffer += data
+        message = bytes(buffer[: head_end + length])
+        del buffer[: head_end + length]
+        return message
+
     def _handle(self, client: socket.socket) -> None:
         with client, socket.create_connection(("127.0.0.1", self.port)) as upstream:
-
-            def forward() -> None:
-                try:
-                    while data := client.recv(65536):
-                        upstream.sendall(data)
-                except OSError:
-                    pass
-
-            threading.Thread(target=forward, daemon=True).start()
-            if upstream.recv(65536):  # the gateway answered: it did the work; the answer is lost
-                self.answered += 1
+            from_client, from_upstream = bytearray(), bytearray()
+            while (request := self._message(client, from_client)) is not None:
+                upstream.sendall(request)
+                answer = self._message(upstream, from_upstream)
+                if answer is None:
+                    break
+                if not request.startswith(b"POST "):
+                    client.sendall(answer)
+                    continue
+                self.answered += 1  # the gateway answered: it did the work; the answer is lost
+                break
             client.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
@@ -407,7 +431,7 @@ def test_enrolment_is_idempotent_against_the_real_gateway(
     signer = load_signer(conf)
     stored = EnrolmentRequest.sign(
         EnrolmentStatement(device_id, signer.public_key, asset, AssetKind.SOLAR, 9800,
-                           Location(52_520_000, 13_405_000), int(time.time() * 1000) + 1),
+                           Location(52_520_000, 13_405_000), int(time.time() * 1000) + 1, api.log_key().name),
         signer,
     )  # fmt: skip
     r = api.post("/v1/devices", "installer-1",

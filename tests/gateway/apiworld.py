@@ -28,6 +28,7 @@ from tests.support import TestDevice, seeded_signer
 ROLES = {
     "installer-1": "installer",
     "installer-2": "installer",
+    "operator-1": "operator",
     "issuer-1": "issuer",
     "issuer-2": "issuer",
     "auditor-1": "auditor",

@@ -68,17 +68,18 @@ def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFac
 
 # --- who may do what ---------------------------------------------------------------------------
 
-ALL = {"installer-1", "issuer-1", "auditor-1"}
+ALL = {"installer-1", "operator-1", "issuer-1", "auditor-1"}
+DEVICE_CHANGES = {"installer-1", "operator-1"}
 PROTECTED: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
-    ("POST", "/v1/devices", {"statement": "AA==", "proof_of_possession": "AA=="}, {"installer-1"}),
+    ("POST", "/v1/devices", {"statement": "AA==", "proof_of_possession": "AA=="}, DEVICE_CHANGES),
     ("GET", "/v1/devices", None, ALL),
     ("GET", "/v1/devices/dev-a1", None, ALL),
-    ("POST", "/v1/devices/nobody/revoke", {"reason": "test"}, {"installer-1"}),
+    ("POST", "/v1/devices/nobody/revoke", {"reason": "test"}, DEVICE_CHANGES),
     (
         "POST",
         "/v1/devices/nobody/rotate",
         {"statement": "AA==", "old_signature": "AA==", "new_signature": "AA=="},
-        {"installer-1"},
+        DEVICE_CHANGES,
     ),
     ("GET", "/v1/devices/dev-a1/readings", None, {"issuer-1", "auditor-1"}),
     ("GET", "/v1/assets", None, {"issuer-1", "auditor-1"}),

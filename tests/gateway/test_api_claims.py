@@ -71,12 +71,12 @@ def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFac
             jumped = t + DAY if t == T0 + 12 * HOUR else t
             items.append((JUMP, JUMP.reading(jumped, n * 1_000_000).encode()))
         assert api.ingest(items).accepted == len(items)
-        # E2A is revoked: readings after 08:00 (seq 55) are disowned although logged
+        # E2A is revoked: readings after 08:00 (seq 55) are disowned although logged (an operator's act)
         api.wait_logged()
         api.ok(
             api.post(
                 "/v1/devices/ev2-dev-a/revoke",
-                "installer-1",
+                "operator-1",
                 json={"reason": "replaced", "last_valid_seq": 55},
             )
         )
@@ -85,7 +85,7 @@ def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFac
         data, old_sig, new_sig = sign_rotation(
             RotationStatement(K.device_id, K.signer.public_key, new.public_key, 10, T0), K.signer, new
         )
-        api.ok(api.post(f"/v1/devices/{K.device_id}/rotate", "installer-2",
+        api.ok(api.post(f"/v1/devices/{K.device_id}/rotate", "installer-1",
                         json={"statement": b64(data), "old_signature": b64(old_sig), "new_signature": b64(new_sig)}))  # fmt: skip
         K.signer = new
         tail = [K.reading(t, 24_000_000 + n * 3_000_000).encode() for n, t in

@@ -256,7 +256,7 @@ async def test_revocation_and_duplicate_enrolment(w: World) -> None:
         await enrol(w.conn, d.statement_bytes, bytes(64), "installer-1")
     assert info.value.code == "bad_proof_of_possession"
     await w.ingest(msg(d, d.reading(T0, 1).encode()), msg(d, d.reading(T0 + 1, 2).encode()))
-    assert await revoke(w.conn, "dev-1", "stolen", "installer-1") == 2
+    assert (await revoke(w.conn, "dev-1", "stolen", "installer-1")).last_valid_seq == 2
     result = await w.ingest(msg(d, d.reading(T0 + 2, 3).encode()))
     assert result.refused == {"revoked_device": 1}
     await w.sequence()
