@@ -1,25 +1,30 @@
 """(v2) What the device does with each receipt: proven ones delete, anything it cannot prove deletes
 nothing, proofs it needs are fetched from the gateway's API (the fake gateway's real HTTP server and
-real Merkle log: tests/edge_agent/fakes.py), and kept receipts expire.  The device runs on a real
-state database; MQTT delivery of receipts is covered by test_mqtt.py and test_with_gateway.py."""
+real Merkle log: tests/edge_agent/fakes.py), and kept receipts expire.  Most tests drive the device
+directly on a real state database; the last runs the agent on a real broker."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from attest_core.reading import decode_envelope
 from attest_core.receipt import Receipt
+from attest_core.topics import READINGS_FILTER, receipts_topic
 from edge_agent.config import load_config, update_config
 from edge_agent.consistency import consistency_fetcher
 from edge_agent.device import DeviceRuntime
 from edge_agent.errors import AgentError
 from edge_agent.meters.base import MeterSample
 from edge_agent.store import Store
+from tests.edge_agent.chaincheck import outbox
 from tests.edge_agent.fakes import FakeGateway
-from tests.services import free_port
+from tests.edge_agent.test_mqtt import Subscriber, prepare, running, until
+from tests.services import Broker, free_port
 from tests.support import T0, seeded_signer
 
 DEVICE = "dev-receipts"
@@ -156,3 +161,51 @@ def test_the_retention_setting(enrolled: Path) -> None:
     update_config(enrolled, "receipts", {"keep_days": 0})
     with pytest.raises(AgentError, match=r"receipts\.keep_days must be positive"):
         load_config(enrolled, environ={})
+
+
+def test_a_receipt_beyond_the_last_reading_made_halts_the_device_and_deletes_nothing(
+    store: Store, gateway: FakeGateway
+) -> None:
+    device = device_with_readings(store, gateway, 3)
+    beyond = Receipt(DEVICE, 9, 0, 1, b"\x01" * 32, T0)
+    device.on_receipt(beyond.sign(gateway.log_signer))
+    assert "this device has only made 3" in device.halted
+    assert waiting(store) == [1, 2, 3]
+
+
+def test_the_running_agent_fetches_a_missing_proof_off_its_event_loop(
+    enrolled: Path, gateway: FakeGateway, broker: Broker
+) -> None:
+    """The agent's MQTT link hands receipts over on the event loop: the proof is fetched in a thread
+    and the receipt handled again on the loop once it is there."""
+    config = prepare(enrolled, broker.host, broker.port)
+    device = config.device_id
+    sub = Subscriber(broker.host, broker.port, [READINGS_FILTER])
+    log = gateway.log
+
+    def envelopes() -> dict[int, bytes]:
+        return {decode_envelope(raw).reading().seq: raw for raw, _ in sub.payloads(f"{device}/readings")}
+
+    def first_waiting() -> int:
+        return min(outbox(config.db_path, device), default=0)
+
+    proven: list[int] = []
+
+    async def scenario() -> None:
+        async with running(config):
+            await until(lambda: len(envelopes()) >= 8, 15, "8 readings")
+            log.log_readings(device, envelopes(), 3)
+            sub.publish(receipts_topic(device), log.signed(device, 3))
+            await until(lambda: first_waiting() == 4, 5, "the first receipt")
+            proven.append(log.sent[device])
+            log.append(b"an entry of another device")
+            log.log_readings(device, envelopes(), 6)
+            sub.publish(receipts_topic(device), log.signed(device, 6, from_size=0))  # a restarted gateway
+            await until(lambda: first_waiting() == 7, 5, "the receipt, proven with a fetched proof")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.close()
+    fetched = f"/v1/log/proof/consistency?from={proven[0]}&to={log.sent[device]}"
+    assert [path for _, path, _ in gateway.requests if "/proof/" in path] == [fetched]
