@@ -55,7 +55,8 @@ RECEIPT_VERSION = 2
 RECEIPT_VERSIONS = (1, 2)
 """What decoders accept."""
 MAX_PROOF_HASHES = 255
-"""A proof length is one byte; RFC 9162 proofs of 63-bit trees are far shorter (<= 126 hashes)."""
+"""A proof length is one byte; RFC 9162 proofs of 63-bit trees are far shorter (<= 63 inclusion,
+<= 64 consistency hashes)."""
 
 
 @dataclass(frozen=True, slots=True)
