@@ -39,9 +39,10 @@ from attest_core.device import AssetKind, EnrolmentStatement, Location, decode_e
 from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry, reading_entry_bytes
 from attest_core.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_leaf_hashes
 from attest_core.reading import decode_envelope, reading_hash
-from attest_core.receipt import Receipt, check_inclusion
+from attest_core.receipt import ProvenTree, Receipt, check_extension, check_inclusion
 from attest_core.topics import receipts_topic
 from edge_agent.config import load_config, update_config
+from edge_agent.consistency import consistency_fetcher
 from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.signer import load_signer
 from tests.edge_agent.chaincheck import outbox
@@ -587,4 +588,16 @@ def test_the_agent_deletes_readings_only_on_a_receipt_that_proves_them(
         stop_agent(proc, log)
     assert info["last_receipt"]["tree_size"] > proven["tree_size"]
     assert info["refused_receipts"] == 2  # kept as evidence
+    # what the agent fetches when a receipt's proof starts elsewhere (a restarted gateway) comes from
+    # the real API and proves the newest tree an extension of the first one proven
+    fetch = consistency_fetcher(api.gw.url)
+    assert fetch is not None
+    last = info["last_receipt"]
+    check_extension(
+        Receipt(
+            device_id, last["seq"], last["log_index"], last["tree_size"], bytes.fromhex(last["root_hash"]), T0
+        ),
+        ProvenTree(proven["tree_size"], bytes.fromhex(proven["root_hash"])),
+        fetch(proven["tree_size"], last["tree_size"]),
+    )
     check_gateway_chain(api, decode_enrolment_statement(conf.enrolment_path.read_bytes()), info["last_seq"])
