@@ -146,7 +146,8 @@ def test_kept_receipts_expire_but_the_newest_proven_one_stays(store: Store, gate
     store.prune_receipts(received + 1000 * DAY_MS, 10 * DAY_MS)
     assert [r.seq for r in store.proven_receipts(DEVICE)] == [4]
     # a device that proves a receipt drops what has expired at the same time
-    device.keep_receipts_ms = 1
+    store.db.execute("UPDATE proven_receipts SET received_ms = received_ms - 2 * ?", (DAY_MS,))  # backdated
+    device.keep_receipts_ms = DAY_MS
     log_up_to(gateway, store, 6)
     device.on_receipt(log.signed(DEVICE, 6))
     assert [r.seq for r in store.proven_receipts(DEVICE)] == [6]
