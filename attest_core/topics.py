@@ -5,6 +5,10 @@ status (including its last will) to ``attest/v1/<device_id>/status``; it
 subscribes to ``attest/v1/<device_id>/receipts``.  A Mosquitto ACL with
 ``pattern write attest/v1/%u/readings`` and ``pattern read attest/v1/%u/receipts``
 (the device id as user name) keeps each device to its own topics.
+
+Readings and receipts are QoS 1, not retained; status (``online`` / ``offline``, the
+device's last will) is QoS 1 and retained.  Protocol v2 keeps this layout: payloads carry
+their own version byte.  docs/protocol.md section 11 is the full description.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from attest_core.note import VerifierKey
 from attest_core.reading import Trigger
 from edge_agent.clock import Clock, SyncCheck
 from edge_agent.config import Config
+from edge_agent.consistency import consistency_fetcher
 from edge_agent.device import DeviceRuntime
 from edge_agent.enrol import load_enrolment
 from edge_agent.enrolment_request import request_path
@@ -157,7 +158,10 @@ async def run_agent(config: Config, stop_event: asyncio.Event | None = None) -> 
             log_public_key=public,
             max_outbox=config.outbox.max_readings,
             simulated=meter.simulated,
+            keep_receipts_ms=config.receipts.keep_ms,
+            fetch_consistency=consistency_fetcher(config.gateway.url, config.gateway.ca_file),
         )
+        store.prune_receipts(int(time.time() * 1000), config.receipts.keep_ms)
         if meter.simulated:
             last = device.committed.last_time_ms
             start = max(int(time.time() * 1000), (last or 0) + 1)
@@ -282,7 +286,14 @@ def collect_status(config: Config) -> dict[str, Any]:
             "rated_power_w": statement.rated_power_w,
         }
     if not config.db_path.exists():
-        info.update(agent_running=False, outbox_depth=0, last_seq=0, last_receipt=None, broker=None)
+        info.update(
+            agent_running=False,
+            outbox_depth=0,
+            last_seq=0,
+            last_receipt=None,
+            broker=None,
+            refused_receipts=0,
+        )
         return info
     store = Store(config.db_path, create=False)
     try:
@@ -303,9 +314,21 @@ def collect_status(config: Config) -> dict[str, Any]:
                 "seq": receipt.seq,
                 "log_index": receipt.log_index,
                 "tree_size": receipt.tree_size,
+                "root_hash": receipt.root_hash.hex(),
+                "time_ms": receipt.time_ms,
                 "received_ms": receipt.received_ms,
+                "proven": True,
             }
             if receipt
+            else None
+        )
+        info["receipts_kept"] = len(store.proven_receipts(config.device_id))
+        info["receipts_keep_days"] = config.receipts.keep_days
+        refused = store.refused_receipts(config.device_id)
+        info["refused_receipts"] = len(refused)
+        info["last_refused_receipt"] = (
+            {"received_ms": refused[-1].received_ms, "code": refused[-1].code, "detail": refused[-1].detail}
+            if refused
             else None
         )
         if config.meter.type == "s0":
@@ -381,11 +404,20 @@ def format_status(info: dict[str, Any]) -> str:
     receipt = info.get("last_receipt")
     if receipt:
         lines.append(
-            f"last receipt  seq {receipt['seq']} (log index {receipt['log_index']}, tree size "
-            f"{receipt['tree_size']}), received {_ago(receipt['received_ms'], now)}"
+            f"last receipt  proven: seq {receipt['seq']} at log index {receipt['log_index']} of tree size "
+            f"{receipt['tree_size']} (root {receipt['root_hash'][:16]}...), received "
+            f"{_iso(receipt['received_ms'])} ({_ago(receipt['received_ms'], now)}); "
+            f"{info.get('receipts_kept', 1)} kept for {info.get('receipts_keep_days', 0):g} days"
         )
     else:
-        lines.append("last receipt  none yet")
+        lines.append("last receipt  none proven yet")
+    refused = info.get("refused_receipts", 0)
+    last_refused = info.get("last_refused_receipt")
+    if refused and last_refused:
+        lines.append(
+            f"REFUSED       {refused} receipt(s) signed by the log key whose proof FAILED (readings kept); "
+            f"last {_iso(last_refused['received_ms'])}: {last_refused['code']}. Report to the log operator."
+        )
     return "\n".join(lines)
 
 

@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help=config_help)
 
     p = sub.add_parser(
-        "status", help="outbox depth, last seq, last receipt, broker connection", epilog=EPILOG
+        "status",
+        help="outbox depth, last seq, last proven receipt, refused receipts, broker connection",
+        epilog=EPILOG,
     )
     p.add_argument("--config", type=Path, help=config_help)
     p.add_argument("--json", action="store_true", help="machine-readable output")

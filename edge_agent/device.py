@@ -23,15 +23,25 @@ space is freed).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from attest_core.chain import ChainState, next_reading
-from attest_core.errors import AttestError
+from attest_core.entries import reading_entry_bytes
+from attest_core.errors import AttestError, ProofError
 from attest_core.keys import Signer
 from attest_core.reading import Status, Trigger
-from attest_core.receipt import open_receipt
+from attest_core.receipt import (
+    ProvenTree,
+    Receipt,
+    carried_consistency,
+    check_extension,
+    check_inclusion,
+    open_receipt,
+)
 from edge_agent.meters.base import MeterSample
 from edge_agent.mqtt import MqttLink
 from edge_agent.store import NewReading, Store
@@ -61,6 +71,8 @@ class DeviceRuntime:
         max_outbox: int = 500_000,
         simulated: bool = False,
         quiet: bool = False,
+        keep_receipts_ms: int = 90 * 86_400_000,
+        fetch_consistency: Callable[[int, int], list[bytes]] | None = None,
     ) -> None:
         self.device_id = device_id
         self.asset_id = asset_id
@@ -80,6 +92,13 @@ class DeviceRuntime:
         self.made = 0
         self.receipted = 0
         self.rejected_receipts = 0
+        self.refused_receipts = 0
+        """Receipts signed by the log key whose proof failed (this run; the store keeps them)."""
+        self.unproven_receipts = 0
+        """Receipts that could not be proven yet (the consistency proof could not be had)."""
+        self.keep_receipts_ms = keep_receipts_ms
+        self.fetch_consistency = fetch_consistency
+        """fetch(from_size, to_size): an RFC 9162 consistency proof from the gateway's API (blocking)."""
         self.last_receipt_seq = 0
         last = store.last_receipt(device_id)
         if last is not None:
@@ -205,7 +224,18 @@ class DeviceRuntime:
     # ------------------------------------------------------------------ receipts
 
     def on_receipt(self, data: bytes) -> None:
-        """A message on the receipts topic: delete what it covers, if the log key signed it."""
+        """A message on the receipts topic: delete what it proves to be in the log, nothing else.
+
+        (v2; v1 deleted on the log key's signature alone.)  The receipt must be signed by the log
+        key, prove reading ``seq`` (as this device stored it) in its signed tree, and prove that tree
+        an extension of the last one this device proved.  By the log's invariant (the sequencer
+        appends reading n of a device only after reading n - 1), the readings before ``seq`` are
+        then in the log too, and they all leave the outbox.  A receipt that fails a proof deletes
+        nothing: it is logged, counted and kept (``refused_receipts``) as evidence against the log.
+        """
+        self._handle_receipt(data, None)
+
+    def _handle_receipt(self, data: bytes, fetched: tuple[int, list[bytes]] | None) -> None:
         if self.log_public_key is None:
             log.error(
                 "%s: a receipt arrived but no log key is configured ([gateway] log_key): ignored; "
@@ -242,7 +272,50 @@ class DeviceRuntime:
                 "Ask the operator to revoke this device and enrol a new key."
             )
             log.critical("%s: %s", self.device_id, self.halted)
-        deleted = self.store.apply_receipt(receipt, int(time.time() * 1000))
+            return  # nothing of this device's to prove it against: nothing is deleted
+        last = self.store.last_receipt(self.device_id)
+        if last is not None and receipt.seq <= last.seq and receipt.tree_size <= last.tree_size:
+            log.debug("%s: receipt for seq %d: already proven, nothing to do", self.device_id, receipt.seq)
+            return
+        envelope = self.store.envelope(self.device_id, receipt.seq)
+        if envelope is None:
+            # Deleted by a receipt proven in a larger tree meanwhile: nothing left to prove.
+            log.info(
+                "%s: receipt for seq %d, no longer in the outbox: nothing to do", self.device_id, receipt.seq
+            )
+            return
+        try:
+            check_inclusion(receipt, reading_entry_bytes(envelope))
+            if last is not None:
+                proven = ProvenTree(last.tree_size, last.root_hash)
+                proof = carried_consistency(receipt, proven)
+                if proof is None and fetched is not None and fetched[0] == proven.size:
+                    proof = fetched[1]
+                if proof is None and receipt.tree_size > proven.size:
+                    self._fetch_then_retry(data, receipt, proven.size)
+                    return
+                check_extension(receipt, proven, proof or [])
+        except ProofError as exc:
+            self._refuse(receipt, data, exc)
+            return
+        self._proven(receipt, data, first=last is None)
+
+    def _refuse(self, receipt: Receipt, data: bytes, exc: ProofError) -> None:
+        self.refused_receipts += 1
+        log.error(
+            "%s: REFUSED a receipt signed by the log key whose proof FAILED (%s): %s. Nothing was deleted: "
+            "readings up to seq %d stay in the outbox and are sent again. The receipt is kept as evidence "
+            "(`status` shows it); report it to the log operator and the auditors.",
+            self.device_id,
+            exc.code,
+            exc,
+            receipt.seq,
+        )
+        now = int(time.time() * 1000)
+        self.store.refuse_receipt(self.device_id, data, exc.code, str(exc), now, self.keep_receipts_ms)
+
+    def _proven(self, receipt: Receipt, data: bytes, *, first: bool) -> None:
+        deleted = self.store.prove_receipt(receipt, data, int(time.time() * 1000), self.keep_receipts_ms)
         self.depth = max(0, self.depth - deleted)
         self.receipted += deleted
         if receipt.seq > self.last_receipt_seq:
@@ -251,12 +324,62 @@ class DeviceRuntime:
             self.link.receipt_progress()
         if not self.quiet:
             log.info(
-                "%s: receipt: readings up to seq %d are in the log (index %d, tree size %d); "
+                "%s: receipt proven: reading %d is in the log at index %d of the tree of %d entries (root %s)%s; "
                 "%d removed from the outbox, %d waiting",
                 self.device_id,
                 receipt.seq,
                 receipt.log_index,
                 receipt.tree_size,
+                receipt.root_hash.hex()[:16],
+                ", the first tree this device proved" if first else ", extending the last one proven",
                 deleted,
                 self.depth,
             )
+
+    def _fetch_then_retry(self, data: bytes, receipt: Receipt, from_size: int) -> None:
+        """The receipt's consistency proof starts elsewhere than this device's last proven tree (a missed
+        receipt, a gateway restart): fetch the proof from the gateway's API, off the event loop, and
+        handle the receipt again with it.  Until then nothing is deleted."""
+        fetch = self.fetch_consistency
+        if fetch is None:
+            self.unproven_receipts += 1
+            log.warning(
+                "%s: a receipt for seq %d cannot be proven yet: its consistency proof starts at tree size %d, "
+                "this device last proved %d, and no gateway URL is configured to fetch the proof; the readings "
+                "stay in the outbox",
+                self.device_id,
+                receipt.seq,
+                receipt.from_size,
+                from_size,
+            )
+            return
+
+        def done(proof: list[bytes] | None, error: str) -> None:
+            if proof is None:
+                self.unproven_receipts += 1
+                log.warning(
+                    "%s: a receipt for seq %d cannot be proven yet: could not fetch the consistency proof from "
+                    "tree size %d to %d from the gateway (%s); the readings stay in the outbox and the next "
+                    "receipt tries again",
+                    self.device_id,
+                    receipt.seq,
+                    from_size,
+                    receipt.tree_size,
+                    error,
+                )
+                return
+            self._handle_receipt(data, (from_size, proof))
+
+        def work() -> tuple[list[bytes] | None, str]:
+            try:
+                return fetch(from_size, receipt.tree_size), ""
+            except Exception as exc:  # any failure (network, HTTP, JSON) leaves the readings where they are
+                return None, str(exc) or type(exc).__name__
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            done(*work())
+            return
+        future = loop.run_in_executor(None, work)
+        future.add_done_callback(lambda f: None if f.cancelled() else done(*f.result()))

@@ -39,6 +39,7 @@ from attest_core.device import decode_enrolment_statement
 from attest_core.reading import MIN_TIME_MS, Status, Trigger
 from edge_agent.clock import Clock
 from edge_agent.config import MqttConfig
+from edge_agent.consistency import consistency_fetcher
 from edge_agent.device import DeviceRuntime
 from edge_agent.enrol import (
     check_gateway_url,
@@ -120,6 +121,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
             resend_after_s=args.resend_after or max(600.0, 10 * (args.drain or 0)),
         )
         start = max(requested, MIN_TIME_MS, int(store.get_meta("sim_until") or 0))
+        fetch_consistency = consistency_fetcher(args.gateway)
         for device in devices:
             assert device.statement is not None
             runtime = DeviceRuntime(
@@ -131,6 +133,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
                 log_public_key=key.public_key,
                 simulated=True,
                 quiet=True,
+                fetch_consistency=fetch_consistency,
             )
             device.runtime = runtime
             device.model = power_model(device, args.seed)

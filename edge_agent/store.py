@@ -20,7 +20,9 @@ Schema (``PRAGMA user_version = 2``)::
     chain    (device_id PK, next_seq, prev_hash, anchor, last_time_ms, last_energy_mwh,
               fault_readings, powerups, unsynced_readings, max_interval_power_mw)
     outbox   (device_id, seq, time_ms, envelope, PK (device_id, seq))   -- WITHOUT ROWID
-    receipts (device_id PK, seq, log_index, tree_size, root_hash, time_ms, received_ms)
+    receipts (device_id PK, seq, log_index, tree_size, root_hash, time_ms, received_ms)  -- v1 only, unused
+    proven_receipts  (device_id, tree_size, seq, log_index, root_hash, time_ms, received_ms, data)
+    refused_receipts (device_id, received_ms, code, detail, data)
     counters (name PK, value)                                           -- S0 pulse counts
     link     (device_id PK, state, broker, since_ms, error, updated_ms) -- for `status`
     agent    (id = 1, pid, started_ms, heartbeat_ms)                    -- for `status`
@@ -33,6 +35,13 @@ adds them in one transaction and fills each device's from the readings its outbo
 still holds (:func:`attest_core.counters.replay`): readings already receipted and
 deleted are not counted, so an upgraded device's counters start from what its
 stored readings show (docs/protocol.md section 2).
+
+(v2) Receipts are kept as received, exact bytes included: ``proven_receipts`` holds those
+whose proofs the device checked (the newest one is where the next consistency check starts,
+so it is kept whatever its age); ``refused_receipts`` holds receipts signed by the log key
+whose proof failed: evidence against the log.  Both are kept ``[receipts] keep_days``.  Their
+tables are added to any database when it is opened (``CREATE TABLE IF NOT EXISTS``), so a
+v1 state database needs no migration.
 """
 
 from __future__ import annotations
@@ -97,6 +106,28 @@ CREATE TABLE IF NOT EXISTS agent (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+_RECEIPTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS proven_receipts (
+    device_id TEXT NOT NULL,
+    tree_size INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    log_index INTEGER NOT NULL,
+    root_hash BLOB NOT NULL CHECK (length(root_hash) = 32),
+    time_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (device_id, tree_size, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refused_receipts (
+    device_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refused_receipts_by_device ON refused_receipts (device_id, received_ms);
+"""
+
 
 _SCHEMA_1_TO_2 = [  # the counter columns, in the order of attest_core.reading.Counters
     "ALTER TABLE chain ADD COLUMN fault_readings INTEGER NOT NULL DEFAULT 0",
@@ -145,6 +176,14 @@ class ReceiptRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedRow:
+    received_ms: int
+    code: str
+    detail: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class LinkRow:
     state: str
     broker: str
@@ -171,6 +210,11 @@ class Store:
             self.db.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         elif version == 1:
             self._add_counters()
+        try:
+            self.db.executescript("BEGIN;" + _RECEIPTS_SCHEMA + "COMMIT;")
+        except sqlite3.OperationalError:  # a read-only database (status as another user): v2 opened it before
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
 
     def _add_counters(self) -> None:
         """Schema 1 -> 2: counter columns, filled from the outbox's readings (one transaction)."""
@@ -304,8 +348,18 @@ class Store:
 
     # ----------------------------------------------------------------- receipts
 
-    def apply_receipt(self, receipt: Receipt, received_ms: int) -> int:
-        """Delete the device's readings with seq <= receipt.seq; remember the receipt. Returns rows deleted."""
+    def envelope(self, device_id: str, seq: int) -> bytes | None:
+        """The envelope of the device's reading ``seq`` if it is still in the outbox."""
+        row = self.db.execute(
+            "SELECT envelope FROM outbox WHERE device_id = ? AND seq = ?", (device_id, seq)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def prove_receipt(self, receipt: Receipt, data: bytes, received_ms: int, keep_ms: int) -> int:
+        """A receipt whose proofs the device checked: delete the device's readings with seq <= receipt.seq,
+        keep the receipt (exact bytes), drop kept receipts older than ``keep_ms``.  Returns rows deleted.
+
+        One transaction: a crash cannot delete readings without keeping the receipt that proved them."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -313,33 +367,95 @@ class Store:
                 "DELETE FROM outbox WHERE device_id = ? AND seq <= ?", (receipt.device_id, receipt.seq)
             ).rowcount
             db.execute(
-                "INSERT INTO receipts (device_id, seq, log_index, tree_size, root_hash, time_ms, received_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
-                "seq = excluded.seq, log_index = excluded.log_index, tree_size = excluded.tree_size, "
-                "root_hash = excluded.root_hash, time_ms = excluded.time_ms, received_ms = excluded.received_ms "
-                "WHERE excluded.seq >= receipts.seq",
+                "INSERT OR REPLACE INTO proven_receipts "
+                "(device_id, tree_size, seq, log_index, root_hash, time_ms, received_ms, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     receipt.device_id,
+                    receipt.tree_size,
                     receipt.seq,
                     receipt.log_index,
-                    receipt.tree_size,
                     receipt.root_hash,
                     receipt.time_ms,
                     received_ms,
+                    data,
                 ),
             )
+            self._prune(received_ms - keep_ms)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return int(deleted)
 
+    def refuse_receipt(
+        self, device_id: str, data: bytes, code: str, detail: str, received_ms: int, keep_ms: int
+    ) -> None:
+        """Keep a receipt signed by the log key whose proof failed (evidence against the log)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO refused_receipts (device_id, received_ms, code, detail, data) VALUES (?, ?, ?, ?, ?)",
+                (device_id, received_ms, code, detail, data),
+            )
+            self._prune(received_ms - keep_ms)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def prune_receipts(self, now_ms: int, keep_ms: int) -> None:
+        """Drop kept receipts received before ``now_ms - keep_ms`` (never a device's newest proven one)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._prune(now_ms - keep_ms)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _prune(self, before_ms: int) -> None:
+        # The newest proven receipt of each device stays: the next consistency check starts from its tree.
+        self.db.execute(
+            "DELETE FROM proven_receipts WHERE received_ms < ? AND EXISTS (SELECT 1 FROM proven_receipts q "
+            "WHERE q.device_id = proven_receipts.device_id "
+            "AND (q.tree_size, q.seq) > (proven_receipts.tree_size, proven_receipts.seq))",
+            (before_ms,),
+        )
+        self.db.execute("DELETE FROM refused_receipts WHERE received_ms < ?", (before_ms,))
+
     def last_receipt(self, device_id: str) -> ReceiptRow | None:
+        """The device's newest proven receipt (the largest tree)."""
         row = self.db.execute(
-            "SELECT seq, log_index, tree_size, root_hash, time_ms, received_ms FROM receipts WHERE device_id = ?",
+            "SELECT seq, log_index, tree_size, root_hash, time_ms, received_ms FROM proven_receipts "
+            "WHERE device_id = ? ORDER BY tree_size DESC, seq DESC LIMIT 1",
             (device_id,),
         ).fetchone()
         return None if row is None else ReceiptRow(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+
+    def proven_receipts(self, device_id: str) -> list[ReceiptRow]:
+        """The device's kept proven receipts, oldest tree first."""
+        return [
+            ReceiptRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5])
+            for r in self.db.execute(
+                "SELECT seq, log_index, tree_size, root_hash, time_ms, received_ms FROM proven_receipts "
+                "WHERE device_id = ? ORDER BY tree_size, seq",
+                (device_id,),
+            )
+        ]
+
+    def refused_receipts(self, device_id: str) -> list[RefusedRow]:
+        """The device's kept refused receipts, oldest first."""
+        return [
+            RefusedRow(r[0], r[1], r[2], bytes(r[3]))
+            for r in self.db.execute(
+                "SELECT received_ms, code, detail, data FROM refused_receipts WHERE device_id = ? "
+                "ORDER BY received_ms",
+                (device_id,),
+            )
+        ]
 
     # ----------------------------------------------------------------- counters, status, meta
 

@@ -53,7 +53,7 @@ from gateway.errors import KeyFileError, NotLeaderError
 from gateway.fairness import waiting_readings
 from gateway.lease import Lease
 from gateway.quarantine import Refusal, withdraw_readings
-from gateway.receipts_due import IDLE_RECEIPTS_EVERY, owe_recent_receipts, take_due
+from gateway.receipts_due import IDLE_RECEIPTS_EVERY, owe_recent_receipts, receipt_proofs, take_due
 
 log = logging.getLogger("gateway.sequencer")
 
@@ -90,6 +90,10 @@ class Sequencer:
     (Kept in memory: the step cannot write ``receipt_due`` without a serialization failure
     whenever ingest owes the same device a receipt meanwhile; a restart owes them again, see
     :meth:`load`.)"""
+    receipt_sizes: dict[str, int] = field(default_factory=dict)
+    """The tree size of the last receipt sent to each device: where the next one's consistency proof
+    starts.  In memory only: after a restart (or a failover) a device's next receipt starts from 0
+    and the device fetches the consistency proof it needs from the API (docs/protocol.md, Receipts)."""
     last_due_check: float = 0.0
     last_checkpoint_size: int = -1
     last_checkpoint_at: float = 0.0
@@ -123,6 +127,7 @@ class Sequencer:
         self.frontier = CompactRange.from_nodes(size, hashes)
         self.chains.clear()
         self.waiting.clear()
+        self.receipt_sizes.clear()  # another process may have sent receipts since
         row = await conn.fetchrow(
             "SELECT size, extract(epoch FROM signed_at) AS t FROM checkpoints ORDER BY id DESC LIMIT 1"
         )
@@ -390,14 +395,32 @@ class Sequencer:
     async def _send_receipts(
         self, conn: asyncpg.Connection, devices: list[str], root: bytes, now: float
     ) -> None:
-        """A signed receipt to each device for its newest logged reading, in a log of ``self.size`` entries."""
+        """A signed receipt to each device for its newest logged reading, in a log of ``self.size`` entries,
+        with the reading's inclusion proof and the consistency proof from the device's previous receipt.
+
+        The proofs of all the receipts are built together (gateway.receipts_due.receipt_proofs): one
+        batch of node fetches per checkpoint, after the checkpoint is committed, never in a step."""
         if self.publish is None or not devices:
             return
         await self._chain(conn, sorted(devices))
-        time_ms = int(now * 1000)
+        size = self.size
+        todo: list[tuple[str, ChainPosition, int]] = []
         for device_id in sorted(devices):
             position = self.chains.get(device_id)
             if position is None or position.index is None or position.seq == 0:
                 continue
-            receipt = Receipt(device_id, position.seq, position.index, self.size, root, time_ms)
+            todo.append((device_id, position, min(self.receipt_sizes.get(device_id, 0), size)))
+        if not todo:
+            return
+        inclusion, consistency = await receipt_proofs(
+            conn, size, [p.index for _, p, _ in todo if p.index is not None], [f for _, _, f in todo]
+        )
+        time_ms = int(now * 1000)
+        for device_id, position, from_size in todo:
+            assert position.index is not None
+            receipt = Receipt(
+                device_id, position.seq, position.index, size, root, time_ms,
+                tuple(inclusion[position.index]), from_size, tuple(consistency[from_size]),
+            )  # fmt: skip
             self.publish(receipts_topic(device_id), receipt.sign(self.signer.signer))
+            self.receipt_sizes[device_id] = size

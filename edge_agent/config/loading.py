@@ -64,12 +64,12 @@ def config_from_dict(data: dict[str, Any], path: Path, environ: Mapping[str, str
     if not isinstance(state_dir, str) or not state_dir:
         raise AgentError(f"{where}: device.state_dir must be a path", Exit.USAGE)
     config = Config(path=path, device_id=device_id, state_dir=base / state_dir)
-    for name in ("key", "meter", "mqtt", "gateway", "outbox", "clock"):
+    for name in ("key", "meter", "mqtt", "gateway", "outbox", "receipts", "clock"):
         table = data.get(name, {})
         if not isinstance(table, dict):
             raise AgentError(f"{where}: [{name}] must be a table", Exit.USAGE)
         fill(getattr(config, name), table, f"{where}: {name}")
-    extra = set(data) - {"device", "key", "meter", "mqtt", "gateway", "outbox", "clock"}
+    extra = set(data) - {"device", "key", "meter", "mqtt", "gateway", "outbox", "receipts", "clock"}
     if extra:
         raise AgentError(f"{where}: unknown table(s) {', '.join(sorted(extra))}", Exit.USAGE)
     config.key.path = base / config.key.path
@@ -103,6 +103,8 @@ def _validate(config: Config, where: str) -> None:
         raise AgentError(f"{where}: meter.simulated.speed must be positive", Exit.USAGE)
     if config.outbox.max_readings < 1:
         raise AgentError(f"{where}: outbox.max_readings must be at least 1", Exit.USAGE)
+    if not config.receipts.keep_days > 0:
+        raise AgentError(f"{where}: receipts.keep_days must be positive", Exit.USAGE)
     if config.mqtt.url and not re.match(r"^mqtts?://", config.mqtt.url):
         raise AgentError(
             f"{where}: mqtt.url {config.mqtt.url!r} must start with mqtt:// or mqtts://", Exit.USAGE

@@ -110,6 +110,16 @@ class OutboxConfig:
 
 
 @dataclass
+class ReceiptsConfig:
+    keep_days: float = 90.0
+    """How long proven and refused receipts are kept (the newest proven one is always kept)."""
+
+    @property
+    def keep_ms(self) -> int:
+        return int(self.keep_days * 86_400_000)
+
+
+@dataclass
 class ClockConfig:
     check_sync: bool = True
     """Flag readings taken while the kernel clock is not NTP-synchronised."""
@@ -125,6 +135,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
 
     @property

@@ -86,6 +86,9 @@ ca_file = ""
 [outbox]
 max_readings = 500000               # warn at 80 % and when full; readings are never dropped
 
+[receipts]
+keep_days = 90                      # keep proven (and refused) receipts this long; the newest proven one always stays
+
 [clock]
 check_sync = true                   # flag readings taken while the clock is not NTP-synchronised
 """

@@ -6,7 +6,9 @@ implements ``POST /v1/devices`` (201, 200 for exactly the same statement again,
 documented answers, so ``enrol`` and ``simulate`` talk HTTP for real.  :class:`ReceiptIssuer`
 subscribes to ``attest/v1/+/readings`` on a real broker, verifies every envelope
 with the enrolled device key and publishes cumulative receipts signed by the test
-log key.
+log key.  :class:`MerkleLog` is the fake gateway's log: a real RFC 6962 tree in memory, so
+its receipts carry real inclusion and consistency proofs (a v2 device deletes nothing
+without them); the fake serves ``GET /v1/log/proof/consistency`` from it too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,8 +27,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.device import EnrolmentStatement, verify_enrolment
+from attest_core.entries import reading_entry_bytes
 from attest_core.errors import AttestError
-from attest_core.keys import Ed25519Signer
+from attest_core.keys import Ed25519Signer, Signer
+from attest_core.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_leaf_hashes
 from attest_core.note import NoteSigner
 from attest_core.reading import decode_envelope
 from attest_core.receipt import Receipt
@@ -37,9 +42,71 @@ VIEWER_TOKEN = "viewer-secret"
 LOG_ORIGIN = "test.example/log"
 
 
+class MerkleLog:
+    """A Merkle log in memory, and the v2 receipts a gateway sends for it (real proofs)."""
+
+    def __init__(self, signer: Signer) -> None:
+        self.signer = signer
+        self.leaves: list[bytes] = []
+        self.where: dict[tuple[str, int], int] = {}
+        self.logged: dict[str, int] = {}
+        """The newest reading of each device in the log."""
+        self.sent: dict[str, int] = {}
+        """The tree size of the last receipt made for each device (where the next proof starts)."""
+        self.lock = threading.Lock()
+
+    def append(self, entry: bytes) -> int:
+        with self.lock:
+            self.leaves.append(leaf_hash(entry))
+            return len(self.leaves) - 1
+
+    def add_reading(self, envelope: bytes) -> int:
+        reading = decode_envelope(envelope).reading()
+        index = self.append(reading_entry_bytes(envelope))
+        self.where[(reading.device_id, reading.seq)] = index
+        return index
+
+    def log_readings(self, device_id: str, envelopes: Mapping[int, bytes], upto: int) -> None:
+        """Append the device's readings after its newest logged one, up to ``upto``, in order (as the
+        sequencer does: reading n only after reading n - 1)."""
+        for seq in range(self.logged.get(device_id, 0) + 1, upto + 1):
+            self.add_reading(envelopes[seq])
+        self.logged[device_id] = max(upto, self.logged.get(device_id, 0))
+
+    def root(self, size: int) -> bytes:
+        with self.lock:
+            return root_from_leaf_hashes(self.leaves[:size])
+
+    def consistency(self, size1: int, size2: int) -> list[bytes]:
+        with self.lock:
+            return consistency_proof(size1, size2, self.leaves[:size2])
+
+    def receipt(
+        self, device_id: str, seq: int, *, size: int | None = None, from_size: int | None = None
+    ) -> Receipt:
+        """The receipt for the device's reading ``seq`` in the tree of ``size`` (default: the whole log),
+        with the consistency proof from ``from_size`` (default: the last receipt made for the device)."""
+        with self.lock:
+            size = len(self.leaves) if size is None else size
+            start = self.sent.get(device_id, 0) if from_size is None else from_size
+            leaves = self.leaves[:size]
+            index = self.where[(device_id, seq)]
+            proof = consistency_proof(start, size, leaves) if 0 < start < size else []
+            receipt = Receipt(
+                device_id, seq, index, size, root_from_leaf_hashes(leaves), int(time.time() * 1000),
+                tuple(inclusion_proof(index, size, leaves)), start, tuple(proof),
+            )  # fmt: skip
+            self.sent[device_id] = size
+            return receipt
+
+    def signed(self, device_id: str, seq: int, **kwargs: int) -> bytes:
+        return self.receipt(device_id, seq, **kwargs).sign(self.signer)
+
+
 class FakeGateway:
     def __init__(self, log_signer: Ed25519Signer | None = None) -> None:
         self.log_signer = log_signer or seeded_signer("log key")
+        self.log = MerkleLog(self.log_signer)
         self.note_signer = NoteSigner(LOG_ORIGIN, self.log_signer)
         self.log_key = self.note_signer.verifier_key().to_string()
         self.devices: dict[str, EnrolmentStatement] = {}
@@ -68,7 +135,12 @@ class FakeGateway:
 
             def do_GET(self) -> None:
                 gateway.requests.append(("GET", self.path, dict(self.headers)))
-                if self.path != "/v1/log/key":
+                if self.path.startswith("/v1/log/proof/consistency?"):
+                    query = dict(p.split("=", 1) for p in self.path.split("?", 1)[1].split("&"))
+                    a, b = int(query["from"]), int(query["to"])
+                    hashes = [base64.b64encode(h).decode() for h in gateway.log.consistency(a, b)]
+                    self._send(200, json.dumps({"from": a, "to": b, "hashes": hashes}).encode())
+                elif self.path != "/v1/log/key":
                     self._error(404, "not_found", "no such route")
                 elif gateway.mode == "no-key":
                     self._send(503, b"<html>down</html>", "text/html")
@@ -204,10 +276,12 @@ class ReceiptIssuer:
         while not self._stop.wait(self.every):
             with self.lock:
                 todo = [(d, n) for d, n in self.contiguous.items() if n > self.receipted[d]]
+            log = self.gateway.log
             for device_id, seq in todo:
-                index = 1000 + seq
-                receipt = Receipt(device_id, seq, index, index + 1, b"\x07" * 32, int(time.time() * 1000))
-                self.client.publish(receipts_topic(device_id), receipt.sign(self.gateway.log_signer), qos=1)
+                with self.lock:
+                    envelopes = dict(self.envelopes[device_id])
+                log.log_readings(device_id, envelopes, seq)
+                self.client.publish(receipts_topic(device_id), log.signed(device_id, seq), qos=1)
                 self.receipted[device_id] = seq
 
     def total(self) -> int:

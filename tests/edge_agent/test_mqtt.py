@@ -17,7 +17,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.reading import decode_envelope
-from attest_core.receipt import Receipt
 from attest_core.topics import READINGS_FILTER, receipts_topic, status_topic
 from edge_agent.agent import run_agent
 from edge_agent.config import Config, load_config, update_config
@@ -107,6 +106,9 @@ def test_readings_verify_and_only_a_genuine_receipt_empties_the_outbox(
     def seqs_in_outbox() -> list[int]:
         return sorted(outbox(config.db_path, device))
 
+    def envelopes() -> dict[int, bytes]:
+        return {decode_envelope(raw).reading().seq: raw for raw, _ in sub.payloads(f"{device}/readings")}
+
     async def scenario() -> None:
         async with running(config):
             await until(lambda: len(sub.payloads(f"{device}/readings")) >= 12, 15, "12 readings")
@@ -116,8 +118,13 @@ def test_readings_verify_and_only_a_genuine_receipt_empties_the_outbox(
                 assert envelope.reading().device_id == device
             assert seqs_in_outbox()[:10] == list(range(1, 11))
 
+            # the gateway's log: another entry first, then the device's readings 1..10
+            log = gateway.log
+            log.append(b"an entry of another device")
+            log.log_readings(device, envelopes(), 10)
+
             # a receipt signed by another key: logged loudly, nothing deleted
-            forged = Receipt(device, 10, 100, 101, b"\x01" * 32, T0).sign(seeded_signer("not the log"))
+            forged = log.receipt(device, 10).sign(seeded_signer("not the log"))
             sub.publish(receipts_topic(device), forged)
             garbage = b"\x01" + b"\x00" * 20
             sub.publish(receipts_topic(device), garbage)
@@ -126,8 +133,8 @@ def test_readings_verify_and_only_a_genuine_receipt_empties_the_outbox(
             )
             assert seqs_in_outbox()[:10] == list(range(1, 11))
 
-            # the genuine receipt: cumulative, everything up to seq 10 goes
-            genuine = Receipt(device, 10, 100, 101, b"\x01" * 32, T0).sign(gateway.log_signer)
+            # the genuine receipt proves reading 10 in the log: everything up to seq 10 goes
+            genuine = log.signed(device, 10)
             sub.publish(receipts_topic(device), genuine)
             await until(lambda: seqs_in_outbox()[0] == 11, 5, "the outbox to empty up to seq 10")
             assert all(s > 10 for s in seqs_in_outbox())
@@ -135,11 +142,9 @@ def test_readings_verify_and_only_a_genuine_receipt_empties_the_outbox(
             last = store.last_receipt(device)
             store.close()
             assert last is not None
-            assert (last.seq, last.log_index, last.tree_size) == (10, 100, 101)
+            assert (last.seq, last.log_index, last.tree_size) == (10, 10, 11)
             # an older receipt later deletes nothing more and does not move the last receipt back
-            sub.publish(
-                receipts_topic(device), Receipt(device, 4, 40, 41, b"\x02" * 32, T0).sign(gateway.log_signer)
-            )
+            sub.publish(receipts_topic(device), log.signed(device, 4, size=5, from_size=0))
             await asyncio.sleep(0.3)
             assert seqs_in_outbox()[0] == 11
         statuses = [p for p, _ in sub.payloads(f"{device}/status")]
@@ -287,11 +292,10 @@ def test_tls_and_per_device_password(
                 client.username_pw_set(device, "s3cret")
                 client.connect("127.0.0.1", port)
                 client.loop_start()
-                client.publish(
-                    receipts_topic(device),
-                    Receipt(device, 3, 3, 4, b"\x03" * 32, T0).sign(gateway.log_signer),
-                    qos=1,
-                ).wait_for_publish(5)
+                gateway.log.log_readings(device, outbox(config.db_path, device), 3)
+                client.publish(receipts_topic(device), gateway.log.signed(device, 3), qos=1).wait_for_publish(
+                    5
+                )
                 await until(lambda: min(outbox(config.db_path, device)) == 4, 10, "the receipt over TLS")
                 receipts.append(3)
                 client.loop_stop()
@@ -325,10 +329,9 @@ def test_a_stall_resends_from_the_oldest_paced_by_receipts(
         return counts
 
     def receipt(seq: int) -> None:
-        sub.publish(
-            receipts_topic(device),
-            Receipt(device, seq, seq, seq + 1, b"\x01" * 32, T0).sign(gateway.log_signer),
-        )
+        envelopes = {decode_envelope(raw).reading().seq: raw for raw, _ in sub.payloads(f"{device}/readings")}
+        gateway.log.log_readings(device, envelopes, seq)
+        sub.publish(receipts_topic(device), gateway.log.signed(device, seq))
 
     async def scenario() -> None:
         async with running(config):

@@ -5,13 +5,14 @@ Everything runs as the installer would run it: ``python -m edge_agent init / enr
 status / simulate`` as processes; the gateway is the real one (``GatewayThread``) on a fresh
 PostgreSQL database.
 
-Longer than 400 lines because its three end-to-end scenarios (an agent killed with -9, the
-fleet simulator, enrolment retries) share the one costly setup (gateway, database, broker,
+Longer than 400 lines because its end-to-end scenarios (an agent killed with -9, the fleet
+simulator, enrolment retries, receipts whose proofs fail) share the one costly setup (gateway, database, broker,
 their helpers); split, each file would repeat it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -29,17 +30,25 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from attest_core.checkpoint import open_checkpoint
 from attest_core.device import AssetKind, EnrolmentStatement, Location, decode_enrolment_statement
-from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry
+from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry, reading_entry_bytes
+from attest_core.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_leaf_hashes
 from attest_core.reading import decode_envelope, reading_hash
+from attest_core.receipt import ProvenTree, Receipt, check_extension, check_inclusion
+from attest_core.topics import receipts_topic
 from edge_agent.config import load_config, update_config
+from edge_agent.consistency import consistency_fetcher
 from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.signer import load_signer
 from tests.edge_agent.chaincheck import outbox
 from tests.gateway.apiworld import Api, api_gateway, b64, secret
 from tests.services import REPO, Broker, MosquittoProcess, Postgres
+from tests.support import T0
 
 INSTALLER = secret("installer-1")
 
@@ -465,3 +474,154 @@ def test_enrolment_is_idempotent_against_the_real_gateway(
     assert other.code == 5
     assert f"already enrolled for asset {asset}" in other.err
     assert enrolment_entries() == [index]
+
+
+# --- 3: (v2) receipts prove: a receipt signed by the log key whose proof fails deletes nothing ----------
+
+
+class Client:
+    """A plain MQTT client on ``broker`` that counts the readings it sees and publishes receipts."""
+
+    def __init__(self, broker: MosquittoProcess) -> None:
+        self.readings = 0
+        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda *_: setattr(self, "readings", self.readings + 1)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe("attest/v1/+/readings", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def publish(self, topic: str, data: bytes) -> None:
+        self.client.publish(topic, data, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def stop_agent(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, log.read_text()[-3000:]
+
+
+def test_the_agent_deletes_readings_only_on_a_receipt_that_proves_them(
+    api: Api, mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    config = init_device(tmp_path / "pi", api, mosquitto, "simulated-charger")
+    enrolled = enrol_charger(config, api.gw.url, f"charger-{uuid.uuid4().hex[:6]}")
+    assert enrolled.code == 0, enrolled.err
+    conf = load_config(config, environ={})
+    device_id = conf.device_id
+    log_signer = api.gw.gateway.signer.signer  # the gateway's own log key: receipts it could have signed
+    update_config(config, "meter", {"interval_s": 0.2})
+    log = tmp_path / "agent.log"
+
+    # the happy path: the real gateway's receipts prove the readings, the outbox drains
+    proc = start_agent(config, log)
+    try:
+        until(lambda: (r := status(config)["last_receipt"]) and r["seq"] >= 5, 30, "a proven receipt", proc)
+    finally:
+        stop_agent(proc, log)
+    proven = status(config)["last_receipt"]
+    assert proven["proven"] is True
+    [row] = query(api, "SELECT root_hash FROM checkpoints WHERE size = $1 LIMIT 1", proven["tree_size"])
+    assert proven["root_hash"] == bytes(row["root_hash"]).hex()  # the root of a checkpoint the log signed
+    [row] = query(
+        api, "SELECT log_index FROM readings WHERE device_id = $1 AND seq = $2", device_id, proven["seq"]
+    )
+    assert row["log_index"] == proven["log_index"]
+    assert all(seq > proven["seq"] for seq in outbox(conf.db_path, device_id))
+    shown = agent_cli("status", "--config", config)
+    assert (
+        f"last receipt  proven: seq {proven['seq']} at log index {proven['log_index']} of tree size "
+        in shown.out
+    )
+    assert "REFUSED" not in shown.out
+
+    # the agent on a broker the gateway does not read: its readings wait, and receipts signed by the
+    # log key but whose proofs fail arrive there
+    other = MosquittoProcess(tmp_path / "other-broker").start()
+    client = Client(other)
+    try:
+        update_config(config, "mqtt", {"url": other.url})
+        proc = start_agent(config, log)
+        try:
+            # a reading published there means the agent's subscription to its receipts came first
+            until(lambda: client.readings > 0, 30, "the agent on the other broker", proc)
+            waiting = until(
+                lambda: len(o := outbox(conf.db_path, device_id)) >= 3 and o,
+                30,
+                "readings in the outbox",
+                proc,
+            )
+            seq = max(waiting)  # made on this broker: the gateway never saw it
+            entry = reading_entry_bytes(waiting[seq])
+            size = proven["tree_size"]
+            # 1. the log's newest checkpoint, which does not hold this reading: the inclusion proof (a
+            #    real one, of the entry that is at that index) leads to another leaf; the tree is fine
+            head = open_checkpoint(api.checkpoint(), api.log_key()).checkpoint
+            real = [base64.b64decode(h) for h in api.http.get(
+                "/v1/log/proof/inclusion", params={"index": head.size - 1, "size": head.size}).json()["hashes"]]  # fmt: skip
+            extends = [base64.b64decode(h) for h in api.http.get(
+                "/v1/log/proof/consistency", params={"from": size, "to": head.size}).json()["hashes"]]  # fmt: skip
+            assert head.size >= size
+            not_included = Receipt(device_id, seq, head.size - 1, head.size, head.root_hash, T0,
+                                   tuple(real), size, tuple(extends))  # fmt: skip
+            # 2. a tree that holds the reading (its inclusion proof is right) but rewrites the history
+            #    the agent proved: it does not extend the last proven tree
+            forked = [leaf_hash(f"rewritten entry {i}".encode()) for i in range(size)] + [leaf_hash(entry)]
+            fork = Receipt(device_id, seq, size, size + 1, root_from_leaf_hashes(forked), T0,
+                           tuple(inclusion_proof(size, size + 1, forked)), size,
+                           tuple(consistency_proof(size, size + 1, forked)))  # fmt: skip
+            check_inclusion(fork, entry)  # (the reading really is in the forked tree)
+            before = set(waiting)
+            client.publish(receipts_topic(device_id), not_included.sign(log_signer))
+            client.publish(receipts_topic(device_id), fork.sign(log_signer))
+            info = until(
+                lambda: (s := status(config))["refused_receipts"] == 2 and s, 30, "the refusals", proc
+            )
+            # nothing was deleted: every reading that waited still waits
+            assert before <= set(outbox(conf.db_path, device_id))
+            assert info["last_receipt"]["seq"] == proven["seq"]  # the last PROVEN receipt did not move
+            assert info["last_refused_receipt"]["code"] == "receipt_not_an_extension"
+            shown = agent_cli("status", "--config", config).out
+            assert (
+                "REFUSED       2 receipt(s) signed by the log key whose proof FAILED (readings kept)" in shown
+            )
+        finally:
+            stop_agent(proc, log)
+    finally:
+        client.close()
+        other.stop()
+    text = log.read_text()
+    assert "REFUSED a receipt signed by the log key whose proof FAILED (receipt_inclusion_failed)" in text
+    assert "REFUSED a receipt signed by the log key whose proof FAILED (receipt_not_an_extension)" in text
+
+    # back on the gateway's broker: the readings reach the log and real receipts prove them all
+    update_config(config, "mqtt", {"url": mosquitto.url})
+    update_config(config, "meter", {"interval_s": 86_400})
+    proc = start_agent(config, log)
+    try:
+        info = until(
+            lambda: (s := status(config))["outbox_depth"] == 0 and s["last_receipt"]["seq"] == s["last_seq"] and s,
+            30, "the outbox to drain", proc,
+        )  # fmt: skip
+    finally:
+        stop_agent(proc, log)
+    assert info["last_receipt"]["tree_size"] > proven["tree_size"]
+    assert info["refused_receipts"] == 2  # kept as evidence
+    # what the agent fetches when a receipt's proof starts elsewhere (a restarted gateway) comes from
+    # the real API and proves the newest tree an extension of the first one proven
+    fetch = consistency_fetcher(api.gw.url)
+    assert fetch is not None
+    last = info["last_receipt"]
+    check_extension(
+        Receipt(
+            device_id, last["seq"], last["log_index"], last["tree_size"], bytes.fromhex(last["root_hash"]), T0
+        ),
+        ProvenTree(proven["tree_size"], bytes.fromhex(proven["root_hash"])),
+        fetch(proven["tree_size"], last["tree_size"]),
+    )
+    check_gateway_chain(api, decode_enrolment_statement(conf.enrolment_path.read_bytes()), info["last_seq"])
