@@ -7,17 +7,25 @@ Every entry starts with a two-byte header, then the body of its type::
 
     ENROLMENT     bytes16 statement, 64 proof-of-possession signature,
                   text8 installer, u64 logged_at_ms
+                  v2 adds: 32 asset_link
     READING       bytes16 envelope (exactly as received from the device)
     KEY_ROTATION  bytes16 statement, 64 old-key signature, 64 new-key signature,
                   text8 installer, u64 logged_at_ms
+                  v2 adds: 32 asset_link
     REVOCATION    v1: text8 device_id, u64 last_valid_seq, text16 reason,
                   text8 revoked_by, u64 time_ms
-                  v2: v1's fields, then u64 readings_disowned, u8 revoker_role
+                  v2: v1's fields, then u64 readings_disowned, u8 revoker_role, 32 asset_link
     CLAIM         the claim (attest_core.claim), u64 logged_at_ms
                   v2 adds: 32 supersedes (the leaf hash of the issuer's claim it replaces,
                   zeros: none), then per claimed asset, in the claim's order, 32 previous
                   (the leaf hash of the latest live claim on that asset when this one was
-                  filed, zeros: none)
+                  filed, zeros: none), then per claimed asset 32 identity (the leaf hash of
+                  the asset's latest identity entry when this one was filed, zeros: none)
+
+``asset_link`` (v2 identity entries) is the leaf hash of the previous identity entry
+(enrolment, key rotation or revocation) of a device of the same asset, zeros for the
+first: per asset the identity entries form a chain, so leaving one out of a bundle is seen
+(attest_core.identitychain).
     WITHDRAWAL    (v2) text8 issuer, 32 claim (the leaf hash of the claim withdrawn),
                   text16 reason, u64 logged_at_ms
 
@@ -62,7 +70,9 @@ from attest_core.reading import (
 )
 
 ENTRY_VERSION = 1
-REVOCATION_V2 = 2
+IDENTITY_V2 = 2
+"""The header version of an enrolment, key-rotation or revocation entry chained to its asset's."""
+REVOCATION_V2 = IDENTITY_V2
 """The header version of a revocation entry that records its revoker's role and what it disowns."""
 CLAIM_ENTRY_VERSION = 2
 """The version a v2 gateway writes claim entries with (v1 claim entries have no links)."""
@@ -121,9 +131,14 @@ class EnrolmentEntry:
     pop_signature: bytes
     installer: str
     logged_at_ms: int
+    version: int = ENTRY_VERSION
+    asset_link: bytes | None = None
+    """v2: the leaf hash of the previous identity entry of the asset (None: the first)."""
 
     type = EntryType.ENROLMENT
-    version = ENTRY_VERSION  # the statement inside carries its own version
+
+    def __post_init__(self) -> None:
+        _check_identity_version(self.version, self.asset_link)
 
     @property
     def statement(self) -> EnrolmentStatement:
@@ -135,6 +150,8 @@ class EnrolmentEntry:
 
     def encode_body(self, w: Writer) -> None:
         w.bytes16(self.statement_bytes).raw(self.pop_signature).text8(self.installer).u64(self.logged_at_ms)
+        if self.version == IDENTITY_V2:
+            w.raw(self.asset_link or NO_LINK)
 
 
 @dataclass(frozen=True)
@@ -163,9 +180,14 @@ class RotationEntry:
     new_signature: bytes
     installer: str
     logged_at_ms: int
+    version: int = ENTRY_VERSION
+    asset_link: bytes | None = None
+    """v2: the leaf hash of the previous identity entry of the asset (None: the first)."""
 
     type = EntryType.KEY_ROTATION
-    version = ENTRY_VERSION
+
+    def __post_init__(self) -> None:
+        _check_identity_version(self.version, self.asset_link)
 
     @property
     def statement(self) -> RotationStatement:
@@ -177,6 +199,8 @@ class RotationEntry:
     def encode_body(self, w: Writer) -> None:
         w.bytes16(self.statement_bytes).raw(self.old_signature).raw(self.new_signature)
         w.text8(self.installer).u64(self.logged_at_ms)
+        if self.version == IDENTITY_V2:
+            w.raw(self.asset_link or NO_LINK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +216,8 @@ class RevocationEntry:
     when it made the revocation.  None: a v1 entry, which does not say."""
     revoker_role: RevokerRole | None = None
     """v2: the role of ``revoked_by``'s token.  None: a v1 entry, which does not say."""
+    asset_link: bytes | None = None
+    """v2: the leaf hash of the previous identity entry of the asset (None: the first)."""
 
     type = EntryType.REVOCATION
 
@@ -212,6 +238,7 @@ class RevocationEntry:
             if not isinstance(self.revoker_role, RevokerRole):
                 raise DecodeError(f"revoker_role {self.revoker_role!r} is not a role", code="bad_role")
             check_revocation_authority(self.revoker_role, self.readings_disowned, self.reason)
+        _check_identity_version(self.version, self.asset_link)
 
     @property
     def version(self) -> int:
@@ -221,7 +248,7 @@ class RevocationEntry:
         w.text8(self.device_id).u64(self.last_valid_seq).text16(self.reason).text8(self.revoked_by)
         w.u64(self.time_ms)
         if self.readings_disowned is not None and self.revoker_role is not None:
-            w.u64(self.readings_disowned).u8(int(self.revoker_role))
+            w.u64(self.readings_disowned).u8(int(self.revoker_role)).raw(self.asset_link or NO_LINK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,20 +260,28 @@ class ClaimEntry:
     previous: tuple[bytes | None, ...] | None = None
     """v2: per claimed asset, in the claim's order, the leaf hash of the latest live claim on
     it when this one was filed (None: there was none).  None for a v1 entry, which has no links."""
+    identity: tuple[bytes | None, ...] | None = None
+    """v2: per claimed asset, in the claim's order, the leaf hash of the asset's latest identity
+    entry when this one was filed (None: there was none).  None for a v1 entry."""
 
     type = EntryType.CLAIM
 
     def __post_init__(self) -> None:
         if self.previous is None:
-            if self.supersedes is not None:
-                raise DecodeError("a v1 claim entry cannot supersede a claim", code="bad_claim_links")
+            if self.supersedes is not None or self.identity is not None:
+                raise DecodeError("a v1 claim entry has no links", code="bad_claim_links")
             return
-        if len(self.previous) != len(self.claim.assets):
+        identity = self.identity
+        if identity is None:  # naming no identity entry for any asset
+            identity = (None,) * len(self.claim.assets)
+            object.__setattr__(self, "identity", identity)
+        if not len(self.previous) == len(identity) == len(self.claim.assets):
             raise DecodeError(
-                f"a claim entry names {len(self.previous)} previous claims for {len(self.claim.assets)} assets",
+                f"a claim entry names {len(self.previous)} previous claims and {len(identity)} identity "
+                f"entries for {len(self.claim.assets)} assets",
                 code="bad_claim_links",
             )
-        for link in (self.supersedes, *self.previous):
+        for link in (self.supersedes, *self.previous, *identity):
             if link is not None and (len(link) != HASH_SIZE or link == NO_LINK):
                 raise DecodeError("a claim link is a 32-byte leaf hash, not zeros", code="bad_claim_links")
 
@@ -266,6 +301,8 @@ class ClaimEntry:
         if self.previous is not None:
             w.raw(self.supersedes or NO_LINK)
             for link in self.previous:
+                w.raw(link or NO_LINK)
+            for link in self.identity or ():
                 w.raw(link or NO_LINK)
 
 
@@ -329,6 +366,8 @@ def decode_entry(data: bytes) -> Entry:
             r.raw(SIGNATURE_SIZE, "signature"),
             r.ident("installer"),
             r.u63("logged_at_ms"),
+            version,
+            _asset_link(r, version),
         )
         _ = entry.statement
     elif kind == EntryType.KEY_ROTATION:
@@ -339,6 +378,8 @@ def decode_entry(data: bytes) -> Entry:
             r.raw(SIGNATURE_SIZE, "new-key signature"),
             r.ident("installer"),
             r.u63("logged_at_ms"),
+            version,
+            _asset_link(r, version),
         )
         _ = entry.statement
     elif kind == EntryType.REVOCATION:
@@ -359,7 +400,9 @@ def decode_entry(data: bytes) -> Entry:
                 raise DecodeError(
                     f"revocation entry: unknown revoker role {role_byte}", code="bad_role"
                 ) from None
-        entry = RevocationEntry(device_id, last_valid_seq, reason, revoked_by, time_ms, disowned, role)
+        entry = RevocationEntry(
+            device_id, last_valid_seq, reason, revoked_by, time_ms, disowned, role, _asset_link(r, version)
+        )
     elif kind == EntryType.CLAIM:
         r.what = "claim entry"
         claim = Claim.decode_from(r)
@@ -369,7 +412,8 @@ def decode_entry(data: bytes) -> Entry:
         else:
             supersedes = _link(r.raw(HASH_SIZE, "supersedes"))
             previous = tuple(_link(r.raw(HASH_SIZE, "previous claim")) for _ in claim.assets)
-            entry = ClaimEntry(claim, logged_at, supersedes, previous)
+            identity = tuple(_link(r.raw(HASH_SIZE, "identity entry")) for _ in claim.assets)
+            entry = ClaimEntry(claim, logged_at, supersedes, previous, identity)
     elif kind == EntryType.WITHDRAWAL:
         r.what = "withdrawal entry"
         entry = WithdrawalEntry(
@@ -382,6 +426,8 @@ def decode_entry(data: bytes) -> Entry:
 
 
 _VERSIONS: dict[int, tuple[int, ...]] = {
+    EntryType.ENROLMENT: (ENTRY_VERSION, IDENTITY_V2),
+    EntryType.KEY_ROTATION: (ENTRY_VERSION, IDENTITY_V2),
     EntryType.REVOCATION: (ENTRY_VERSION, REVOCATION_V2),
     EntryType.CLAIM: (ENTRY_VERSION, CLAIM_ENTRY_VERSION),
     EntryType.WITHDRAWAL: (CLAIM_ENTRY_VERSION,),
@@ -391,6 +437,21 @@ _VERSIONS: dict[int, tuple[int, ...]] = {
 
 def _link(raw: bytes) -> bytes | None:
     return None if raw == NO_LINK else raw
+
+
+def _asset_link(r: Reader, version: int) -> bytes | None:
+    return _link(r.raw(HASH_SIZE, "asset_link")) if version == IDENTITY_V2 else None
+
+
+def _check_identity_version(version: int, asset_link: bytes | None) -> None:
+    if version not in (ENTRY_VERSION, IDENTITY_V2):
+        raise DecodeError(f"identity entry version {version} is not 1 or 2", code="bad_version")
+    if asset_link is not None and (
+        version != IDENTITY_V2 or len(asset_link) != HASH_SIZE or asset_link == NO_LINK
+    ):
+        raise DecodeError(
+            "an asset link is a 32-byte leaf hash in a v2 identity entry", code="bad_claim_links"
+        )
 
 
 class SignedReading(NamedTuple):

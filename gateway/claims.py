@@ -158,8 +158,18 @@ async def file_claim(
             )
         }
         previous = tuple(latest.get(a) for a in claim.assets)
+        # The latest identity entry of each asset, held (FOR SHARE) until the claim is queued: an
+        # enrolment, rotation or revocation queued meanwhile comes after the claim in the log.
+        heads = {
+            r["asset_id"]: None if r["head"] is None else bytes(r["head"])
+            for r in await conn.fetch(
+                "SELECT asset_id, head FROM asset_identity WHERE asset_id = ANY($1::text[]) FOR SHARE",
+                list(claim.assets),
+            )
+        }
+        identity = tuple(heads.get(a) for a in claim.assets)
         for attempt in range(100):
-            entry = encode_entry(ClaimEntry(claim, logged_at + attempt, superseded, previous))
+            entry = encode_entry(ClaimEntry(claim, logged_at + attempt, superseded, previous, identity))
             digest = hashlib.sha256(entry).digest()
             claim_id = await conn.fetchval(
                 "INSERT INTO claims (issuer, entry, entry_hash) VALUES ($1, $2, $3) "

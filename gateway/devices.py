@@ -12,6 +12,7 @@ that disowns readings the gateway already accepted needs an operator and a reaso
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import asyncpg
 
 from attest_core.device import verify_rotation
 from attest_core.entries import (
+    IDENTITY_V2,
     EnrolmentEntry,
     RevocationEntry,
     RevokerRole,
@@ -27,6 +29,7 @@ from attest_core.entries import (
     encode_entry,
 )
 from attest_core.errors import AttestError
+from attest_core.merkle import leaf_hash
 from attest_core.reading import device_key_id
 from attest_core.registry import DeviceRecord, Registry, RegistryError, check_log_origin_of
 from gateway.device_records import read_devices
@@ -74,13 +77,29 @@ async def _add_key(conn: asyncpg.Connection, device_id: str, public_key: bytes, 
 
 
 async def _queue(
-    conn: asyncpg.Connection, entry: EnrolmentEntry | RotationEntry | RevocationEntry, device_id: str
+    conn: asyncpg.Connection,
+    entry: EnrolmentEntry | RotationEntry | RevocationEntry,
+    device_id: str,
+    asset_id: str,
 ) -> int:
-    """Queue a device's identity entry for the sequencer; returns its ``pending_entries`` id."""
+    """Chain a device's identity entry to its asset's (v2: ``asset_link`` names the asset's
+    latest identity entry, whose row stays locked until the transaction ends) and queue it for
+    the sequencer; returns its ``pending_entries`` id.  Queued in that order, they are logged in
+    that order (the sequencer appends ``pending_entries`` by id)."""
+    await conn.execute("INSERT INTO asset_identity (asset_id) VALUES ($1) ON CONFLICT DO NOTHING", asset_id)
+    head = await conn.fetchval("SELECT head FROM asset_identity WHERE asset_id = $1 FOR UPDATE", asset_id)
+    if isinstance(entry, RevocationEntry):
+        chained: EnrolmentEntry | RotationEntry | RevocationEntry = dataclasses.replace(
+            entry, asset_link=head
+        )
+    else:
+        chained = dataclasses.replace(entry, version=IDENTITY_V2, asset_link=head)
+    data = encode_entry(chained)
+    await conn.execute("UPDATE asset_identity SET head = $2 WHERE asset_id = $1", asset_id, leaf_hash(data))
     pending_id: int = await conn.fetchval(
         "INSERT INTO pending_entries (kind, data, device_id) VALUES ($1, $2, $3) RETURNING id",
         int(entry.type),
-        encode_entry(entry),
+        data,
         device_id,
     )
     return pending_id
@@ -138,7 +157,7 @@ async def enrol(
             st.chain_anchor(),
         )
         key_id = await _add_key(conn, st.device_id, st.public_key, 1)
-        pending_id = await _queue(conn, entry, st.device_id)
+        pending_id = await _queue(conn, entry, st.device_id, st.asset_id)
     return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
 
 
@@ -201,7 +220,7 @@ async def rotate(
         except RegistryError as exc:
             raise DeviceError(409, exc.code, str(exc)) from exc
         key_id = await _add_key(conn, st.device_id, st.new_public_key, st.effective_seq)
-        await _queue(conn, entry, st.device_id)
+        await _queue(conn, entry, st.device_id, record.asset_id)
     return st.device_id, key_id
 
 
@@ -263,5 +282,5 @@ async def revoke(
             device_id,
             last_valid_seq,
         )
-        await _queue(conn, entry, device_id)
+        await _queue(conn, entry, device_id, record.asset_id)
     return Revoked(int(last_valid_seq), int(disowned), role)

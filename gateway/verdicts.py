@@ -19,6 +19,7 @@ import asyncpg
 from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain
 from attest_core.entries import ClaimEntry, WithdrawalEntry, decode_entry
 from attest_core.evaluation import AttestedReading, Evaluation, EvidenceKind, evaluate
+from attest_core.identitychain import check_identity_chain, claim_heads, logged_identities
 from attest_core.merkle import leaf_hash
 from attest_core.money import format_kwh, round_down
 from attest_core.reading import decode_envelope, decode_payload, reading_hash
@@ -70,7 +71,8 @@ async def evaluate_claim(conn: asyncpg.Connection, stored: StoredClaim, size: in
     assert stored.log_index is not None
     claim = stored.claim
     chain = await chain_entries(conn, stored.entry, size)
-    registry = await asyncio.to_thread(replay, await identity_entries(conn, claim, size))
+    identity = await identity_entries(conn, claim, size)
+    registry = await asyncio.to_thread(replay, identity)
     readings: list[AttestedReading] = []
     async with conn.transaction():
         cursor = await conn.cursor(_FULL_ENVELOPES, *reading_args(claim, size))
@@ -78,6 +80,14 @@ async def evaluate_claim(conn: asyncpg.Connection, stored: StoredClaim, size: in
             readings.extend(await asyncio.to_thread(_attested, rows))
     evaluation = await asyncio.to_thread(evaluate, claim, registry.devices, readings, EvidenceKind.FULL)
     evaluation.findings.extend(chain_findings(stored.log_index, stored.entry, chain))
+    subject = decode_entry(stored.entry)
+    assert isinstance(subject, ClaimEntry)
+    devices = registry.devices
+    logged = logged_identities(
+        ((i, leaf_hash(data), decode_entry(data)) for i, data in identity),
+        lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+    )
+    evaluation.findings.extend(check_identity_chain(stored.log_index, claim_heads(subject), logged))
     return evaluation
 
 

@@ -11,7 +11,16 @@ from attest_core.chain import ChainState, next_reading
 from attest_core.checkpoint import Checkpoint, sign_checkpoint
 from attest_core.claim import Claim
 from attest_core.device import AssetKind, EnrolmentStatement, Location, sign_enrolment
-from attest_core.entries import ClaimEntry, EnrolmentEntry, Entry, ReadingEntry, encode_entry
+from attest_core.entries import (
+    IDENTITY_V2,
+    ClaimEntry,
+    EnrolmentEntry,
+    Entry,
+    ReadingEntry,
+    RevocationEntry,
+    RotationEntry,
+    encode_entry,
+)
 from attest_core.keys import Ed25519Signer
 from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
 from attest_core.note import NoteSigner, VerifierKey
@@ -103,6 +112,8 @@ class MemoryLog:
         self.note_signer = NoteSigner(origin, seeded_signer("log key"))
         self.entries: list[bytes] = []
         self.leaves: list[bytes] = []
+        self.heads: dict[str, bytes] = {}
+        """Asset -> leaf hash of its latest chained identity entry (what a claim names)."""
 
     @property
     def key(self) -> VerifierKey:
@@ -117,14 +128,32 @@ class MemoryLog:
     def append_reading(self, envelope: Envelope) -> int:
         return self.append(ReadingEntry(envelope.encode()))
 
-    def enrol(self, device: TestDevice) -> int:
-        return self.append(device.enrolment_entry())
+    def enrol(self, device: TestDevice, *, v1: bool = False) -> int:
+        """Log the device's enrolment, chained to its asset's identity entries (v2) or not (v1)."""
+        entry = device.enrolment_entry()
+        if v1:  # an entry an earlier gateway logged: later ones name it all the same
+            index = self.append(entry)
+            self.heads[device.asset_id] = self.leaves[index]
+            return index
+        return self.append_identity(entry, device.asset_id)
+
+    def append_identity(self, entry: EnrolmentEntry | RotationEntry | RevocationEntry, asset_id: str) -> int:
+        """Log an identity entry as a v2 gateway does: naming the asset's previous one."""
+        if isinstance(entry, RevocationEntry):
+            chained: Entry = dataclasses.replace(entry, asset_link=self.heads.get(asset_id))
+        else:
+            chained = dataclasses.replace(entry, version=IDENTITY_V2, asset_link=self.heads.get(asset_id))
+        index = self.append(chained)
+        self.heads[asset_id] = self.leaves[index]
+        return index
 
     def file_claim(self, claim: Claim, *, v1: bool = False) -> int:
-        """Log ``claim`` as a v2 claim entry naming no earlier claim (or as a v1 entry)."""
+        """Log ``claim`` as a v2 claim entry naming no earlier claim and its assets' latest chained
+        identity entries (or as a v1 entry)."""
         if v1:
             return self.append(ClaimEntry(claim, claim.filed_at_ms + 1))
-        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1, None, (None,) * len(claim.assets)))
+        heads = tuple(self.heads.get(a) for a in claim.assets)
+        return self.append(ClaimEntry(claim, claim.filed_at_ms + 1, None, (None,) * len(claim.assets), heads))
 
     def checkpoint(self, size: int | None = None, time: int = 1_790_900_000) -> str:
         size = len(self.entries) if size is None else size

@@ -32,6 +32,7 @@ from attest_core.entries import (
 )
 from attest_core.errors import AttestError, BundleError, DecodeError, SignatureError
 from attest_core.evaluation import AttestedReading, Evaluation, evaluate
+from attest_core.identitychain import check_identity_chain, claim_heads, logged_identities
 from attest_core.keys import failed_signatures
 from attest_core.merkle import leaf_hash, verify_multi_inclusion
 from attest_core.note import VerifierKey
@@ -197,6 +198,12 @@ def verify_bundle(
         claim, replay.registry.devices, readings, bundle.evidence, require_full=require_full
     )
     evaluation.findings.extend(check_claim_chain(subject, other_claims, withdrawals))
+    devices = replay.registry.devices
+    identity = logged_identities(
+        ((i, leaves[i], e) for i, e in decoded if not isinstance(e, SignedReading)),
+        lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+    )
+    evaluation.findings.extend(check_identity_chain(bundle.claim_index, claim_heads(claim_entry), identity))
     return VerifiedBundle(
         checkpoint=signed,
         claim_index=bundle.claim_index,

@@ -99,11 +99,11 @@ def test_revocation_v2_round_trip_and_header() -> None:
     entry = RevocationEntry("dev-1", 4, "stolen", "op-1", T0, 6, RevokerRole.OPERATOR)
     data = encode_entry(entry)
     assert data[:2] == bytes([2, EntryType.REVOCATION])
-    assert data.endswith((6).to_bytes(8, "big") + b"\x02")
+    assert data.endswith((6).to_bytes(8, "big") + b"\x02" + bytes(32))  # count, role, no asset link
     assert decode_entry(data) == entry
     v1 = RevocationEntry("dev-1", 4, "stolen", "op-1", T0)
     assert encode_entry(v1)[:2] == bytes([1, EntryType.REVOCATION])
-    assert encode_entry(v1) == data[:-9].replace(b"\x02", b"\x01", 1)
+    assert encode_entry(v1) == data[:-41].replace(b"\x02", b"\x01", 1)
     assert decode_entry(encode_entry(v1)) == v1
 
 
@@ -116,18 +116,19 @@ def test_revocation_v2_rules() -> None:
     assert info.value.code == "reason_required"
     RevocationEntry("dev-1", 4, "retired", "inst-1", T0, 0, RevokerRole.INSTALLER)  # disowns nothing
     data = encode_entry(RevocationEntry("dev-1", 4, "stolen", "op-1", T0, 6, RevokerRole.OPERATOR))
+    role_at = len(data) - 33  # the role byte, then the 32-byte asset link
     with pytest.raises(DecodeError) as info:
-        decode_entry(data[:-1] + b"\x09")
+        decode_entry(data[:role_at] + b"\x09" + data[role_at + 1 :])
     assert info.value.code == "bad_role"
     # an installer's disowning revocation cannot be smuggled in as bytes either
     with pytest.raises(DecodeError) as info:
-        decode_entry(data[:-1] + b"\x01")
+        decode_entry(data[:role_at] + b"\x01" + data[role_at + 1 :])
     assert info.value.code == "disown_needs_operator"
-    # version 2 exists for revocations only
+    # a v2 enrolment carries its asset link: the v1 body alone under version 2 is cut short
     enrolment = encode_entry(TestDevice("dev-1", "charger-1").enrolment_entry())
     with pytest.raises(DecodeError) as info:
         decode_entry(b"\x02" + enrolment[1:])
-    assert info.value.code == "bad_version"
+    assert info.value.code == "truncated"
 
 
 # --- the registry's origin rule ----------------------------------------------------------------
