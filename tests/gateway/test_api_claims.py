@@ -14,7 +14,7 @@ import pytest
 
 from attest_core.bundle import VerifiedBundle, parse_bundle, verify_bundle
 from attest_core.device import AssetKind, RotationStatement, sign_rotation
-from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, decode_entry
+from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, RevocationEntry, decode_entry
 from attest_core.merkle import multi_inclusion_plan
 from attest_core.money import format_kwh
 from attest_core.reading import Status
@@ -397,15 +397,15 @@ def _without(api: Api, raw: bytes, device_id: str, seq: int) -> bytes:
     return _rebundle(api, raw, lambda index, entry: left_out(entry))
 
 
-def _rebundle(api: Api, raw: bytes, leave_out: Callable[[int, object], bool]) -> bytes:
-    """``raw`` with the entries ``leave_out`` picks left out (exactly one), and a valid proof of the rest."""
+def _rebundle(api: Api, raw: bytes, leave_out: Callable[[int, object], bool], count: int = 1) -> bytes:
+    """``raw`` with the entries ``leave_out`` picks left out (``count`` of them), and a valid proof of the rest."""
     doc = json.loads(raw)
     kept = [
         item
         for item in doc["entries"]
         if not leave_out(item["index"], decode_entry(base64.b64decode(item["entry"])))
     ]
-    assert len(kept) == len(doc["entries"]) - 1
+    assert len(kept) == len(doc["entries"]) - count
     size = parse_checkpoint_size(doc["checkpoint"])
     plan = multi_inclusion_plan([item["index"] for item in kept], size)
     hashes = api.run(lambda conn: logstore.nodes(conn, plan.nodes))
@@ -522,3 +522,26 @@ def test_a_bundle_carries_the_claims_before_it_and_hiding_one_is_caught(api: Api
     raw, result = bundle(api, evening["id"], "full")
     assert result.backed, result.evaluation.findings
     assert len([i for i, _ in parse_bundle(raw).entries if i > evening["log_index"]]) >= 1
+
+
+def test_a_bundle_that_leaves_out_a_device_of_the_asset_is_not_backed(api: Api) -> None:
+    """ev-2 has two devices; a full bundle without the second (its enrolment and every reading:
+    the rest verifies and looks complete) is caught by the asset's chain of identity entries."""
+    claim = checkpointed(api, file(api, claim_body(["ev-2"]))["id"])
+    raw, result = bundle(api, claim["id"], "full")
+    assert "identity_omitted" not in {f.code for f in result.evaluation.findings}
+
+    def of_dev_b(index: int, entry: object) -> bool:
+        if isinstance(entry, EnrolmentEntry):
+            return entry.statement.device_id == "ev2-dev-b"
+        return isinstance(entry, ReadingEntry) and entry.reading.device_id == "ev2-dev-b"
+
+    count = sum(1 for _, data in parse_bundle(raw).entries if of_dev_b(0, decode_entry(data)))
+    trimmed = verify_bundle(_rebundle(api, raw, of_dev_b, count), api.log_key())
+    assert trimmed.backed is False
+    assert [f.code for f in trimmed.evaluation.fatal] == ["identity_omitted"]
+    # leaving out the revocation of ev2-dev-a is caught the same way
+    revoked = verify_bundle(
+        _rebundle(api, raw, lambda index, entry: isinstance(entry, RevocationEntry)), api.log_key()
+    )
+    assert "identity_omitted" in {f.code for f in revoked.evaluation.fatal}
