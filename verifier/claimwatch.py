@@ -26,7 +26,7 @@ from pathlib import Path
 
 from attest_core.checkpoint import SignedCheckpoint
 from attest_core.claimchain import Alert, LiveClaims, LoggedClaim, LoggedWithdrawal
-from attest_core.entries import ClaimEntry, WithdrawalEntry, decode_entry
+from attest_core.entries import ClaimEntry, RevocationEntry, WithdrawalEntry, decode_entry
 from attest_core.errors import AttestError
 from attest_core.merkle import CompactRange, frontier_nodes, leaf_hash
 from verifier.errors import GatewayUnreachable
@@ -144,6 +144,13 @@ class ClaimWatch:
                     self.entries[index] = data
                 if voided is not None and voided.leaf_hash not in live.claims:
                     self.info(f"claim at entry {voided.index} superseded by the claim at entry {index}")
+            elif isinstance(entry, RevocationEntry) and entry.readings_disowned:
+                # Not a rule broken (an operator may disown, with a reason), but every claim on
+                # those readings loses them: a holder following the log is told.
+                self.info(
+                    f"device {entry.device_id} revoked at entry {index} by {entry.revoked_by}, disowning "
+                    f"{entry.readings_disowned} logged reading(s) above {entry.last_valid_seq}: {entry.reason!r}"
+                )
             elif isinstance(entry, WithdrawalEntry):
                 target = live.claims.get(entry.claim)
                 alerts = live.add_withdrawal(LoggedWithdrawal(index, entry))

@@ -19,11 +19,13 @@ from tests.services import Broker, Postgres
 from tests.support import T0, TestDevice, flat_claim
 from tests.verifier.conftest import run_process
 
+METER = TestDevice("mc-dev-1", "mc-1")
+
 
 @pytest.fixture(scope="module")
 def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with api_gateway(postgres, broker, tmp_path_factory.mktemp("gateway")) as api:
-        api.enrol(TestDevice("mc-dev-1", "mc-1"))
+        api.enrol(METER)
         api.enrol(TestDevice("mc-dev-2", "mc-2"))
         yield api
 
@@ -65,8 +67,19 @@ def test_the_monitor_reads_every_claim_and_alerts_on_a_double_claim(api: Api, tm
     )
     api.ok(api.post(f"/v1/claims/{fixed['id']}/withdraw", "issuer-1", json={"reason": "sold"}))
     live = api.ok(api.post("/v1/claims", "issuer-2", json=body("mc-2", 1, "second")), 201)
+    # an operator disowns two logged readings of mc-dev-1: a holder following the log is told
+    readings = [METER.reading(T0 + n * 600_000, n * 1000).encode() for n in range(3)]
+    assert api.ingest([(METER, r) for r in readings]).accepted == 3
+    api.wait_logged()
+    api.ok(
+        api.post(
+            "/v1/devices/mc-dev-1/revoke", "operator-1", json={"reason": "meter swapped", "last_valid_seq": 1}
+        )
+    )
     code, err = monitor(api, state, key_file)
     assert code == 0, err
+    assert "device mc-dev-1 revoked at entry" in err
+    assert "disowning 2 logged reading(s) above 1: 'meter swapped'" in err
     assert f"claim at entry {first['log_index']} superseded by the claim at entry {fixed['log_index']}" in err
     assert f"claim at entry {fixed['log_index']} withdrawn at entry" in err
     assert "'sold'" in err
