@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from attest_core import domains
 from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
+from attest_core.extensions import Extension, check_extensions, read_extensions, write_extensions
 from attest_core.keys import PUBLIC_KEY_SIZE, Signer, check_public_key, verify_signature
 from attest_core.notekey import name_problem
 from attest_core.reading import check_time
@@ -126,25 +127,6 @@ def check_log_origin(origin: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class StatementExtension:
-    """One entry of an enrolment statement's v2 extension list: a type byte and an opaque value."""
-
-    type: int
-    value: bytes
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.type, int) or not 0 <= self.type <= 255:
-            raise DecodeError(f"extension type {self.type!r} is not a byte", code="out_of_range")
-        if self.type not in STATEMENT_EXTENSION_TYPES:
-            raise DecodeError(
-                f"enrolment statement: extension type {self.type} is unknown (v2 defines none yet)",
-                code="unknown_extension",
-            )
-        if not isinstance(self.value, bytes) or len(self.value) > 0xFFFF:
-            raise DecodeError("an extension value is at most 65535 bytes", code="too_large")
-
-
-@dataclass(frozen=True, slots=True)
 class EnrolmentStatement:
     device_id: str
     public_key: bytes
@@ -155,7 +137,7 @@ class EnrolmentStatement:
     time_ms: int
     log_origin: str | None = None
     """The log the device enrols in (v2); None makes a v1 statement, which names no log."""
-    extensions: tuple[StatementExtension, ...] = ()
+    extensions: tuple[Extension, ...] = ()
     """v2 only; none is defined yet."""
 
     def __post_init__(self) -> None:
@@ -173,11 +155,7 @@ class EnrolmentStatement:
                 raise DecodeError("a v1 enrolment statement has no extensions", code="bad_version")
         else:
             check_log_origin(self.log_origin)
-        if len(self.extensions) > 255:
-            raise DecodeError("an enrolment statement has at most 255 extensions", code="too_large")
-        for extension in self.extensions:
-            if not isinstance(extension, StatementExtension):
-                raise DecodeError(f"{extension!r} is not a StatementExtension", code="bad_extension")
+        check_extensions(self.extensions, STATEMENT_EXTENSION_TYPES, "enrolment statement")
 
     @property
     def version(self) -> int:
@@ -199,9 +177,8 @@ class EnrolmentStatement:
             w.u8(1).i32(self.location.lat_e6).i32(self.location.lon_e6)
         w.u64(self.time_ms)
         if self.log_origin is not None:
-            w.text8(self.log_origin).u8(len(self.extensions))
-            for extension in self.extensions:
-                w.u8(extension.type).bytes16(extension.value)
+            w.text8(self.log_origin)
+            write_extensions(w, self.extensions)
         return w.getvalue()
 
     def chain_anchor(self) -> bytes:
@@ -231,18 +208,17 @@ def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
     location = Location(r.i32("lat_e6"), r.i32("lon_e6")) if has_location else None
     time_ms = r.u63("time_ms")
     log_origin: str | None = None
-    extensions: list[StatementExtension] = []
+    extensions: tuple[Extension, ...] = ()
     if version == ENROLMENT_V2:
         log_origin = check_log_origin(r.text8("log_origin"))
-        for _ in range(r.u8("extension count")):
-            extensions.append(StatementExtension(r.u8("extension type"), r.bytes16("extension value")))
+        extensions = read_extensions(r)
     r.finish()
     try:
         asset_kind = AssetKind(kind)
     except ValueError:
         raise DecodeError(f"enrolment statement: unknown asset kind {kind}", code="bad_asset_kind") from None
     return EnrolmentStatement(
-        device_id, public_key, asset_id, asset_kind, rated, location, time_ms, log_origin, tuple(extensions)
+        device_id, public_key, asset_id, asset_kind, rated, location, time_ms, log_origin, extensions
     )
 
 

@@ -47,6 +47,7 @@ from typing import NamedTuple
 from attest_core import domains
 from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
+from attest_core.extensions import Extension, check_extensions, read_extensions, write_extensions
 from attest_core.keys import SIGNATURE_SIZE, Signer, verify_signature
 
 PAYLOAD_VERSION = 2
@@ -103,13 +104,6 @@ class Counters(NamedTuple):
 
 
 ZERO_COUNTERS = Counters(0, 0, 0, 0)
-
-
-class Extension(NamedTuple):
-    """A typed value a v2 payload may carry (reserved: no type is defined yet)."""
-
-    type: int
-    value: bytes
 
 
 KNOWN_EXTENSION_TYPES: frozenset[int] = frozenset()
@@ -181,10 +175,7 @@ class Reading:
                 raise DecodeError("counters must be a Counters", code="out_of_range")
             for name, value in zip(Counters._fields, self.counters, strict=True):
                 check_u63(value, name)
-        for extension in self.extensions:
-            check_extension(extension.type)
-            if len(extension.value) > 0xFFFF:
-                raise DecodeError("an extension value is at most 65535 bytes", code="too_large")
+        check_extensions(self.extensions, KNOWN_EXTENSION_TYPES, "reading payload")
 
     def encode(self) -> bytes:
         """The payload bytes (to be signed exactly as returned): v2, or v1 if ``counters`` is None."""
@@ -205,19 +196,8 @@ class Reading:
         if self.counters is not None:
             for value in self.counters:
                 w.u64(value)
-            w.u8(len(self.extensions))
-            for extension in self.extensions:
-                w.u8(extension.type).bytes16(extension.value)
+            write_extensions(w, self.extensions)
         return w.raw(self.prev_hash).getvalue()
-
-
-def check_extension(kind: int) -> None:
-    """Refuse an extension type this version does not know (its meaning could change a verdict)."""
-    if kind not in KNOWN_EXTENSION_TYPES:
-        raise DecodeError(
-            f"reading payload: extension type {kind} is unknown (payload v2 defines none yet)",
-            code="unknown_extension",
-        )
 
 
 def check_time(value: int, what: str) -> int:
@@ -371,11 +351,10 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     status = r.u16("status")
     trigger = r.u8("trigger")
     counters: Counters | None = None
-    extensions: list[Extension] = []
+    extensions: tuple[Extension, ...] = ()
     if version == 2:
         counters = Counters(*(r.u63(name) for name in Counters._fields))
-        for _ in range(r.u8("extension count")):
-            extensions.append(Extension(r.u8("extension type"), r.bytes16("extension value")))
+        extensions = read_extensions(r)
     prev_hash = r.raw(HASH_SIZE, "prev_hash")
     r.finish()
     if status & ~KNOWN_STATUS_BITS:
@@ -387,8 +366,7 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     if seq < 1:
         raise DecodeError("reading payload: seq 0 is not allowed (sequences start at 1)", code="out_of_range")
     check_time(time_ms, "reading payload: time_ms")
-    for extension in extensions:
-        check_extension(extension.type)
+    check_extensions(extensions, KNOWN_EXTENSION_TYPES, "reading payload")
     return Reading(
         device_id,
         asset_id,
@@ -400,7 +378,7 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
         trig,
         prev_hash,
         counters,
-        tuple(extensions),
+        extensions,
     )
 
 

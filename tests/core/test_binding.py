@@ -16,7 +16,6 @@ from attest_core.bundle import verify_bundle
 from attest_core.codec import Writer
 from attest_core.device import (
     ENROLMENT_V2,
-    StatementExtension,
     decode_enrolment_statement,
     sign_enrolment,
     verify_enrolment,
@@ -29,6 +28,7 @@ from attest_core.entries import (
     encode_entry,
 )
 from attest_core.errors import AttestError, BundleError, DecodeError
+from attest_core.extensions import Extension
 from attest_core.registry import Registry, RegistryError
 from tests.support import HOUR, LOG_ORIGIN, T0, MemoryLog, TestDevice, flat_claim
 from verifier.cli import main
@@ -74,8 +74,9 @@ def test_an_unknown_extension_is_refused_not_skipped() -> None:
     with pytest.raises(DecodeError) as info:
         decode_enrolment_statement(with_extension)
     assert info.value.code == "unknown_extension"
-    with pytest.raises(DecodeError):
-        StatementExtension(7, b"ab")
+    with pytest.raises(DecodeError) as info:
+        dataclasses.replace(TestDevice("dev-1", "charger-1").statement, extensions=(Extension(7, b"ab"),))
+    assert info.value.code == "unknown_extension"
     for bad in (data[:-1], data + b"\x00", b"\x03" + data[1:]):
         with pytest.raises(DecodeError):
             decode_enrolment_statement(bad)
