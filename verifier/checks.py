@@ -27,6 +27,7 @@ from attest_core.entries import (
     ReadingEntry,
     RevocationEntry,
     RotationEntry,
+    WithdrawalEntry,
     decode_entry,
 )
 from attest_core.errors import AttestError
@@ -112,15 +113,27 @@ def describe_entry(raw: bytes) -> str:
             rs = entry.statement
             return f"key rotation of device {rs.device_id} from reading {rs.effective_seq} on"
         if isinstance(entry, RevocationEntry):
+            who = (
+                ""
+                if entry.revoker_role is None
+                else f" by {entry.revoked_by} ({entry.revoker_role.label}), disowning "
+                f"{entry.readings_disowned} logged reading(s)"
+            )
             return (
-                f"revocation of device {entry.device_id} after reading {entry.last_valid_seq}: {entry.reason}"
+                f"revocation of device {entry.device_id} after reading {entry.last_valid_seq}{who}: "
+                f"{entry.reason}"
             )
         if isinstance(entry, ClaimEntry):
             c = entry.claim
+            supersedes = (
+                "" if entry.supersedes is None else f", superseding the claim {entry.supersedes.hex()}"
+            )
             return (
                 f"claim by {c.issuer}: {c.title!r}, {len(c.assets)} asset(s), "
-                f"{iso_ms(c.period_start_ms)} to {iso_ms(c.period_end_ms)}"
+                f"{iso_ms(c.period_start_ms)} to {iso_ms(c.period_end_ms)}{supersedes}"
             )
+        if isinstance(entry, WithdrawalEntry):
+            return f"withdrawal by {entry.issuer} of the claim {entry.claim.hex()}: {entry.reason}"
     except AttestError as exc:
         return f"an entry whose content does not decode [{exc.code}]"
     return "an entry"  # pragma: no cover - decode_entry returns one of the types above

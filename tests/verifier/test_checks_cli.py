@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from attest_core.checkpoint import WitnessKey, add_signature_lines, cosign_checkpoint, parse_checkpoint_body
+from attest_core.entries import ClaimEntry, RevocationEntry, RevokerRole, WithdrawalEntry, encode_entry
 from attest_core.merkle import consistency_proof, inclusion_proof
 from attest_core.note import NoteSigner, parse_note
-from tests.support import MemoryLog, TestDevice, seeded_signer
+from tests.support import T0, MemoryLog, TestDevice, flat_claim, seeded_signer
 from tests.verifier.conftest import Cli, run_process
+from verifier.checks import describe_entry
 
 
 def b64(hashes: list[bytes]) -> list[str]:
@@ -236,3 +238,19 @@ def test_checks_as_a_process(audit: Audit) -> None:
     r = run_process("inclusion", "--log-key", audit.key, "--checkpoint", audit.new)
     assert r.code == 3
     assert "required" in r.err
+
+
+def test_v2_entries_are_described() -> None:
+    """An auditor checking one entry's inclusion reads what it is, v2 entries included."""
+    revocation = RevocationEntry("dev-a", 4, "meter swapped", "op-1", T0, 2, RevokerRole.OPERATOR)
+    assert describe_entry(encode_entry(revocation)) == (
+        "revocation of device dev-a after reading 4 by op-1 (operator), disowning 2 logged reading(s): "
+        "meter swapped"
+    )
+    withdrawal = WithdrawalEntry("issuer-1", b"\x01" * 32, "filed twice", T0)
+    assert (
+        describe_entry(encode_entry(withdrawal))
+        == f"withdrawal by issuer-1 of the claim {'01' * 32}: filed twice"
+    )
+    claim = ClaimEntry(flat_claim(("a",)), T0, b"\x02" * 32, (None,))
+    assert describe_entry(encode_entry(claim)).endswith(f", superseding the claim {'02' * 32}")
