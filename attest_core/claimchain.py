@@ -16,7 +16,10 @@ of its claim, and every withdrawal or supersession of a claim on it that the log
 * ``claim_void`` (fatal): this claim was withdrawn or superseded (the entry doing so is in
   the bundle);
 * ``claim_chain_v1`` (warning): the chain reaches a v1 claim entry, which names no
-  predecessor: claims before it are not checked.
+  predecessor: claims before it are not checked;
+* ``period_not_ended`` (fatal): the claim was logged before its period ended (a v2 gateway
+  refuses to file one): devices enrolled and identity entries logged later in the period would
+  not be on its chains.
 
 What a bundle alone cannot show (a later withdrawal or supersession the bundle leaves out, a
 claim whose link skips a live claim) is found by a monitor reading every entry
@@ -43,6 +46,12 @@ class LoggedClaim:
 class LoggedWithdrawal:
     index: int
     entry: WithdrawalEntry
+
+
+def filed_after_period(entry: ClaimEntry) -> bool:
+    """Whether a claim entry was logged once its period had ended (v2: a claim may not be filed
+    earlier; a v1 entry is not held to it)."""
+    return entry.previous is None or entry.logged_at_ms >= entry.claim.period_end_ms
 
 
 def periods_overlap(a: ClaimEntry, b: ClaimEntry) -> bool:
@@ -78,6 +87,17 @@ def check_claim_chain(
     withdrawals = list(withdrawals)
     by_hash = {c.leaf_hash: c for c in claims}
     findings: list[Finding] = []
+    if not filed_after_period(subject.entry):
+        findings.append(
+            Finding(
+                Severity.FATAL,
+                "period_not_ended",
+                f"the claim was logged at {subject.entry.logged_at_ms} (Unix ms), before its period ended at "
+                f"{subject.entry.claim.period_end_ms}: what its assets' devices did later in the period is "
+                "not bound to it",
+                log_index=subject.index,
+            )
+        )
     void = _voided_at(subject, claims, withdrawals)
     if void is not None:
         findings.append(

@@ -3,16 +3,18 @@
 A reading payload v2 and an enrolment statement v2 end (before anything fixed after them) with::
 
     u8      extension count    at most 255
-    [u8 type, bytes16 value]   per extension, in the order the signer chose
+    [u8 type, bytes16 value]   per extension, types strictly ascending (each once)
 
 Each structure has its own registry of types (a reading's: the meter's own signed record, of
 the next protocol work; an enrolment's: the meter's public key).  None is defined yet, so every
 extension is refused: a type a verifier does not know could change a verdict, so it is never
-skipped (``unknown_extension``).  Defining a type extends v2; it needs no new version.
+skipped (``unknown_extension``).  Defining a type extends v2; it needs no new version.  Types
+are strictly ascending, so a list has one encoding (``bad_extension_order``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -49,6 +51,11 @@ def check_extensions(extensions: Iterable[Extension], known: frozenset[int], wha
             raise DecodeError(
                 f"{what}: an extension value is at most {MAX_VALUE_BYTES} bytes", code="too_large"
             )
+    types = [extension.type for extension in items]
+    if any(a >= b for a, b in itertools.pairwise(types)):
+        raise DecodeError(
+            f"{what}: extension types must be strictly ascending, got {types}", code="bad_extension_order"
+        )
 
 
 def write_extensions(w: Writer, extensions: Iterable[Extension]) -> None:

@@ -93,6 +93,11 @@ class Receipt:
             )
         if len(self.root_hash) != HASH_SIZE:
             raise DecodeError("a receipt's root hash is 32 bytes", code="bad_hash")
+        if self.from_size in (0, self.tree_size) and self.consistency:
+            raise DecodeError(
+                "a receipt's consistency proof is empty when from_size is 0 or its tree size (one encoding)",
+                code="bad_proof",
+            )
         if self.version == 1 and (self.inclusion or self.consistency or self.from_size):
             raise DecodeError("a v1 receipt carries no proofs", code="bad_version")
         for name, proof in (("inclusion", self.inclusion), ("consistency", self.consistency)):
@@ -140,6 +145,8 @@ def open_receipt(data: bytes, log_public_key: bytes) -> Receipt:
     if len(data) <= SIGNATURE_SIZE:
         raise DecodeError(f"a receipt of {len(data)} bytes is too short", code="truncated")
     body, signature = data[:-SIGNATURE_SIZE], data[-SIGNATURE_SIZE:]
+    if not verify_signature(log_public_key, domains.RECEIPT_SIGNATURE + body, signature):
+        raise SignatureError("the receipt is not signed by the log key", code="bad_receipt_signature")
     r = Reader(body, "receipt")
     version = r.u8("version")
     if version not in RECEIPT_VERSIONS:
@@ -155,8 +162,6 @@ def open_receipt(data: bytes, log_public_key: bytes) -> Receipt:
         from_size = r.u63("from_size")
         receipt = Receipt(*fields, inclusion, from_size, _hashes(r, "consistency proof"), version)
     r.finish()
-    if not verify_signature(log_public_key, domains.RECEIPT_SIGNATURE + body, signature):
-        raise SignatureError("the receipt is not signed by the log key", code="bad_receipt_signature")
     return receipt
 
 

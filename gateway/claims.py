@@ -72,9 +72,7 @@ async def index_claims(conn: asyncpg.Connection) -> None:
     for row in rows:
         entry = decode_entry(bytes(row["entry"]))
         assert isinstance(entry, ClaimEntry)
-        await _index(conn, row["id"], bytes(row["entry"]), entry.claim)
-        if entry.supersedes is not None:
-            await _void_superseded(conn, entry.supersedes, row["id"])
+        await _index(conn, row["id"], bytes(row["entry"]), entry.claim)  # a v1 claim: it supersedes none
 
 
 async def _index(conn: asyncpg.Connection, claim_id: int, entry: bytes, claim: Claim) -> None:
@@ -124,6 +122,13 @@ async def file_claim(
     ``supersedes`` (an earlier live claim of the same issuer, void from now on) aside.
     """
     logged_at = _now_ms()
+    if logged_at < claim.period_end_ms:
+        raise Refused(
+            400,
+            "period_not_ended",
+            f"the claim's period ends at {claim.period_end_ms} (Unix ms), after now: a claim is filed once its "
+            "period has ended, so every device and identity entry of the period is bound to it",
+        )
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIMS_LOCK)
         await index_claims(conn)

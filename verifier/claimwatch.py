@@ -103,15 +103,15 @@ class ClaimWatch:
             )
         return out
 
-    def scan(self, signed: SignedCheckpoint) -> ClaimAlert | None:
-        """Read the entries up to the checkpoint's size and check them; an alert if a rule is broken.
+    def scan(self, signed: SignedCheckpoint) -> list[ClaimAlert]:
+        """Read the entries up to the checkpoint's size and check them: an alert for each broken rule.
 
         Raises :class:`GatewayUnreachable` on network trouble or a malformed answer (nothing
         is saved then: the next round reads the same entries again).
         """
         size = signed.checkpoint.size
         if size <= self.size:
-            return None
+            return []
         frontier = self.frontier.copy()
         read: list[tuple[int, bytes]] = []
         for start in range(self.size, size, RANGE):
@@ -127,8 +127,8 @@ class ClaimWatch:
                 f"{signed.checkpoint.root_hash.hex()} signed)",
                 self.size,
             )
-            return ClaimAlert(alert, {"checkpoint.txt": signed.note_text.encode()}, alert.message)
-        first_alert: ClaimAlert | None = None
+            return [ClaimAlert(alert, {"checkpoint.txt": signed.note_text.encode()}, alert.message)]
+        found: list[ClaimAlert] = []
         live = self.live
         for index, data in read:
             try:
@@ -156,14 +156,13 @@ class ClaimWatch:
                 alerts = live.add_withdrawal(LoggedWithdrawal(index, entry))
                 if target is not None and target.leaf_hash not in live.claims:
                     self.info(f"claim at entry {target.index} withdrawn at entry {index}: {entry.reason!r}")
-            if alerts and first_alert is None:
-                first_alert = self._evidence(alerts[0], signed, data, index)
+            found.extend(self._evidence(alert, signed, data, index) for alert in alerts)
         self.frontier = frontier
         self.entries = {
             c.index: self.entries[c.index] for c in live.claims.values() if c.index in self.entries
         }
         self._save()
-        return first_alert
+        return found
 
     def _evidence(self, alert: Alert, signed: SignedCheckpoint, data: bytes, index: int) -> ClaimAlert:
         size = signed.checkpoint.size

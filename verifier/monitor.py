@@ -200,13 +200,14 @@ class Follower:
         if self.watch is not None and self.accepted is not None:
             before = self.watch.size
             found = self.watch.scan(self.accepted)
-            if found is not None:
+            for each in found:  # every one: the scan's state moves past all of them
                 where = self.options.state.save_evidence(
-                    f"{AlertKind.CLAIMS.value}-{found.alert.code}", found.report, found.files
+                    f"{AlertKind.CLAIMS.value}-{each.alert.code}", each.report, each.files
                 )
-                self.log.alert(f"[{found.alert.code}] {found.alert.message}")
+                self.log.alert(f"[{each.alert.code}] {each.alert.message}")
                 self.log.alert(f"evidence saved in {where}")
-                return Alert(AlertKind.CLAIMS, found.alert.message)
+            if found:
+                return Alert(AlertKind.CLAIMS, found[0].alert.message)
             if self.watch.size > before:
                 self.log.info(
                     f"entries {before}..{self.watch.size - 1} read: {len(self.watch.live.claims)} live claim(s), "

@@ -21,6 +21,8 @@ from attest_core.merkle import leaf_hash
 from attest_core.tariff import Tariff
 from tests.support import DAY, T0
 
+FILED = T0 + 40 * DAY  # after every period these tests claim
+
 
 def claim(assets: tuple[str, ...] = ("a",), start: int = 0, days: int = 1, issuer: str = "iss") -> Claim:
     return Claim(
@@ -47,9 +49,12 @@ class Log:
 
     def file(self, c: Claim, supersedes: LoggedClaim | None = None) -> LoggedClaim:
         draft = ClaimEntry(
-            c, self.size, None if supersedes is None else supersedes.leaf_hash, (None,) * len(c.assets)
+            c,
+            FILED + self.size,
+            None if supersedes is None else supersedes.leaf_hash,
+            (None,) * len(c.assets),
         )
-        entry = ClaimEntry(c, self.size, draft.supersedes, self.live.expected_links(draft))
+        entry = ClaimEntry(c, FILED + self.size, draft.supersedes, self.live.expected_links(draft))
         logged = LoggedClaim(self.size, leaf_hash(encode_entry(entry)), entry)
         assert self.live.add_claim(logged) == []
         self.claims.append(logged)
@@ -117,8 +122,8 @@ def test_an_overlapping_live_claim_on_the_chain_is_double_counting() -> None:
     first = log.file(claim(("a",), 0, days=3))
     log.file(claim(("a",), 5))
     # What a gateway that skipped its refusal would log: correct links, overlapping period.
-    draft = ClaimEntry(claim(("a",), 1), log.size, None, (None,))
-    entry = ClaimEntry(draft.claim, log.size, None, log.live.expected_links(draft))
+    draft = ClaimEntry(claim(("a",), 1), FILED, None, (None,))
+    entry = ClaimEntry(draft.claim, FILED, None, log.live.expected_links(draft))
     double = LoggedClaim(log.size, leaf_hash(encode_entry(entry)), entry)
     findings = check_claim_chain(double, [*log.claims, double], [])
     assert [(f.code, f.log_index) for f in findings] == [("double_claimed", first.index)]
@@ -158,7 +163,7 @@ def test_withdrawn_and_superseded_claims_no_longer_count() -> None:
 def test_a_link_to_an_entry_of_another_asset_breaks_the_chain() -> None:
     log = Log()
     other = log.file(claim(("b",), 0))
-    entry = ClaimEntry(claim(("a",), 3), log.size, None, (other.leaf_hash,))
+    entry = ClaimEntry(claim(("a",), 3), FILED, None, (other.leaf_hash,))
     bad = LoggedClaim(log.size, leaf_hash(encode_entry(entry)), entry)
     assert [f.code for f in check_claim_chain(bad, [*log.claims, bad], [])] == ["claim_chain_broken"]
     assert [a.code for a in replay([*log.claims, bad])] == ["stale_link"]
@@ -178,7 +183,7 @@ def test_a_v1_claim_ends_the_chain_with_a_warning() -> None:
 
 def test_only_the_issuer_can_void_its_claim() -> None:
     live = LiveClaims()
-    entry = ClaimEntry(claim(("a",), 0, issuer="one"), 0, None, (None,))
+    entry = ClaimEntry(claim(("a",), 0, issuer="one"), FILED, None, (None,))
     first = LoggedClaim(0, leaf_hash(encode_entry(entry)), entry)
     live.add_claim(first)
     foreign = LoggedWithdrawal(1, WithdrawalEntry("two", first.leaf_hash, "", T0))
@@ -211,8 +216,8 @@ def test_the_chain_check_agrees_with_the_monitor(plan: list[tuple[set[str], int,
             withdrawals.append(w)
             index += 1
         c = claim(tuple(sorted(assets)), start, days)
-        draft = ClaimEntry(c, i, None, (None,) * len(c.assets))
-        entry = ClaimEntry(c, i, None, live.expected_links(draft))
+        draft = ClaimEntry(c, FILED + i, None, (None,) * len(c.assets))
+        entry = ClaimEntry(c, FILED + i, None, live.expected_links(draft))
         lc = LoggedClaim(index, leaf_hash(encode_entry(entry)), entry)
         if any(a.code == "double_claimed" for a in live.add_claim(lc)):
             alerted.add(lc.index)
@@ -245,3 +250,13 @@ def test_a_bundle_needs_the_chain_and_what_voids_it_only() -> None:
     }
     assert other.index not in needed_indices(first, log.claims, log.withdrawals)
     assert needed_indices(first, log.claims, log.withdrawals) == {first.index, fixed.index}
+
+
+def test_a_claim_logged_before_its_period_ended_is_not_backed() -> None:
+    early = ClaimEntry(claim(("a",), 0, days=2), T0 + DAY, None, (None,))
+    logged = LoggedClaim(0, leaf_hash(encode_entry(early)), early)
+    assert [f.code for f in check_claim_chain(logged, [logged], [])] == ["period_not_ended"]
+    v1 = ClaimEntry(claim(("a",), 0, days=2), T0 + DAY)  # v1 claims were not held to it
+    assert "period_not_ended" not in [
+        f.code for f in check_claim_chain(LoggedClaim(0, b"\x01" * 32, v1), [], [])
+    ]

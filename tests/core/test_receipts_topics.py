@@ -86,8 +86,19 @@ def test_receipt_validation() -> None:
         Receipt("dev-1", 1, 1, 5, b"\x00" * 32, T0, inclusion=(b"\x00" * 32,), version=1)
     with pytest.raises(DecodeError):
         open_receipt(b"short", LOG.public_key)
-    with pytest.raises(DecodeError):
+    # the signature is checked before anything is decoded: altered bytes are a bad signature
+    with pytest.raises(SignatureError) as bad:
         open_receipt(b"\x03" + RECEIPT_V1.sign(LOG)[1:], LOG.public_key)
+    assert bad.value.code == "bad_receipt_signature"
+    body = b"\x03" + RECEIPT_V1.sign(LOG)[1:-64]  # a version the log signed but no decoder knows
+    with pytest.raises(DecodeError) as info:
+        open_receipt(body + LOG.sign(domains.RECEIPT_SIGNATURE + body), LOG.public_key)
+    assert info.value.code == "bad_version"
+    # one encoding: no consistency proof from size 0 or from the receipt's own tree
+    for start in (0, 5):
+        with pytest.raises(DecodeError) as info:
+            Receipt("dev-1", 1, 1, 5, b"\x00" * 32, T0, (), start, (b"\x00" * 32,))
+        assert info.value.code == "bad_proof"
 
 
 def test_a_device_checks_inclusion_of_its_own_entry() -> None:

@@ -262,3 +262,9 @@ def test_claims_filed_before_the_chain_existed_are_indexed(dsn: str, tmp_path: P
             await conn.close()
 
     assert asyncio.run(go()) == "already_claimed"
+
+
+def test_a_claim_is_filed_once_its_period_has_ended(api: Api) -> None:
+    future = dict(body(["dc-3"]), period_start="2026-10-01T00:00:00Z", period_end="2099-01-01T00:00:00Z")
+    refused = error(api, "/v1/claims", "issuer-1", future, 400)
+    assert refused["code"] == "period_not_ended"

@@ -4,6 +4,7 @@ claim (planted here as a gateway bug would: an entry queued without the gateway'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,21 +92,33 @@ def test_the_monitor_reads_every_claim_and_alerts_on_a_double_claim(api: Api, tm
         flat_claim(("mc-2",), start=T0, end=T0 + 86_400_000), T0, None, (bytes.fromhex("11" * 32),)
     )
 
+    # and a second one in the same scan: every alert is raised, not only the first
+    again = dataclasses.replace(double, logged_at_ms=T0 + 1)
+
     async def plant(conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "INSERT INTO pending_entries (kind, data) VALUES ($1, $2)",
-            int(EntryType.CLAIM),
-            encode_entry(double),
-        )
+        for entry in (double, again):
+            await conn.execute(
+                "INSERT INTO pending_entries (kind, data) VALUES ($1, $2)",
+                int(EntryType.CLAIM),
+                encode_entry(entry),
+            )
 
     api.run(plant)
     code, err = monitor(api, state, key_file)
     assert code == 2, err
     assert "ALERT [double_claimed]" in err
-    evidence = next((state / "evidence").iterdir())
-    assert evidence.name.endswith("claims-double_claimed")
-    files = sorted(p.name for p in evidence.iterdir())
+    folders = sorted((state / "evidence").iterdir())
+    second = [f for f in folders for p in f.iterdir() if p.read_bytes() == encode_entry(again)]
+    assert second, "the second double claim of the scan raised no alert"
     other = live["log_index"]
+    evidence = next(
+        f
+        for f in folders
+        if (f / f"entry-{other}.bin").exists()
+        and any(p.read_bytes() == encode_entry(double) for p in f.iterdir())
+    )
+    assert "claims-double_claimed" in evidence.name
+    files = sorted(p.name for p in evidence.iterdir())
     assert f"entry-{other}.bin" in files
     assert f"inclusion-{other}.json" in files
     planted = next(f for f in files if f.startswith("entry-") and f != f"entry-{other}.bin")
