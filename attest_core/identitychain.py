@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from attest_core.claimchain import Alert
 from attest_core.entries import IDENTITY_V2, ClaimEntry, EnrolmentEntry, RevocationEntry, RotationEntry
 from attest_core.verdict import Finding, Severity
 
@@ -118,3 +119,62 @@ def claim_heads(entry: ClaimEntry) -> dict[str, bytes | None] | None:
     if entry.identity is None:
         return None
     return dict(zip(entry.claim.assets, entry.identity, strict=True))
+
+
+class IdentityHeads:
+    """Each asset's latest identity entry, replayed entry by entry in log order (what a monitor
+    keeps): a v2 identity entry must name it (``asset_link``), and so must a v2 claim for each of
+    its assets (``identity``).  A link that skips an entry would let a bundle leave that entry
+    out unseen: each is an alert (``stale_identity_link``)."""
+
+    def __init__(self) -> None:
+        self.asset_of: dict[str, str] = {}
+        """Device id -> the asset it is enrolled for."""
+        self.heads: dict[str, tuple[int, bytes]] = {}
+        """Asset -> (index, leaf hash) of its latest identity entry."""
+
+    def add(
+        self, index: int, leaf: bytes, entry: EnrolmentEntry | RotationEntry | RevocationEntry
+    ) -> list[Alert]:
+        if isinstance(entry, EnrolmentEntry):
+            statement = entry.statement
+            self.asset_of[statement.device_id] = statement.asset_id
+            asset: str | None = statement.asset_id
+        elif isinstance(entry, RotationEntry):
+            asset = self.asset_of.get(entry.statement.device_id)
+        else:
+            asset = self.asset_of.get(entry.device_id)
+        if asset is None:
+            return []  # a device never enrolled: the registry's replay refuses the entry itself
+        alerts: list[Alert] = []
+        head = self.heads.get(asset)
+        if entry.version == IDENTITY_V2 and entry.asset_link != (None if head is None else head[1]):
+            alerts.append(
+                Alert(
+                    "stale_identity_link",
+                    f"the identity entry {index} of asset {asset} does not name the asset's latest one "
+                    f"({'none' if head is None else f'entry {head[0]}'}): a bundle could leave entries out unseen",
+                    index,
+                    None if head is None else head[0],
+                )
+            )
+        self.heads[asset] = (index, leaf)
+        return alerts
+
+    def check_claim(self, index: int, entry: ClaimEntry) -> list[Alert]:
+        if entry.identity is None:
+            return []
+        alerts: list[Alert] = []
+        for asset, named in zip(entry.claim.assets, entry.identity, strict=True):
+            head = self.heads.get(asset)
+            if named != (None if head is None else head[1]):
+                alerts.append(
+                    Alert(
+                        "stale_identity_link",
+                        f"the claim at entry {index} does not name the latest identity entry of asset {asset} "
+                        f"({'none' if head is None else f'entry {head[0]}'}): its bundle could leave it out unseen",
+                        index,
+                        None if head is None else head[0],
+                    )
+                )
+        return alerts

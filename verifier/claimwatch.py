@@ -7,11 +7,15 @@ entries (``GET /v1/log/entries?start=&end=``, 1,000 at a time), folds their leaf
 the Merkle frontier it keeps, and requires the frontier's root to be the checkpoint's: the
 entries it judged are then provably the log's.  It replays every claim and withdrawal through
 :class:`attest_core.claimchain.LiveClaims` (the gateway's rules) and raises an alert on a
-double claim, a stale link or a claim voided by someone other than its issuer, saving the
-entries, their inclusion proofs and the checkpoint as evidence anyone can re-check.
-Withdrawals and supersessions are logged, so a holder following the log learns of them.
+double claim, a stale link or a claim voided by someone other than its issuer; it replays the
+identity entries through :class:`attest_core.identitychain.IdentityHeads` and raises an alert
+when an identity entry or a claim does not name its asset's latest identity entry.  Each alert
+saves the entries, their inclusion proofs and the checkpoint as evidence anyone can re-check.
+Withdrawals, supersessions and revocations that disown logged readings are logged, so a holder
+following the log learns of them.
 
-The watch's state (entries read, the frontier, the live claims) is ``claims-scan.json`` in the
+The watch's state (entries read, the frontier, the live claims, each device's asset and each
+asset's latest identity entry) is ``claims-scan.json`` in the
 state directory, written atomically after each scan: a crash re-reads at most one scan.
 """
 
@@ -26,8 +30,16 @@ from pathlib import Path
 
 from attest_core.checkpoint import SignedCheckpoint
 from attest_core.claimchain import Alert, LiveClaims, LoggedClaim, LoggedWithdrawal
-from attest_core.entries import ClaimEntry, RevocationEntry, WithdrawalEntry, decode_entry
+from attest_core.entries import (
+    ClaimEntry,
+    EnrolmentEntry,
+    RevocationEntry,
+    RotationEntry,
+    WithdrawalEntry,
+    decode_entry,
+)
 from attest_core.errors import AttestError
+from attest_core.identitychain import IdentityHeads
 from attest_core.merkle import CompactRange, frontier_nodes, leaf_hash
 from verifier.errors import GatewayUnreachable
 from verifier.state import write_atomically
@@ -54,6 +66,7 @@ class ClaimWatch:
         self.info = info
         self.frontier = CompactRange()
         self.live = LiveClaims()
+        self.identity = IdentityHeads()
         self.entries: dict[int, bytes] = {}
         """Entry bytes of the live claims, by index (what the saved state keeps)."""
         if self.path.exists():
@@ -74,6 +87,11 @@ class ClaimWatch:
             assert isinstance(entry, ClaimEntry)
             self.live.restore(LoggedClaim(int(item["index"]), leaf_hash(data), entry))
             self.entries[int(item["index"])] = data
+        self.identity.asset_of = dict(doc.get("asset_of", {}))
+        self.identity.heads = {
+            asset: (int(index), base64.b64decode(leaf))
+            for asset, (index, leaf) in doc.get("heads", {}).items()
+        }
 
     def _save(self) -> None:
         live = {c.index for c in self.live.claims.values()}
@@ -81,6 +99,8 @@ class ClaimWatch:
             "size": self.frontier.size,
             "frontier": [base64.b64encode(h).decode() for h in self.frontier.hashes],
             "live": [{"index": i, "entry": base64.b64encode(self.entries[i]).decode()} for i in sorted(live)],
+            "asset_of": self.identity.asset_of,
+            "heads": {a: [i, base64.b64encode(h).decode()] for a, (i, h) in self.identity.heads.items()},
         }
         write_atomically(self.path, json.dumps(doc, separators=(",", ":")).encode())
 
@@ -136,22 +156,24 @@ class ClaimWatch:
             except AttestError:
                 continue  # a malformed entry is no claim; the bundle verifier refuses it where it matters
             alerts: list[Alert] = []
+            if isinstance(entry, EnrolmentEntry | RotationEntry | RevocationEntry):
+                alerts = self.identity.add(index, leaf_hash(data), entry)
             if isinstance(entry, ClaimEntry):
                 logged = LoggedClaim(index, leaf_hash(data), entry)
                 voided = None if entry.supersedes is None else live.claims.get(entry.supersedes)
-                alerts = live.add_claim(logged)
+                alerts = live.add_claim(logged) + self.identity.check_claim(index, entry)
                 if logged.leaf_hash in live.claims:
                     self.entries[index] = data
                 if voided is not None and voided.leaf_hash not in live.claims:
                     self.info(f"claim at entry {voided.index} superseded by the claim at entry {index}")
-            elif isinstance(entry, RevocationEntry) and entry.readings_disowned:
+            if isinstance(entry, RevocationEntry) and entry.readings_disowned:
                 # Not a rule broken (an operator may disown, with a reason), but every claim on
                 # those readings loses them: a holder following the log is told.
                 self.info(
                     f"device {entry.device_id} revoked at entry {index} by {entry.revoked_by}, disowning "
                     f"{entry.readings_disowned} logged reading(s) above {entry.last_valid_seq}: {entry.reason!r}"
                 )
-            elif isinstance(entry, WithdrawalEntry):
+            if isinstance(entry, WithdrawalEntry):
                 target = live.claims.get(entry.claim)
                 alerts = live.add_withdrawal(LoggedWithdrawal(index, entry))
                 if target is not None and target.leaf_hash not in live.claims:

@@ -11,6 +11,7 @@ from attest_core.bundle import verify_bundle
 from attest_core.device import RotationStatement, sign_rotation
 from attest_core.entries import (
     IDENTITY_V2,
+    ClaimEntry,
     EnrolmentEntry,
     RevocationEntry,
     RevokerRole,
@@ -19,7 +20,7 @@ from attest_core.entries import (
     encode_entry,
 )
 from attest_core.errors import DecodeError
-from attest_core.identitychain import LoggedIdentity, check_identity_chain
+from attest_core.identitychain import IdentityHeads, LoggedIdentity, check_identity_chain
 from attest_core.verdict import EvidenceKind
 from tests.support import HOUR, T0, MemoryLog, TestDevice, flat_claim, seeded_signer
 
@@ -119,3 +120,24 @@ def test_asset_links_are_strict() -> None:
         dataclasses.replace(entry, version=IDENTITY_V2, asset_link=bytes(32))
     chained = dataclasses.replace(entry, version=IDENTITY_V2, asset_link=b"\x07" * 32)
     assert decode_entry(encode_entry(chained)) == chained
+
+
+def test_a_monitor_replaying_the_log_alerts_on_a_link_that_skips_an_entry() -> None:
+    log, at, _ = build()
+    heads = IdentityHeads()
+    for index, data in enumerate(log.entries):
+        entry = decode_entry(data)
+        if isinstance(entry, EnrolmentEntry | RotationEntry | RevocationEntry):
+            assert heads.add(index, log.leaves[index], entry) == []
+        elif isinstance(entry, ClaimEntry):
+            assert heads.check_claim(index, entry) == []
+    # an enrolment on asset a naming the first enrolment, skipping four entries after it
+    late = TestDevice("dev-a3", "a")
+    skipping = dataclasses.replace(
+        late.enrolment_entry(), version=IDENTITY_V2, asset_link=log.leaves[at["dev-a1"][0]]
+    )
+    alerts = heads.add(len(log.entries), b"\x09" * 32, skipping)
+    assert [(a.code, a.other) for a in alerts] == [("stale_identity_link", at["dev-a2"][-1])]
+    # a claim naming an old head of asset b
+    stale = ClaimEntry(flat_claim(("b",)), T0 + 2 * HOUR, None, (None,), (None,))
+    assert [a.code for a in heads.check_claim(99, stale)] == ["stale_identity_link"]
