@@ -46,7 +46,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from attest_core.claim import Claim
-from attest_core.codec import MAX_U63, Reader, Writer, check_id, check_u63
+from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.device import (
     EnrolmentStatement,
     RotationStatement,
@@ -79,8 +79,6 @@ CLAIM_ENTRY_VERSION = 2
 MAX_REASON_BYTES = 1000
 NO_LINK = bytes(32)
 """A claim link naming no entry: no earlier live claim on the asset, or nothing superseded."""
-NO_SEQ_DISOWNED = MAX_U63
-"""``last_valid_seq`` of a revocation that disowns no reading already made."""
 
 
 class RevokerRole(enum.IntEnum):
