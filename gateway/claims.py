@@ -72,12 +72,12 @@ async def index_claims(conn: asyncpg.Connection) -> None:
     for row in rows:
         entry = decode_entry(bytes(row["entry"]))
         assert isinstance(entry, ClaimEntry)
-        await _index(conn, row["id"], bytes(row["entry"]), entry.claim)  # a v1 claim: it supersedes none
+        await _index(conn, row["id"], bytes(row["entry"]), entry)
 
 
-async def _index(conn: asyncpg.Connection, claim_id: int, entry: bytes, claim: Claim) -> None:
-    decoded = decode_entry(entry)
-    assert isinstance(decoded, ClaimEntry)
+async def _index(conn: asyncpg.Connection, claim_id: int, entry: bytes, decoded: ClaimEntry) -> None:
+    """Fill claim ``claim_id``'s chain columns: ``entry`` is its entry's bytes, ``decoded`` them decoded."""
+    claim = decoded.claim
     await conn.execute(
         "UPDATE claims SET leaf_hash = $2, period_start_ms = $3, period_end_ms = $4, supersedes = $5 WHERE id = $1",
         claim_id,
@@ -174,7 +174,8 @@ async def file_claim(
         }
         identity = tuple(heads.get(a) for a in claim.assets)
         for attempt in range(100):
-            entry = encode_entry(ClaimEntry(claim, logged_at + attempt, superseded, previous, identity))
+            decoded = ClaimEntry(claim, logged_at + attempt, superseded, previous, identity)
+            entry = encode_entry(decoded)
             digest = hashlib.sha256(entry).digest()
             claim_id = await conn.fetchval(
                 "INSERT INTO claims (issuer, entry, entry_hash) VALUES ($1, $2, $3) "
@@ -185,7 +186,7 @@ async def file_claim(
             )
             if claim_id is None:
                 continue  # the same claim in the same millisecond: log it as a separate entry
-            await _index(conn, claim_id, entry, claim)
+            await _index(conn, claim_id, entry, decoded)
             if superseded is not None:
                 await _void_superseded(conn, superseded, claim_id)
             await conn.execute(
