@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import asyncpg
@@ -208,6 +209,30 @@ def test_an_asset_enrolled_by_an_operator_is_not_open_to_installers(api: Api) ->
         json={"statement": b64(late.statement_bytes), "proof_of_possession": b64(late.pop)},
     )
     assert _error(r) == (403, "not_your_asset"), r.text
+
+
+def test_migration_008_gives_each_asset_the_installer_of_its_earliest_device(api: Api) -> None:
+    asset = f"charger-{uuid.uuid4().hex[:6]}"
+    api.enrol(_new(asset), "installer-2")
+    api.enrol(_new(asset), "operator-1")
+    sql = (resources.files("gateway.sql") / "008_asset_installer.sql").read_text()
+    backfill = sql[sql.index("INSERT INTO asset_identity") :]
+
+    async def go(conn: asyncpg.Connection) -> tuple[str | None, int]:
+        # as before the migration: no row for this asset (its chain head is put back after), and
+        # no owner recorded for any
+        head = await conn.fetchval("SELECT head FROM asset_identity WHERE asset_id = $1", asset)
+        await conn.execute("DELETE FROM asset_identity WHERE asset_id = $1", asset)
+        await conn.execute("UPDATE asset_identity SET installer = NULL")
+        await conn.execute(backfill)
+        await conn.execute("UPDATE asset_identity SET head = $2 WHERE asset_id = $1", asset, head)
+        owner: str | None = await conn.fetchval(
+            "SELECT installer FROM asset_identity WHERE asset_id = $1", asset
+        )
+        unowned: int = await conn.fetchval("SELECT count(*) FROM asset_identity WHERE installer IS NULL")
+        return owner, unowned
+
+    assert api.run(go) == ("installer-2", 0)
 
 
 def _logged_device(api: Api, asset: str, n: int = 6) -> TestDevice:
