@@ -218,9 +218,7 @@ def _check_actor(device_id: str, owner: str, actor: str | None, what: str) -> No
         )
 
 
-async def _record(
-    conn: asyncpg.Connection, device_id: str, actor: str | None = None, what: str = "act on"
-) -> DeviceRecord:
+async def _record(conn: asyncpg.Connection, device_id: str, actor: str | None, what: str) -> DeviceRecord:
     """The device's record, its row locked until the transaction ends.
 
     ``actor``: an installer, who may act only on a device it enrolled (403 ``not_your_device``);
@@ -251,7 +249,7 @@ async def rotate(
         st = verify_rotation(statement, old_signature, new_signature)
     except AttestError as exc:
         raise DeviceError(400, exc.code, str(exc)) from exc
-    actor = installer if role is RevokerRole.INSTALLER else None
+    actor = None if role is RevokerRole.OPERATOR else installer  # None: may act on any device
     # Refused before change_registry: it waits for every ingest batch and holds ingest off.
     await _check_owner(conn, st.device_id, actor, "rotate the key of")
     async with conn.transaction():
@@ -302,7 +300,7 @@ async def revoke(
     already logged (or about to be), which needs an operator and a reason (403
     ``disown_needs_operator``).  The entry (revocation v2) records the count and the role.
     """
-    actor = revoked_by if role is RevokerRole.INSTALLER else None
+    actor = None if role is RevokerRole.OPERATOR else revoked_by  # None: may act on any device
     # Refused before change_registry: it waits for every ingest batch and holds ingest off.
     await _check_owner(conn, device_id, actor, "revoke")
     async with conn.transaction():
