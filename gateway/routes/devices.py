@@ -88,6 +88,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         status = "pending"
     else:
         status = "active"
+    statement = decode_enrolment_statement(bytes(row["statement"]))
     return DeviceOut(
         device_id=row["device_id"],
         asset_id=row["asset_id"],
@@ -105,7 +106,8 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         last_accepted_seq=row["accepted_seq"],
         last_logged_seq=row["logged_seq"],
         statement=b64(bytes(row["statement"])),
-        log_origin=decode_enrolment_statement(bytes(row["statement"])).log_origin,
+        log_origin=statement.log_origin,
+        log_key_hash=None if statement.log_key_hash is None else statement.log_key_hash.hex(),
     )
 
 

@@ -69,7 +69,8 @@ def test_an_enrolment_for_another_log_is_refused(api: Api) -> None:
     # a device enrolled for this log is welcome, and shows the log it is bound to
     bound = _new(log_origin=LOG_ORIGIN)
     assert api.enrol(bound)["status"] == "logged"
-    assert api.ok(api.get(f"/v1/devices/{bound.device_id}"))["log_origin"] == LOG_ORIGIN
+    device = api.ok(api.get(f"/v1/devices/{bound.device_id}"))
+    assert (device["log_origin"], device["log_key_hash"]) == (LOG_ORIGIN, LOG_KEY_HASH.hex())
 
 
 def test_an_enrolment_for_another_log_of_the_same_name_is_refused(api: Api) -> None:
@@ -111,7 +112,7 @@ def test_a_v1_enrolment_is_refused_unless_the_setting_allows_it(api: Api) -> Non
 
     api.run(enrol)
     device = api.ok(api.get(f"/v1/devices/{old.device_id}"))
-    assert (device["installer"], device["log_origin"]) == ("installer-1", None)  # not bound: shown
+    assert (device["installer"], device["log_origin"], device["log_key_hash"]) == ("installer-1", None, None)
 
 
 # --- roles -----------------------------------------------------------------------------------------
