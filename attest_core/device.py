@@ -14,11 +14,13 @@ Enrolment statement (signed by the device key: proof of possession)::
     u64     time_ms            when the device made the statement (Unix ms, UTC)
   v2 only:
     text8   log_origin         the origin (= the log key's name) of the one log the device is enrolled in
+    32      log_key_hash       SHA-256 of that log's C2SP verifier key string (:func:`log_key_hash`)
     u8      extension count
     [u8 type, bytes16 value]   per extension; no type is defined yet, so any extension is refused
 
 Version 2 binds the enrolment, and through its chain anchor every reading of the
-device, to one log: a v1 statement names no log and can be replayed into another.
+device, to one log: a v1 statement names no log and can be replayed into another.  The
+origin alone is a name anyone may give a log, so the statement also names the log's key.
 
 Rotation statement v1 (signed by the old key to authorize, by the new key to accept)::
 
@@ -33,6 +35,7 @@ Rotation statement v1 (signed by the old key to authorize, by the new key to acc
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 
 from attest_core import domains
@@ -40,7 +43,7 @@ from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
 from attest_core.extensions import Extension, check_extensions, read_extensions, write_extensions
 from attest_core.keys import PUBLIC_KEY_SIZE, Signer, check_public_key, verify_signature
-from attest_core.notekey import name_problem
+from attest_core.notekey import VerifierKey, name_problem
 from attest_core.reading import check_time
 
 STATEMENT_VERSION = 1
@@ -126,6 +129,20 @@ def check_log_origin(origin: str) -> str:
     return origin
 
 
+LOG_KEY_HASH_SIZE = 32
+
+
+def log_key_hash(key: VerifierKey) -> bytes:
+    """SHA-256 of the log key's C2SP verifier key string, ``<name>+<8 hex key id>+<base64>``.
+
+    The string is UTF-8, without a newline, exactly as :meth:`VerifierKey.to_string` writes it
+    (the only form :meth:`VerifierKey.parse` accepts, so the key as published).  It is the
+    fingerprint the agent shows and the operator publishes (``printf '%s' KEY | sha256sum``):
+    the log's name is chosen freely, so the name alone does not tell two logs apart; the key does.
+    """
+    return hashlib.sha256(key.to_string().encode("utf-8")).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class EnrolmentStatement:
     device_id: str
@@ -139,6 +156,8 @@ class EnrolmentStatement:
     """The log the device enrols in (v2); None makes a v1 statement, which names no log."""
     extensions: tuple[Extension, ...] = ()
     """v2 only; none is defined yet."""
+    log_key_hash: bytes | None = None
+    """v2 (required with ``log_origin``): :func:`log_key_hash` of the log key the device pinned."""
 
     def __post_init__(self) -> None:
         check_id(self.device_id, "device_id")
@@ -151,10 +170,19 @@ class EnrolmentStatement:
             raise DecodeError("rated_power_w must be positive", code="out_of_range")
         check_time(self.time_ms, "time_ms")
         if self.log_origin is None:
-            if self.extensions:
-                raise DecodeError("a v1 enrolment statement has no extensions", code="bad_version")
+            if self.extensions or self.log_key_hash is not None:
+                raise DecodeError(
+                    "a v1 enrolment statement (naming no log) has no log key hash and no extensions",
+                    code="bad_version",
+                )
         else:
             check_log_origin(self.log_origin)
+            if not isinstance(self.log_key_hash, bytes) or len(self.log_key_hash) != LOG_KEY_HASH_SIZE:
+                raise DecodeError(
+                    f"an enrolment statement v2 names its log's key by a {LOG_KEY_HASH_SIZE}-byte SHA-256, "
+                    f"got {self.log_key_hash!r}",
+                    code="bad_log_key_hash",
+                )
         check_extensions(self.extensions, STATEMENT_EXTENSION_TYPES, "enrolment statement")
 
     @property
@@ -176,8 +204,9 @@ class EnrolmentStatement:
         else:
             w.u8(1).i32(self.location.lat_e6).i32(self.location.lon_e6)
         w.u64(self.time_ms)
-        if self.log_origin is not None:
+        if self.log_origin is not None and self.log_key_hash is not None:
             w.text8(self.log_origin)
+            w.raw(self.log_key_hash)
             write_extensions(w, self.extensions)
         return w.getvalue()
 
@@ -208,9 +237,11 @@ def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
     location = Location(r.i32("lat_e6"), r.i32("lon_e6")) if has_location else None
     time_ms = r.u63("time_ms")
     log_origin: str | None = None
+    key_hash: bytes | None = None
     extensions: tuple[Extension, ...] = ()
     if version == ENROLMENT_V2:
         log_origin = check_log_origin(r.text8("log_origin"))
+        key_hash = r.raw(LOG_KEY_HASH_SIZE, "log_key_hash")
         extensions = read_extensions(r)
     r.finish()
     try:
@@ -218,7 +249,16 @@ def decode_enrolment_statement(data: bytes) -> EnrolmentStatement:
     except ValueError:
         raise DecodeError(f"enrolment statement: unknown asset kind {kind}", code="bad_asset_kind") from None
     return EnrolmentStatement(
-        device_id, public_key, asset_id, asset_kind, rated, location, time_ms, log_origin, extensions
+        device_id,
+        public_key,
+        asset_id,
+        asset_kind,
+        rated,
+        location,
+        time_ms,
+        log_origin,
+        extensions,
+        key_hash,
     )
 
 

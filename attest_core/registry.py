@@ -14,8 +14,10 @@ through :class:`Registry`, and ask it which key may sign a reading.  The rules:
   number the gateway had accepted).  Readings up to it stay valid even if they
   reach the log after the revocation (late delivery from a device's outbox).
 * (v2) A registry that knows its log's origin refuses an enrolment statement that
-  names another log (``wrong_log_origin``): a device's enrolment, and through its
-  chain anchor its readings, count in one log only.  A v1 statement names no log;
+  names another log (``wrong_log_origin``), and one that knows its log's key refuses a
+  statement naming another key by its hash (``wrong_log_key``: a second log may take the
+  same name, not the same key): a device's enrolment, and through its chain anchor its
+  readings, count in one log only.  A v1 statement names no log;
   it is accepted, and the verdict says it is not bound (attest_core.evaluation).
 """
 
@@ -110,11 +112,15 @@ class DeviceRecord:
         return self.last_valid_seq is not None and seq > self.last_valid_seq
 
 
-def check_log_origin_of(statement: EnrolmentStatement, log_origin: str | None, where: str) -> None:
-    """Raise ``wrong_log_origin`` if ``statement`` names a log other than ``log_origin``.
+def check_log_origin_of(
+    statement: EnrolmentStatement, log_origin: str | None, where: str, log_key_hash: bytes | None = None
+) -> None:
+    """Raise ``wrong_log_origin`` if ``statement`` names a log other than ``log_origin``, and
+    ``wrong_log_key`` if it names the log's key by another hash than ``log_key_hash``
+    (attest_core.device.log_key_hash of this log's key).
 
     A v1 statement names none and passes (what to do with it is the caller's policy);
-    so does any statement when ``log_origin`` is None.
+    so does any statement when ``log_origin`` is None, and its key when ``log_key_hash`` is.
     """
     if log_origin is not None and statement.log_origin is not None and statement.log_origin != log_origin:
         raise RegistryError(
@@ -122,15 +128,28 @@ def check_log_origin_of(statement: EnrolmentStatement, log_origin: str | None, w
             f"not this log {log_origin!r}: an enrolment counts in the one log it names",
             code="wrong_log_origin",
         )
+    if (
+        log_key_hash is not None
+        and statement.log_key_hash is not None
+        and statement.log_key_hash != log_key_hash
+    ):
+        raise RegistryError(
+            f"{where}: device {statement.device_id} enrolled for a log named {statement.log_origin!r} whose key "
+            f"hashes to {statement.log_key_hash.hex()}, not this log's key ({log_key_hash.hex()}): another log "
+            "of the same name, and an enrolment counts in the one log it names",
+            code="wrong_log_key",
+        )
 
 
 class Registry:
     """Devices by id, built by replaying identity entries in log order."""
 
-    def __init__(self, log_origin: str | None = None) -> None:
+    def __init__(self, log_origin: str | None = None, log_key_hash: bytes | None = None) -> None:
         self.devices: dict[str, DeviceRecord] = {}
         self.log_origin = log_origin
         """The origin of the log replayed; None: enrolments are not checked against it."""
+        self.log_key_hash = log_key_hash
+        """attest_core.device.log_key_hash of the replayed log's key; None: not checked."""
 
     def get(self, device_id: str) -> DeviceRecord | None:
         return self.devices.get(device_id)
@@ -140,7 +159,7 @@ class Registry:
         return self.enrol_verified(index, statement)
 
     def enrol_verified(self, index: int, statement: EnrolmentStatement) -> DeviceRecord:
-        check_log_origin_of(statement, self.log_origin, f"entry {index}")
+        check_log_origin_of(statement, self.log_origin, f"entry {index}", self.log_key_hash)
         if statement.device_id in self.devices:
             raise RegistryError(
                 f"device {statement.device_id} is enrolled twice (log entries "

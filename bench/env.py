@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from attest_core.note import encode_private_key
+from attest_core.keys import Ed25519Signer
+from attest_core.note import VerifierKey, encode_private_key
 from bench.fleet import seed_for
 from stack.databases import PG_LOCAL, can_connect, create_database, database_url, drop_database
 from stack.embedded import EmbeddedPostgres
@@ -98,6 +99,11 @@ class Postgres:
 def bench_tokens() -> Tokens:
     """The benchmark's tokens, named installer-bench, issuer-bench, auditor-bench."""
     return Tokens(prefix="bench")
+
+
+def bench_log_key() -> VerifierKey:
+    """The public half of :func:`write_log_key`'s key: what the benchmark's enrolments name."""
+    return VerifierKey.from_public_key(ORIGIN, Ed25519Signer(seed_for("bench log key")).public_key)
 
 
 def write_log_key(path: Path) -> None:

@@ -25,7 +25,7 @@ import asyncpg
 
 from attest_core import domains
 from attest_core.chain import ChainState, next_reading
-from attest_core.device import AssetKind, EnrolmentStatement, sign_enrolment
+from attest_core.device import AssetKind, EnrolmentStatement, log_key_hash, sign_enrolment
 from attest_core.keys import Ed25519Signer
 from attest_core.power import interval_power_mw
 from attest_core.reading import Status, Trigger, device_key_id, reading_hash
@@ -77,7 +77,7 @@ def device_signer(spec: FleetSpec, i: int) -> Ed25519Signer:
 
 
 def enrolment(spec: FleetSpec, i: int) -> Enrolment:
-    from bench.env import ORIGIN  # here: bench.env imports this module
+    from bench.env import ORIGIN, bench_log_key  # here: bench.env imports this module
 
     signer = device_signer(spec, i)
     statement = EnrolmentStatement(
@@ -88,7 +88,8 @@ def enrolment(spec: FleetSpec, i: int) -> Enrolment:
         spec.rated_power_w,
         None,
         spec.start_ms - 24 * HOUR_MS,
-        ORIGIN,  # bound to the benchmark's log, as an agent enrols (statement v2)
+        ORIGIN,  # bound to the benchmark's log and its key, as an agent enrols (statement v2)
+        log_key_hash=log_key_hash(bench_log_key()),
     )
     data, pop = sign_enrolment(statement, signer)
     return Enrolment(spec.device_id(i), spec.asset_id(i), data, pop, statement.chain_anchor())
@@ -185,6 +186,7 @@ async def enrol_fleet(dsn: str, spec: FleetSpec, connections: int = 8) -> None:
 
     Several connections at once: each enrolment is a transaction of its own (one commit each).
     """
+    from attest_core.entries import RevokerRole
     from gateway.devices import enrol
 
     async def part(lo: int) -> None:
@@ -192,7 +194,7 @@ async def enrol_fleet(dsn: str, spec: FleetSpec, connections: int = 8) -> None:
         try:
             for i in range(lo, spec.devices, connections):
                 e = enrolment(spec, i)
-                await enrol(conn, e.statement, e.pop, "bench-installer")
+                await enrol(conn, e.statement, e.pop, "bench-installer", role=RevokerRole.INSTALLER)
         finally:
             await conn.close()
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attest_core.codec import ID_RE
+from attest_core.device import log_key_hash
 from attest_core.keys import fingerprint
 from edge_agent.arguments import TOKEN_ENV, build_parser
 from edge_agent.config import (
@@ -164,10 +165,14 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         else:
             print("                  ^ compare all of it with the fingerprint the operator published")
             print("                    (or pin the key: enrol --log-key KEY)")
-        if confirmed is not None and confirmed.log_origin not in (None, key.name):
+        if confirmed is not None and (
+            confirmed.log_origin not in (None, key.name)
+            or confirmed.log_key_hash not in (None, log_key_hash(key))
+        ):
             raise AgentError(
-                f"this device is enrolled in the log {confirmed.log_origin!r}, but the gateway at {gateway} "
-                f"serves the key of the log {key.name!r}: not enrolling it there. Check the gateway URL",
+                f"this device is enrolled in the log {confirmed.log_origin!r} (key SHA-256 "
+                f"{(confirmed.log_key_hash or b'').hex()}), but the gateway at {gateway} serves another key, "
+                f"of the log {key.name!r}: not enrolling it there. Check the gateway URL",
                 Exit.FAILED,
             )
         wanted = bind_to_log(unbound, key)
@@ -201,6 +206,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 "rated_power_w": statement.rated_power_w,
                 "time_ms": statement.time_ms,
                 "log_origin": statement.log_origin,
+                "log_key_hash": None if statement.log_key_hash is None else statement.log_key_hash.hex(),
                 "gateway": gateway,
                 "log_index": result.log_index,
                 "chain_anchor": statement.chain_anchor().hex(),

@@ -5,8 +5,9 @@ anything is signed: with ``enrol --log-key KEY`` (the key string the operator
 published) any difference stops the enrolment, nothing signed or sent; without it the
 agent shows the whole key and its fingerprint (:func:`key_fingerprint`, 256 bits) for
 the installer to compare with the operator's.  The key's name is the log's origin,
-which the enrolment statement (v2) names: the device is enrolled in that log only,
-and a log with another origin refuses the statement.  The key goes into the config
+which the enrolment statement (v2) names together with the key's SHA-256 (the
+fingerprint): the device is enrolled in that log only, and a log with another origin,
+or another key under the same name, refuses the statement.  The key goes into the config
 (``[gateway] log_key``) and receipts must verify with it; a key already there is
 never replaced by another.
 
@@ -18,7 +19,8 @@ proof of possession is the device key's signature over it.  The gateway answers
 body when it already holds exactly this statement (a retry); errors are
 ``{"error": {"code", "message"}}`` with 401 (token missing or wrong), 403 (not an
 installer token), 409 ``already_enrolled`` (another statement for this device),
-400/422 (bad input, e.g. ``wrong_log_origin``).
+403 ``not_your_asset`` (the asset is another installer's), 400/422 (bad input, e.g.
+``wrong_log_origin``, ``wrong_log_key``).
 
 Local state:
 
@@ -60,6 +62,7 @@ from attest_core.device import (
     EnrolmentStatement,
     Location,
     decode_enrolment_statement,
+    log_key_hash,
 )
 from attest_core.errors import AttestError
 from attest_core.keys import Signer
@@ -98,12 +101,12 @@ def build_statement(
     lat: str | None,
     lon: str | None,
     time_ms: int | None = None,
-    log_origin: str | None = None,
+    log_key: VerifierKey | None = None,
 ) -> EnrolmentStatement:
     """The enrolment statement, with every argument checked (``AgentError`` exit 2 if bad).
 
-    ``log_origin`` (the pinned log key's name) makes a v2 statement, bound to that log;
-    None a v1 statement, which names no log (what a v2 gateway refuses by default).
+    ``log_key`` (the pinned log key) makes a v2 statement, bound to that log by its name and
+    its key's hash; None a v1 statement, which names no log (what a v2 gateway refuses by default).
     """
     if (lat is None) != (lon is None):
         raise AgentError("give both --lat and --lon, or neither", Exit.USAGE)
@@ -117,7 +120,8 @@ def build_statement(
             rated_power_w=rated_power_w,
             location=location,
             time_ms=int(time.time() * 1000) if time_ms is None else time_ms,
-            log_origin=log_origin,
+            log_origin=None if log_key is None else log_key.name,
+            log_key_hash=None if log_key is None else log_key_hash(log_key),
         )
     except AttestError as exc:
         raise AgentError(f"bad enrolment argument: {exc}", Exit.USAGE) from None
@@ -176,6 +180,12 @@ def post_enrolment(
         raise AgentError(
             f"the gateway refused the installer token (401 Unauthorized: {detail}). "
             "Check the token the operator gave you (it may have expired)",
+            Exit.REFUSED,
+        )
+    if status == 403 and code == "not_your_asset":
+        raise AgentError(
+            f"the gateway refused to enrol a device on this asset (403 {detail}). Another installer "
+            "enrolled the asset's first device; check --asset, or ask the operator",
             Exit.REFUSED,
         )
     if status == 403:
@@ -240,7 +250,8 @@ def key_fingerprint(key_string: str) -> str:
 
     256 bits to read aloud and compare: unlike the key string's 8-hex-digit key id (32
     bits, which a forger can grind), no other key can be made to match it.  The operator
-    gets the same value with ``printf '%s' KEY | sha256sum``.
+    gets the same value with ``printf '%s' KEY | sha256sum``; for a valid key string it is
+    the ``log_key_hash`` an enrolment statement v2 names (attest_core.device.log_key_hash).
     """
     digest = hashlib.sha256(key_string.encode("utf-8")).hexdigest()
     return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
@@ -282,8 +293,9 @@ def pin_log_key(served: VerifierKey, pinned: VerifierKey | None, configured: str
 
 
 def bind_to_log(statement: EnrolmentStatement, key: VerifierKey) -> EnrolmentStatement:
-    """The statement naming the log of ``key`` (its name is the log's origin): a v2 statement."""
-    return dataclasses.replace(statement, log_origin=key.name)
+    """The statement naming the log of ``key`` (its name is the log's origin) and the key by its
+    hash: a v2 statement, signed only after the key was pinned."""
+    return dataclasses.replace(statement, log_origin=key.name, log_key_hash=log_key_hash(key))
 
 
 def check_answer(answer: dict[str, Any], statement: EnrolmentStatement) -> int | None:

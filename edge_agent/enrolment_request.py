@@ -60,6 +60,9 @@ def save_request(state_dir: Path, request: EnrolmentRequest, gateway: str) -> No
         "rated_power_w": request.statement.rated_power_w,
         "time_ms": request.statement.time_ms,
         "log_origin": request.statement.log_origin,
+        "log_key_hash": None
+        if request.statement.log_key_hash is None
+        else request.statement.log_key_hash.hex(),
         "first_sent_to": gateway,
     }
     write_private_file(request_path(state_dir), (json.dumps(doc, indent=2) + "\n").encode(), exclusive=False)
@@ -112,7 +115,7 @@ def same_enrolment(a: EnrolmentStatement, b: EnrolmentStatement) -> bool:
     it whatever log it names, so a device enrolled under v1 stays as it is.
     """
     if b.log_origin is None:
-        a = dataclasses.replace(a, log_origin=None, extensions=())
+        a = dataclasses.replace(a, log_origin=None, log_key_hash=None, extensions=())
     return dataclasses.replace(a, time_ms=b.time_ms) == b
 
 

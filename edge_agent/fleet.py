@@ -106,7 +106,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
             )
         store.set_meta("log_key", key.to_string())
         log.info("log key %s+%s", key.name, key.key_id.hex())
-        enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token, key.name)
+        enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token, key)
         for device, statement_bytes in enrolled:  # kept even if another device failed
             store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
             device.statement = decode_enrolment_statement(statement_bytes)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from attest_core.device import EnrolmentStatement, decode_enrolment_statement
 from attest_core.keys import Ed25519Signer
+from attest_core.note import VerifierKey
 from attest_core.reading import MIN_TIME_MS
 from edge_agent.device import DeviceRuntime
 from edge_agent.enrol import build_statement, enrol_device, http_client
@@ -98,10 +99,10 @@ def load_or_create(store: Store, args: argparse.Namespace, origin_ms: int) -> li
 
 
 def enrol_all(
-    devices: list[SimDevice], gateway: str, token: str, log_origin: str | None = None
+    devices: list[SimDevice], gateway: str, token: str, log_key: VerifierKey | None = None
 ) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
     """Enrol the devices that are not enrolled yet (8 at a time), through the REST API, in the
-    log named ``log_origin`` (the gateway's log key's name: statements v2).
+    log of ``log_key`` (the gateway's log key: statements v2 name it and its hash).
 
     Runs in worker threads; returns the enrolments made and the first error met.
     """
@@ -124,7 +125,7 @@ def enrol_all(
                         lat=device.lat,
                         lon=device.lon,
                         time_ms=max(device.origin_ms, MIN_TIME_MS),
-                        log_origin=log_origin,
+                        log_key=log_key,
                     )
                     result = enrol_device(client, gateway, token, statement, device.signer)
                     done.append((device, result.statement_bytes))

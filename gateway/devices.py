@@ -4,10 +4,14 @@ Each one checks its statement with the protocol core (proof of possession,
 signatures, the registry's rules), updates the device tables that ingest reads,
 and queues the log entry for the sequencer, all in one transaction.
 
-Who may act (v2): an installer acts only on the devices it enrolled (``devices.installer``);
-an operator on any device, also one whose installer's token was withdrawn.  A revocation
-that disowns readings the gateway already accepted needs an operator and a reason
-(the rule is attest_core.entries.check_revocation_authority; its entry records how many).
+Who may act (v2): an installer acts only on the devices it enrolled (``devices.installer``),
+and enrols devices only on an asset that is new or whose first device it enrolled
+(``asset_identity.installer``): another party's devices on an asset would add their
+readings to it and leave every claim on it not backed.  An operator acts on any device
+and any asset, also those of an installer whose token was withdrawn.  A revocation that
+disowns readings the gateway already accepted needs an operator and a reason (the rule is
+attest_core.entries.check_revocation_authority; its entry records how many).  Every
+function takes the actor's ``role`` explicitly: no default can make a caller an operator.
 """
 
 from __future__ import annotations
@@ -111,14 +115,19 @@ async def enrol(
     pop_signature: bytes,
     installer: str,
     *,
+    role: RevokerRole,
     log_origin: str | None = None,
+    log_key_hash: bytes | None = None,
     accept_v1: bool = True,
 ) -> Enrolled:
-    """Enrol a device for ``installer``.
+    """Enrol a device for ``installer`` (the token's name) in ``role``.
 
     ``log_origin`` is this gateway's log: a statement naming another is refused (400
     ``wrong_log_origin``), and a v1 statement, naming none, unless ``accept_v1`` (400
-    ``enrolment_v1_refused``).  The API passes both; None checks no origin.
+    ``enrolment_v1_refused``); ``log_key_hash`` its key's hash (attest_core.device.log_key_hash):
+    a statement naming another key is refused (400 ``wrong_log_key``).  The API passes all
+    three; None checks nothing.  An installer may enrol on an asset only if it enrolled the
+    asset's first device, or if the asset is new (403 ``not_your_asset``).
     """
     entry = EnrolmentEntry(statement, pop_signature, installer, _now_ms())
     try:
@@ -127,7 +136,7 @@ async def enrol(
         raise DeviceError(400, exc.code, str(exc)) from exc
     if log_origin is not None:
         try:
-            check_log_origin_of(st, log_origin, "the enrolment statement")
+            check_log_origin_of(st, log_origin, "the enrolment statement", log_key_hash)
         except RegistryError as exc:
             raise DeviceError(400, exc.code, str(exc)) from exc
         if st.log_origin is None and not accept_v1:
@@ -142,6 +151,7 @@ async def enrol(
         exists = await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", st.device_id)
         if exists:
             raise DeviceError(409, "already_enrolled", f"device {st.device_id} is already enrolled")
+        await _claim_asset(conn, st.asset_id, installer, role)
         loc = st.location
         await conn.execute(
             "INSERT INTO devices (device_id, asset_id, asset_kind, rated_power_w, lat_e6, lon_e6, statement, "
@@ -161,9 +171,54 @@ async def enrol(
     return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
 
 
-async def _record(
-    conn: asyncpg.Connection, device_id: str, actor: str | None = None, what: str = "act on"
-) -> DeviceRecord:
+async def _claim_asset(conn: asyncpg.Connection, asset_id: str, installer: str, role: RevokerRole) -> None:
+    """Bind a new asset to ``installer``, or check that an installer enrols on its own asset.
+
+    The asset's row stays locked until the transaction ends (as :func:`_queue` keeps it), so
+    two first enrolments on one asset by two installers cannot both pass.
+    """
+    await conn.execute(
+        "INSERT INTO asset_identity (asset_id, installer) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        asset_id,
+        installer,
+    )
+    owner = await conn.fetchval(
+        "SELECT installer FROM asset_identity WHERE asset_id = $1 FOR UPDATE", asset_id
+    )
+    if owner is None:  # a row made before assets had owners, for an asset with no device: claim it
+        await conn.execute(
+            "UPDATE asset_identity SET installer = $2 WHERE asset_id = $1", asset_id, installer
+        )
+    elif owner != installer and role is not RevokerRole.OPERATOR:
+        raise DeviceError(
+            403,
+            "not_your_asset",
+            f"asset {asset_id} belongs to the installer who enrolled its first device: {installer} may not "
+            "enrol devices on it (their readings would count for that asset; an operator token can)",
+        )
+
+
+async def _check_owner(conn: asyncpg.Connection, device_id: str, actor: str | None, what: str) -> None:
+    """Refuse an installer acting on a device it did not enrol (403 ``not_your_device``), or on an
+    unknown device (404), from a plain read: before anything is locked, so that refused requests
+    cannot stall ingest.  :func:`_record` checks again under the locks."""
+    owner = await conn.fetchval("SELECT installer FROM devices WHERE device_id = $1", device_id)
+    if owner is None:
+        raise DeviceError(404, "unknown_device", f"device {device_id} is not enrolled")
+    _check_actor(device_id, owner, actor, what)
+
+
+def _check_actor(device_id: str, owner: str, actor: str | None, what: str) -> None:
+    if actor is not None and owner != actor:
+        raise DeviceError(
+            403,
+            "not_your_device",
+            f"device {device_id} was enrolled by another installer: {actor} may not {what} it "
+            "(an operator token can)",
+        )
+
+
+async def _record(conn: asyncpg.Connection, device_id: str, actor: str | None, what: str) -> DeviceRecord:
     """The device's record, its row locked until the transaction ends.
 
     ``actor``: an installer, who may act only on a device it enrolled (403 ``not_your_device``);
@@ -174,13 +229,7 @@ async def _record(
         raise DeviceError(404, "unknown_device", f"device {device_id} is not enrolled")
     if actor is not None:
         owner = await conn.fetchval("SELECT installer FROM devices WHERE device_id = $1", device_id)
-        if owner != actor:
-            raise DeviceError(
-                403,
-                "not_your_device",
-                f"device {device_id} was enrolled by another installer: {actor} may not {what} it "
-                "(an operator token can)",
-            )
+        _check_actor(device_id, owner, actor, what)
     return stored[device_id].record
 
 
@@ -191,7 +240,7 @@ async def rotate(
     new_signature: bytes,
     installer: str,
     *,
-    role: RevokerRole = RevokerRole.OPERATOR,
+    role: RevokerRole,
 ) -> tuple[str, bytes]:
     """Rotate a device's key for ``installer`` (the token's name) in ``role``; returns (device id,
     new key id).  An installer may rotate only a device it enrolled."""
@@ -200,9 +249,11 @@ async def rotate(
         st = verify_rotation(statement, old_signature, new_signature)
     except AttestError as exc:
         raise DeviceError(400, exc.code, str(exc)) from exc
+    actor = None if role is RevokerRole.OPERATOR else installer  # None: may act on any device
+    # Refused before change_registry: it waits for every ingest batch and holds ingest off.
+    await _check_owner(conn, st.device_id, actor, "rotate the key of")
     async with conn.transaction():
         await change_registry(conn)
-        actor = installer if role is RevokerRole.INSTALLER else None
         record = await _record(conn, st.device_id, actor, "rotate the key of")
         highest = await conn.fetchval("SELECT max(seq) FROM readings WHERE device_id = $1", st.device_id)
         if highest is not None and st.effective_seq <= highest:
@@ -239,7 +290,7 @@ async def revoke(
     revoked_by: str,
     last_valid_seq: int | None = None,
     *,
-    role: RevokerRole = RevokerRole.OPERATOR,
+    role: RevokerRole,
 ) -> Revoked:
     """Revoke a device by ``revoked_by`` (the token's name) in ``role``.
 
@@ -249,9 +300,11 @@ async def revoke(
     already logged (or about to be), which needs an operator and a reason (403
     ``disown_needs_operator``).  The entry (revocation v2) records the count and the role.
     """
+    actor = None if role is RevokerRole.OPERATOR else revoked_by  # None: may act on any device
+    # Refused before change_registry: it waits for every ingest batch and holds ingest off.
+    await _check_owner(conn, device_id, actor, "revoke")
     async with conn.transaction():
         await change_registry(conn)
-        actor = revoked_by if role is RevokerRole.INSTALLER else None
         record = await _record(conn, device_id, actor, "revoke")
         if record.revoked:
             raise DeviceError(409, "already_revoked", f"device {device_id} is already revoked")

@@ -10,7 +10,7 @@ from attest_core.bundle import Bundle, encode_bundle
 from attest_core.chain import ChainState, next_reading
 from attest_core.checkpoint import Checkpoint, sign_checkpoint
 from attest_core.claim import Claim
-from attest_core.device import AssetKind, EnrolmentStatement, Location, sign_enrolment
+from attest_core.device import AssetKind, EnrolmentStatement, Location, log_key_hash, sign_enrolment
 from attest_core.entries import (
     IDENTITY_V2,
     ClaimEntry,
@@ -40,6 +40,13 @@ def seeded_signer(name: str) -> Ed25519Signer:
     return Ed25519Signer(hashlib.sha256(b"test seed " + name.encode()).digest())
 
 
+LOG_KEY_SEED = seeded_signer("log key").seed
+"""The seed of the tests' log key (MemoryLog's, and the test gateway's: tests.gateway.helpers)."""
+LOG_KEY = VerifierKey.from_public_key(LOG_ORIGIN, seeded_signer("log key").public_key)
+LOG_KEY_HASH = log_key_hash(LOG_KEY)
+"""What an enrolment statement v2 for the tests' log names its key by."""
+
+
 @dataclass
 class TestDevice:
     device_id: str
@@ -49,6 +56,9 @@ class TestDevice:
     location: Location | None = None
     log_origin: str | None = LOG_ORIGIN
     """The log the enrolment statement (v2) names; None makes a v1 statement, which names none."""
+    log_key_hash: bytes = LOG_KEY_HASH
+    """The hash of the log key a v2 statement names (another makes it a statement for another log
+    of the same name)."""
     signer: Ed25519Signer = field(init=False)
     statement: EnrolmentStatement = field(init=False)
     statement_bytes: bytes = field(init=False)
@@ -68,6 +78,7 @@ class TestDevice:
             self.location,
             T0 - DAY,
             self.log_origin,
+            log_key_hash=None if self.log_origin is None else self.log_key_hash,
         )
         self.statement_bytes, self.pop = sign_enrolment(self.statement, self.signer)
         self.state = ChainState.genesis(self.statement.chain_anchor())

@@ -20,6 +20,7 @@ from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, fail, parse_bundle
 from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
 from attest_core.claim import Claim
 from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain, needed_indices
+from attest_core.device import log_key_hash
 from attest_core.entries import (
     ClaimEntry,
     EnrolmentEntry,
@@ -172,7 +173,7 @@ def verify_bundle(
     # 4. Replay identities in log order and check every reading's signature.  The
     # signatures are checked in batches, so a failure is known a little after the
     # reading was replayed: the first error in log order wins.
-    replay = _Replay(decoded, set(claim.assets), signed.checkpoint.origin)
+    replay = _Replay(decoded, set(claim.assets), signed.checkpoint.origin, log_key_hash(log_key))
     batches = -(-total_readings // SIGNATURE_BATCH)
     done = 0
     for failed in check_signatures(replay.batches(), batches):
@@ -220,12 +221,17 @@ class _Replay:
     signature checks handed out in batches."""
 
     def __init__(
-        self, decoded: list[tuple[int, Entry | SignedReading]], claimed_assets: set[str], origin: str
+        self,
+        decoded: list[tuple[int, Entry | SignedReading]],
+        claimed_assets: set[str],
+        origin: str,
+        key_hash: bytes,
     ) -> None:
         self._decoded = decoded
         self._claimed_assets = claimed_assets
-        # An enrolment for another log's origin is refused (wrong_log_origin): it was replayed here.
-        self.registry = Registry(origin)
+        # An enrolment for another log's origin (wrong_log_origin), or for another log of the same
+        # name (wrong_log_key: the auditor's log key is the one that counts), was replayed here.
+        self.registry = Registry(origin, key_hash)
         self.readings: list[AttestedReading] = []
         self.where: deque[list[int]] = deque()
         """The log index of each signature of each batch handed out and not yet settled."""

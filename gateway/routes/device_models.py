@@ -102,6 +102,10 @@ class DeviceOut(BaseModel):
         description="the log the enrolment statement (v2) names; null for a v1 statement, which names none "
         "(verifiers warn: enrolment_not_bound)"
     )
+    log_key_hash: str | None = Field(
+        description="hex SHA-256 of the log key the enrolment statement (v2) names: this log's key string "
+        "(its fingerprint); null for a v1 statement"
+    )
 
 
 class DevicePage(Page):

@@ -19,6 +19,7 @@ from attest_core.device import (
     AssetKind,
     decode_enrolment_statement,
     decode_rotation_statement,
+    log_key_hash,
     verify_enrolment,
 )
 from attest_core.entries import EntryType, RevokerRole, RotationEntry, decode_entry
@@ -87,6 +88,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         status = "pending"
     else:
         status = "active"
+    statement = decode_enrolment_statement(bytes(row["statement"]))
     return DeviceOut(
         device_id=row["device_id"],
         asset_id=row["asset_id"],
@@ -104,7 +106,8 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         last_accepted_seq=row["accepted_seq"],
         last_logged_seq=row["logged_seq"],
         statement=b64(bytes(row["statement"])),
-        log_origin=decode_enrolment_statement(bytes(row["statement"])).log_origin,
+        log_origin=statement.log_origin,
+        log_key_hash=None if statement.log_key_hash is None else statement.log_key_hash.hex(),
     )
 
 
@@ -165,8 +168,10 @@ async def enrol(
     over it, which the gateway checks.  Sending exactly the same enrolment again is
     answered 200 with the same result; another enrolment of an enrolled device is
     409 ``already_enrolled``.  The statement (v2) must name this gateway's log origin
-    (400 ``wrong_log_origin``); a v1 statement, which names no log, is refused (400
-    ``enrolment_v1_refused``) unless the setting ``accept_v1_enrolments`` allows it.
+    (400 ``wrong_log_origin``) and the hash of its log key (400 ``wrong_log_key``); a v1
+    statement, which names no log, is refused (400 ``enrolment_v1_refused``) unless the
+    setting ``accept_v1_enrolments`` allows it.  An installer enrols only on a new asset or
+    one whose first device it enrolled (403 ``not_your_asset``); an operator on any asset.
     """
     statement = b64decode_field(body.statement, "statement")
     pop = b64decode_field(body.proof_of_possession, "proof_of_possession", SIGNATURE_SIZE)
@@ -188,7 +193,9 @@ async def enrol(
                 statement,
                 pop,
                 principal.name,
+                role=_role(principal),
                 log_origin=state.log_key.name,
+                log_key_hash=log_key_hash(state.log_key),
                 accept_v1=state.accept_v1_enrolments,
             )
     log_index = await _entry_index(state, st.device_id, EntryType.ENROLMENT)

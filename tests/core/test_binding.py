@@ -8,6 +8,7 @@ real bundles (attest_core.bundle, attest_core.evaluation).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from attest_core.codec import Writer
 from attest_core.device import (
     ENROLMENT_V2,
     decode_enrolment_statement,
+    log_key_hash,
     sign_enrolment,
     verify_enrolment,
 )
@@ -29,8 +31,20 @@ from attest_core.entries import (
 )
 from attest_core.errors import AttestError, BundleError, DecodeError
 from attest_core.extensions import Extension
+from attest_core.note import VerifierKey
 from attest_core.registry import Registry, RegistryError
-from tests.support import HOUR, LOG_ORIGIN, T0, MemoryLog, TestDevice, flat_claim
+from edge_agent.enrol import key_fingerprint
+from tests.support import (
+    HOUR,
+    LOG_KEY,
+    LOG_KEY_HASH,
+    LOG_ORIGIN,
+    T0,
+    MemoryLog,
+    TestDevice,
+    flat_claim,
+    seeded_signer,
+)
 from verifier.cli import main
 
 KWH = 1_000_000
@@ -39,16 +53,33 @@ KWH = 1_000_000
 # --- enrolment statement v2 ------------------------------------------------------------------
 
 
-def test_a_v2_statement_is_v1_then_the_origin_and_an_empty_extension_list() -> None:
+def test_a_v2_statement_is_v1_then_the_origin_the_key_hash_and_an_empty_extension_list() -> None:
     v1 = TestDevice("dev-1", "charger-1", log_origin=None).statement
-    v2 = dataclasses.replace(v1, log_origin="log.example/a")
+    key = VerifierKey.from_public_key("log.example/a", seeded_signer("log a").public_key)
+    v2 = dataclasses.replace(v1, log_origin="log.example/a", log_key_hash=log_key_hash(key))
     assert (v1.version, v2.version) == (1, ENROLMENT_V2)
     data = v2.encode()
     origin = b"log.example/a"
-    assert data == b"\x02" + v1.encode()[1:] + bytes([len(origin)]) + origin + b"\x00"
+    key_hash = hashlib.sha256(key.to_string().encode()).digest()  # the key string, as published
+    assert data == b"\x02" + v1.encode()[1:] + bytes([len(origin)]) + origin + key_hash + b"\x00"
     assert decode_enrolment_statement(data) == v2
     assert decode_enrolment_statement(v1.encode()) == v1  # v1 still decodes, as v1
     assert v2.chain_anchor() != v1.chain_anchor()  # reading 1 is bound to the log too
+    # the hash is the agent's fingerprint of the key, without the grouping
+    assert key_fingerprint(key.to_string()).replace(" ", "") == key_hash.hex()
+    # a v2 statement names the key; a v1 statement cannot
+    with pytest.raises(DecodeError) as info:
+        dataclasses.replace(v2, log_key_hash=None)
+    assert info.value.code == "bad_log_key_hash"
+    with pytest.raises(DecodeError) as info:
+        dataclasses.replace(v2, log_key_hash=key_hash[:31])
+    assert info.value.code == "bad_log_key_hash"
+    with pytest.raises(DecodeError) as info:
+        dataclasses.replace(v1, log_key_hash=key_hash)
+    assert info.value.code == "bad_version"
+    with pytest.raises(DecodeError) as info:  # cut inside the key hash
+        decode_enrolment_statement(data[: -1 - 20])
+    assert info.value.code == "truncated"
 
 
 @pytest.mark.parametrize("origin", ["", "has space", "a+b", "tab\there", "x" * 256, "nl\n"])
@@ -60,8 +91,8 @@ def test_a_log_origin_is_a_key_name(origin: str) -> None:
     if len(origin) > 255:
         return  # a text8 field cannot even hold it
     # and in bytes: the decoder refuses it as well
-    raw = b"\x02" + statement.encode()[1 : -(len(LOG_ORIGIN) + 2)]
-    raw += Writer().text8(origin).u8(0).getvalue()
+    raw = b"\x02" + statement.encode()[1 : -(len(LOG_ORIGIN) + 2 + 32)]
+    raw += Writer().text8(origin).raw(LOG_KEY_HASH).u8(0).getvalue()
     with pytest.raises(DecodeError) as info:
         decode_enrolment_statement(raw)
     assert info.value.code == "bad_log_origin"
@@ -86,11 +117,14 @@ def test_a_v2_statement_is_signed_and_verified_as_bytes() -> None:
     device = TestDevice("dev-1", "charger-1")
     data, pop = sign_enrolment(device.statement, device.signer)
     assert verify_enrolment(data, pop).log_origin == LOG_ORIGIN
-    # the origin is signed: naming another log breaks the proof of possession
-    other = dataclasses.replace(device.statement, log_origin="other.example/log").encode()
-    with pytest.raises(AttestError) as info:
-        verify_enrolment(other, pop)
-    assert info.value.code == "bad_proof_of_possession"
+    # the origin and the key are signed: naming another log breaks the proof of possession
+    for other in (
+        dataclasses.replace(device.statement, log_origin="other.example/log").encode(),
+        dataclasses.replace(device.statement, log_key_hash=bytes(32)).encode(),
+    ):
+        with pytest.raises(AttestError) as info:
+            verify_enrolment(other, pop)
+        assert info.value.code == "bad_proof_of_possession"
 
 
 # --- revocation entry v2 ---------------------------------------------------------------------
@@ -146,6 +180,22 @@ def test_the_registry_refuses_an_enrolment_for_another_log() -> None:
     Registry().enrol(0, TestDevice("dev-2", "a", log_origin="other.example/log").enrolment_entry())
 
 
+IMPOSTOR_KEY = VerifierKey.from_public_key(LOG_ORIGIN, seeded_signer("impostor log key").public_key)
+"""Another log's key under the same name: an origin is a name anyone may give a log."""
+
+
+def test_the_registry_refuses_an_enrolment_for_another_log_of_the_same_name() -> None:
+    here = Registry(LOG_ORIGIN, LOG_KEY_HASH)
+    here.enrol(0, TestDevice("dev-1", "a").enrolment_entry())
+    here.enrol(1, TestDevice("dev-v1", "a", log_origin=None).enrolment_entry())  # names no log
+    elsewhere = TestDevice("dev-2", "a", log_key_hash=log_key_hash(IMPOSTOR_KEY))
+    with pytest.raises(RegistryError) as info:
+        here.enrol(2, elsewhere.enrolment_entry())
+    assert info.value.code == "wrong_log_key"
+    assert log_key_hash(IMPOSTOR_KEY).hex() in str(info.value)
+    Registry(LOG_ORIGIN).enrol(0, elsewhere.enrolment_entry())  # a registry given no key checks none
+
+
 # --- on real bundles ----------------------------------------------------------------------------
 
 
@@ -174,6 +224,24 @@ def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(
     assert main(["bundle", str(tmp_path / "bundle.json"), "--log-key", str(tmp_path / "key.txt")]) == 2
     captured = capsys.readouterr()
     assert "wrong_log_origin" in captured.out + captured.err
+
+
+def test_a_bundle_with_an_enrolment_for_another_log_of_the_same_name_is_invalid() -> None:
+    """A device enrolled in a second log that took this log's name (another key), replayed here:
+    the origin matches the checkpoint's, the key hash is not the auditor's key's."""
+    log = MemoryLog()
+    assert log.key == LOG_KEY
+    replayed = TestDevice("dev-s", "charger-s", log_key_hash=log_key_hash(IMPOSTOR_KEY))
+    indices = _day_of(log, replayed)
+    claim_index = log.file_claim(flat_claim(("charger-s",), energy_mwh=5 * KWH, amount="1.75"))
+    with pytest.raises(BundleError) as info:
+        verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    assert info.value.code == "wrong_log_key"
+    # the same day, enrolled for this log's key, is backed
+    log = MemoryLog()
+    indices = _day_of(log, TestDevice("dev-s", "charger-s"))
+    claim_index = log.file_claim(flat_claim(("charger-s",), energy_mwh=5 * KWH, amount="1.75"))
+    assert verify_bundle(log.bundle_bytes(claim_index, indices), log.key).backed
 
 
 def test_a_v1_enrolment_is_backed_with_a_warning() -> None:

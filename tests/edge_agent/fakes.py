@@ -14,6 +14,7 @@ without them); the fake serves ``GET /v1/log/proof/consistency`` from it too.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import threading
@@ -181,6 +182,9 @@ class FakeGateway:
                     return
                 if statement.log_origin != LOG_ORIGIN:  # as the gateway: bound to this log, v2 only
                     self._error(400, "wrong_log_origin", f"not this log: {statement.log_origin!r}")
+                    return
+                if statement.log_key_hash != hashlib.sha256(gateway.log_key.encode()).digest():
+                    self._error(400, "wrong_log_key", "not this log's key")
                     return
                 status = 201
                 with gateway.lock:

@@ -323,6 +323,8 @@ def test_enrol_with_a_pinned_log_key_fails_closed_on_any_difference(
     assert "the key given with --log-key: it matches" in result.out
     config = load_config(config_path, environ={})
     assert gateway.devices[config.device_id].log_origin == LOG_ORIGIN
+    # and by the hash of the key it pinned: a log taking the same name has another key
+    assert gateway.devices[config.device_id].log_key_hash == hashlib.sha256(published.encode()).digest()
     assert config.gateway.log_key == published
 
 

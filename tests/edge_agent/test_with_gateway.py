@@ -35,7 +35,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.checkpoint import open_checkpoint
-from attest_core.device import AssetKind, EnrolmentStatement, Location, decode_enrolment_statement
+from attest_core.device import (
+    AssetKind,
+    EnrolmentStatement,
+    Location,
+    decode_enrolment_statement,
+    log_key_hash,
+)
 from attest_core.entries import EnrolmentEntry, ReadingEntry, decode_entry, encode_entry, reading_entry_bytes
 from attest_core.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_leaf_hashes
 from attest_core.reading import decode_envelope, reading_hash
@@ -205,6 +211,10 @@ def test_a_real_agent_through_the_real_gateway_survives_kill_9(
     assert f"enrolled: device {device_id} for asset {asset} at log index " in enrolled.out
     key = api.log_key()
     assert f"log key:          {key.to_string()}" in enrolled.out
+    statement = decode_enrolment_statement(
+        (load_config(config, environ={}).state_dir / "enrolment.bin").read_bytes()
+    )
+    assert (statement.log_origin, statement.log_key_hash) == (key.name, log_key_hash(key))  # the key pinned
 
     # 1c: the device appears in GET /v1/devices with its asset and kind
     listed = [d for page in api.walk("/v1/devices", "installer-1", asset=asset) for d in page]
@@ -440,7 +450,8 @@ def test_enrolment_is_idempotent_against_the_real_gateway(
     signer = load_signer(conf)
     stored = EnrolmentRequest.sign(
         EnrolmentStatement(device_id, signer.public_key, asset, AssetKind.SOLAR, 9800,
-                           Location(52_520_000, 13_405_000), int(time.time() * 1000) + 1, api.log_key().name),
+                           Location(52_520_000, 13_405_000), int(time.time() * 1000) + 1, api.log_key().name,
+                           log_key_hash=log_key_hash(api.log_key())),
         signer,
     )  # fmt: skip
     r = api.post("/v1/devices", "installer-1",

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attest_core.entries import reading_entry_bytes
+from attest_core.entries import RevokerRole, reading_entry_bytes
 from attest_core.evaluation import boundary_seqs, full_seqs
 from gateway import logstore
 from gateway.devices import revoke, rotate
@@ -63,11 +63,13 @@ async def _build(conn: asyncpg.Connection, tmp_path: Path) -> None:
 
     await world.ingest(*_send(back, [0, 10, 5, 20]), *_send(rotated, [0, 10, 20]), *_send(single, [15]))
     await world.sequence()
-    await rotate(conn, *rotation(rotated, 4), "installer-1")
+    await rotate(conn, *rotation(rotated, 4), "installer-1", role=RevokerRole.INSTALLER)
     rotated.signer = seeded_signer(rotated.device_id + " new")
     await world.ingest(*_send(rotated, [30, 40]), *_send(revoked, [0, 10, 20, 30, 40, 50]))
     await world.sequence()
-    await revoke(conn, revoked.device_id, "stolen", "installer-1", last_valid_seq=4)
+    await revoke(
+        conn, revoked.device_id, "stolen", "installer-1", last_valid_seq=4, role=RevokerRole.OPERATOR
+    )
     await world.ingest(*_send(back, [30, 25, 40, 50]), *_send(late, [45, 55]))
     await world.sequence()
     # accepted, not logged: reading 4 of dev-late waits for reading 3

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from attest_core.checkpoint import open_checkpoint
+from attest_core.entries import RevokerRole
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
 from attest_core.note import encode_private_key
 from gateway import logstore
@@ -62,7 +63,7 @@ def enrol_all(dsn: str, devices: list[TestDevice]) -> None:
     async def go(conn: asyncpg.Connection) -> None:
         await migrate(conn)
         for d in devices:
-            await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+            await enrol(conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
 
     run(dsn, go)
 

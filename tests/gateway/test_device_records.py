@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from attest_core.entries import RevokerRole
 from gateway.device_records import NOT_LOGGED, read_devices
 from gateway.devices import revoke, rotate
 from gateway.evidence import replay
@@ -20,10 +21,12 @@ def test_the_tables_give_the_records_the_log_replays_to(database: str) -> None:
         plain, rotated, revoked, both = (TestDevice(f"dev-{n}", f"asset-{n % 2}") for n in range(4))
         for device in (plain, rotated, revoked, both):
             await enrol_device(conn, device)
-        await rotate(conn, *rotation(rotated, 7), "installer-1")
-        await revoke(conn, revoked.device_id, "stolen", "installer-2", last_valid_seq=3)
-        await rotate(conn, *rotation(both, 2), "installer-1")
-        await revoke(conn, both.device_id, "retired", "installer-1")
+        await rotate(conn, *rotation(rotated, 7), "installer-1", role=RevokerRole.INSTALLER)
+        await revoke(
+            conn, revoked.device_id, "stolen", "installer-2", last_valid_seq=3, role=RevokerRole.OPERATOR
+        )
+        await rotate(conn, *rotation(both, 2), "installer-1", role=RevokerRole.INSTALLER)
+        await revoke(conn, both.device_id, "retired", "installer-1", role=RevokerRole.INSTALLER)
         queued = await conn.fetch("SELECT id, data FROM pending_entries ORDER BY id")
         replayed = replay((r["id"], bytes(r["data"])) for r in queued).devices
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import asyncpg
 import pytest
 
 from attest_core.bundle import verify_bundle
-from attest_core.device import RotationStatement, sign_rotation
+from attest_core.device import RotationStatement, log_key_hash, sign_rotation
 from attest_core.entries import EntryType, RevocationEntry, RevokerRole, decode_entry, encode_entry
+from attest_core.note import VerifierKey
 from gateway import devices as device_ops
 from gateway.config import load_settings
 from tests.gateway.apiworld import Api, api_gateway, b64
 from tests.services import Broker, Postgres
-from tests.support import HOUR, LOG_ORIGIN, T0, TestDevice, seeded_signer
+from tests.support import HOUR, LOG_KEY_HASH, LOG_ORIGIN, T0, TestDevice, seeded_signer
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,24 @@ def test_an_enrolment_for_another_log_is_refused(api: Api) -> None:
     # a device enrolled for this log is welcome, and shows the log it is bound to
     bound = _new(log_origin=LOG_ORIGIN)
     assert api.enrol(bound)["status"] == "logged"
-    assert api.ok(api.get(f"/v1/devices/{bound.device_id}"))["log_origin"] == LOG_ORIGIN
+    device = api.ok(api.get(f"/v1/devices/{bound.device_id}"))
+    assert (device["log_origin"], device["log_key_hash"]) == (LOG_ORIGIN, LOG_KEY_HASH.hex())
+
+
+def test_an_enrolment_for_another_log_of_the_same_name_is_refused(api: Api) -> None:
+    """A second gateway may take this log's name, not its key: its devices' enrolments, replayed
+    here, name the other key's hash."""
+    impostor = VerifierKey.from_public_key(LOG_ORIGIN, seeded_signer("impostor log key").public_key)
+    replayed = _new(log_key_hash=log_key_hash(impostor))
+    body = {"statement": b64(replayed.statement_bytes), "proof_of_possession": b64(replayed.pop)}
+    r = api.post("/v1/devices", "installer-1", json=body)
+    assert _error(r) == (400, "wrong_log_key"), r.text
+    assert log_key_hash(impostor).hex() in r.json()["error"]["message"]
+    assert api.get(f"/v1/devices/{replayed.device_id}").status_code == 404
+    assert _identity_entries(api, replayed.device_id) == 0
+    # the statement naming this log's key (the one the gateway serves) is enrolled
+    assert log_key_hash(api.log_key()) == LOG_KEY_HASH
+    assert api.enrol(_new())["status"] == "logged"
 
 
 def test_a_v1_enrolment_is_refused_unless_the_setting_allows_it(api: Api) -> None:
@@ -82,12 +101,18 @@ def test_a_v1_enrolment_is_refused_unless_the_setting_allows_it(api: Api) -> Non
 
     async def enrol(conn: asyncpg.Connection) -> None:
         await device_ops.enrol(
-            conn, old.statement_bytes, old.pop, "installer-1", log_origin=LOG_ORIGIN, accept_v1=True
+            conn,
+            old.statement_bytes,
+            old.pop,
+            "installer-1",
+            role=RevokerRole.INSTALLER,
+            log_origin=LOG_ORIGIN,
+            accept_v1=True,
         )
 
     api.run(enrol)
     device = api.ok(api.get(f"/v1/devices/{old.device_id}"))
-    assert (device["installer"], device["log_origin"]) == ("installer-1", None)  # not bound: shown
+    assert (device["installer"], device["log_origin"], device["log_key_hash"]) == ("installer-1", None, None)
 
 
 # --- roles -----------------------------------------------------------------------------------------
@@ -121,11 +146,16 @@ def test_an_installer_acts_only_on_the_devices_it_enrolled(api: Api) -> None:
 
 def test_an_operator_acts_on_any_device_also_of_a_withdrawn_installer(api: Api) -> None:
     # "installer-gone" is in no token table: its devices are the operator's to act on
-    orphan = _new()
+    orphan = _new("charger-gone")
 
     async def enrol(conn: asyncpg.Connection) -> None:
         await device_ops.enrol(
-            conn, orphan.statement_bytes, orphan.pop, "installer-gone", log_origin=LOG_ORIGIN
+            conn,
+            orphan.statement_bytes,
+            orphan.pop,
+            "installer-gone",
+            role=RevokerRole.INSTALLER,
+            log_origin=LOG_ORIGIN,
         )
 
     api.run(enrol)
@@ -140,6 +170,70 @@ def test_an_operator_acts_on_any_device_also_of_a_withdrawn_installer(api: Api) 
         "operator",
         0,
     )
+
+
+def test_an_installer_enrols_only_on_its_own_assets(api: Api) -> None:
+    """An asset belongs to the installer of its first device: another installer's device there would
+    add its readings to the asset's and leave every claim on it not backed."""
+    asset = f"charger-{uuid.uuid4().hex[:6]}"
+    first = _new(asset)
+    api.enrol(first, "installer-1")
+    rogue = _new(asset)
+    body = {"statement": b64(rogue.statement_bytes), "proof_of_possession": b64(rogue.pop)}
+    r = api.post("/v1/devices", "installer-2", json=body)
+    assert _error(r) == (403, "not_your_asset"), r.text
+    assert asset in r.json()["error"]["message"]
+    assert api.get(f"/v1/devices/{rogue.device_id}").status_code == 404
+    assert _identity_entries(api, rogue.device_id) == 0
+    # its installer adds devices; an operator may enrol on any asset (the rogue device too)
+    api.enrol(_new(asset), "installer-1")
+    api.enrol(rogue, "operator-1")
+    # installer-2 has assets of its own, which installer-1 cannot enrol on either
+    theirs = f"charger-{uuid.uuid4().hex[:6]}"
+    api.enrol(_new(theirs), "installer-2")
+    other = _new(theirs)
+    r = api.post(
+        "/v1/devices",
+        "installer-1",
+        json={"statement": b64(other.statement_bytes), "proof_of_possession": b64(other.pop)},
+    )
+    assert _error(r) == (403, "not_your_asset"), r.text
+
+
+def test_an_asset_enrolled_by_an_operator_is_not_open_to_installers(api: Api) -> None:
+    asset = f"charger-{uuid.uuid4().hex[:6]}"
+    api.enrol(_new(asset), "operator-1")
+    late = _new(asset)
+    r = api.post(
+        "/v1/devices",
+        "installer-1",
+        json={"statement": b64(late.statement_bytes), "proof_of_possession": b64(late.pop)},
+    )
+    assert _error(r) == (403, "not_your_asset"), r.text
+
+
+def test_migration_008_gives_each_asset_the_installer_of_its_earliest_device(api: Api) -> None:
+    asset = f"charger-{uuid.uuid4().hex[:6]}"
+    api.enrol(_new(asset), "installer-2")
+    api.enrol(_new(asset), "operator-1")
+    sql = (resources.files("gateway.sql") / "008_asset_installer.sql").read_text()
+    backfill = sql[sql.index("INSERT INTO asset_identity") :]
+
+    async def go(conn: asyncpg.Connection) -> tuple[str | None, int]:
+        # as before the migration: no row for this asset (its chain head is put back after), and
+        # no owner recorded for any
+        head = await conn.fetchval("SELECT head FROM asset_identity WHERE asset_id = $1", asset)
+        await conn.execute("DELETE FROM asset_identity WHERE asset_id = $1", asset)
+        await conn.execute("UPDATE asset_identity SET installer = NULL")
+        await conn.execute(backfill)
+        await conn.execute("UPDATE asset_identity SET head = $2 WHERE asset_id = $1", asset, head)
+        owner: str | None = await conn.fetchval(
+            "SELECT installer FROM asset_identity WHERE asset_id = $1", asset
+        )
+        unowned: int = await conn.fetchval("SELECT count(*) FROM asset_identity WHERE installer IS NULL")
+        return owner, unowned
+
+    assert api.run(go) == ("installer-2", 0)
 
 
 def _logged_device(api: Api, asset: str, n: int = 6) -> TestDevice:

@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.checkpoint import open_checkpoint
-from attest_core.entries import ReadingEntry, encode_entry
+from attest_core.entries import ReadingEntry, RevokerRole, encode_entry
 from attest_core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from attest_core.note import VerifierKey
 from attest_core.receipt import Receipt, open_receipt
@@ -88,7 +88,7 @@ def test_readings_flow_to_signed_checkpoints_and_receipts(
 
     async def enrol_all(conn):  # type: ignore[no-untyped-def]
         for d in devices:
-            await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+            await enrol(conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
 
     run(gateway.settings.database_url, enrol_all)
     log_key = VerifierKey.parse(http.get("/v1/log/key").text.strip())
@@ -165,7 +165,7 @@ def test_consistency_between_checkpoints(gateway: GatewayThread, broker: Broker,
     d = TestDevice(f"e2e-{uuid.uuid4().hex[:6]}", "asset-c")
 
     async def enrol_one(conn):  # type: ignore[no-untyped-def]
-        await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+        await enrol(conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
 
     run(gateway.settings.database_url, enrol_one)
     log_key = VerifierKey.parse(http.get("/v1/log/key").text.strip())
@@ -200,7 +200,7 @@ def test_on_an_mqtt_311_broker(database: str, tmp_path: Path) -> None:
         d = TestDevice(f"e2e-{uuid.uuid4().hex[:6]}", "asset-311")
 
         async def enrol_one(conn):  # type: ignore[no-untyped-def]
-            await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+            await enrol(conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
 
         with GatewayThread(settings) as gw:
             assert gw.gateway.link is not None

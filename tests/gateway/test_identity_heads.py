@@ -8,7 +8,7 @@ from importlib import resources
 
 import asyncpg
 
-from attest_core.entries import EnrolmentEntry, RevocationEntry, decode_entry
+from attest_core.entries import EnrolmentEntry, RevocationEntry, RevokerRole, decode_entry
 from attest_core.merkle import leaf_hash
 from gateway.devices import revoke
 from gateway.migrations import migrate
@@ -30,7 +30,7 @@ def test_identity_entries_are_chained_and_the_migration_finds_the_heads(postgres
                 TestDevice("ih-3", "ih-b"),
             ):
                 await enrol_device(conn, device)
-            await revoke(conn, "ih-1", "replaced", "installer-1")
+            await revoke(conn, "ih-1", "replaced", "installer-1", role=RevokerRole.INSTALLER)
             queued = [
                 bytes(r["data"]) for r in await conn.fetch("SELECT data FROM pending_entries ORDER BY id")
             ]

@@ -10,7 +10,7 @@ import pytest
 
 from attest_core.chain import ChainState
 from attest_core.checkpoint import open_checkpoint
-from attest_core.entries import EntryType, ReadingEntry, decode_entry, encode_entry
+from attest_core.entries import EntryType, ReadingEntry, RevokerRole, decode_entry, encode_entry
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from attest_core.receipt import open_receipt
 from gateway import lease, logstore
@@ -250,13 +250,15 @@ async def test_revocation_and_duplicate_enrolment(w: World) -> None:
     d = TestDevice("dev-1", "asset-1")
     await enrol_device(w.conn, d)
     with pytest.raises(DeviceError) as info:
-        await enrol(w.conn, d.statement_bytes, d.pop, "installer-1")
+        await enrol(w.conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
     assert info.value.code == "already_enrolled"
     with pytest.raises(DeviceError) as info:
-        await enrol(w.conn, d.statement_bytes, bytes(64), "installer-1")
+        await enrol(w.conn, d.statement_bytes, bytes(64), "installer-1", role=RevokerRole.INSTALLER)
     assert info.value.code == "bad_proof_of_possession"
     await w.ingest(msg(d, d.reading(T0, 1).encode()), msg(d, d.reading(T0 + 1, 2).encode()))
-    assert (await revoke(w.conn, "dev-1", "stolen", "installer-1")).last_valid_seq == 2
+    assert (
+        await revoke(w.conn, "dev-1", "stolen", "installer-1", role=RevokerRole.INSTALLER)
+    ).last_valid_seq == 2
     result = await w.ingest(msg(d, d.reading(T0 + 2, 3).encode()))
     assert result.refused == {"revoked_device": 1}
     await w.sequence()

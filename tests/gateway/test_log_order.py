@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from attest_core.device import RotationStatement, sign_rotation
-from attest_core.entries import EntryType, decode_entry
+from attest_core.entries import EntryType, RevokerRole, decode_entry
 from attest_core.receipt import open_receipt
 from gateway.devices import rotate
 from gateway.ingest import DeviceCache, store_batch
@@ -137,7 +137,7 @@ async def test_readings_of_a_new_key_never_precede_its_rotation(w: World) -> Non
     )
     for other in others:  # a queue of entries ahead of the rotation
         await enrol_device(w.conn, other)
-    await rotate(w.conn, data, old_sig, new_sig, "installer-1")
+    await rotate(w.conn, data, old_sig, new_sig, "installer-1", role=RevokerRole.INSTALLER)
     d.signer = new
     assert (await w.ingest(msg(d, d.reading(T0 + 1, 2).encode()))).accepted == 1
     await w.sequence()

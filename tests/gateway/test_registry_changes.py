@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from attest_core.device import RotationStatement, sign_rotation
+from attest_core.entries import RevokerRole
 from gateway.devices import REGISTRY_LOCK, revoke, rotate
 from gateway.errors import DeviceError
 from gateway.ingest import DeviceCache, store_batch
@@ -49,20 +50,22 @@ def test_a_rotation_must_take_effect_above_every_accepted_reading(database: str,
             a, [msg(d, d.reading(T0 + i, i).encode()) for i in range(5)], DeviceCache(), settings
         )
         with pytest.raises(DeviceError) as info:
-            await rotate(a, *rotation(d, 5), "installer-1")
+            await rotate(a, *rotation(d, 5), "installer-1", role=RevokerRole.INSTALLER)
         assert (info.value.status, info.value.code) == (409, "effective_seq_not_above_accepted")
         assert "readings up to 5 are already accepted" in info.value.message
-        await rotate(a, *rotation(d, 6), "installer-1")
+        await rotate(a, *rotation(d, 6), "installer-1", role=RevokerRole.INSTALLER)
 
     run_two(database, go)
 
 
 async def _rotate_from_2(api: asyncpg.Connection, d: TestDevice) -> None:
-    await rotate(api, *rotation(d, 2), "installer-1")
+    await rotate(api, *rotation(d, 2), "installer-1", role=RevokerRole.INSTALLER)
 
 
 async def _revoke_after_1(api: asyncpg.Connection, d: TestDevice) -> None:
-    assert (await revoke(api, d.device_id, "stolen", "installer-1")).last_valid_seq == 1
+    assert (
+        await revoke(api, d.device_id, "stolen", "installer-1", role=RevokerRole.INSTALLER)
+    ).last_valid_seq == 1
 
 
 @pytest.mark.parametrize(
@@ -97,10 +100,63 @@ def test_a_rotation_waits_for_the_batches_being_checked(database: str, tmp_path:
         await enrol_device(api, d)
         async with ingest.transaction():
             await ingest.execute("SELECT pg_advisory_xact_lock_shared($1)", REGISTRY_LOCK)
-            change = asyncio.create_task(rotate(api, *rotation(d, 2), "installer-1"))
+            change = asyncio.create_task(
+                rotate(api, *rotation(d, 2), "installer-1", role=RevokerRole.INSTALLER)
+            )
             await asyncio.sleep(0.5)
             assert not change.done(), "the rotation did not wait for the batch in progress"
         await asyncio.wait_for(change, 10)
+
+    run_two(database, go)
+
+
+async def _waits_for_a_lock(
+    observer: asyncpg.Connection, waiter: asyncpg.Connection, task: asyncio.Task
+) -> bool:  # type: ignore[type-arg]
+    """Whether ``task`` (running on ``waiter``) waits for a lock before it ends: asked of the server,
+    not timed."""
+    pid = waiter.get_server_pid()
+    while not task.done():
+        if await observer.fetchval("SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", pid):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def test_a_refused_change_of_another_installers_device_does_not_stall_ingest(database: str) -> None:
+    """The ownership check comes before change_registry (the exclusive registry lock, which holds off
+    every ingest batch): an installer's requests on other installers' devices cannot stall ingest."""
+
+    async def go(ingest: asyncpg.Connection, api: asyncpg.Connection) -> None:
+        d = TestDevice("dev-1", "asset-1")
+        await enrol_device(api, d)  # by installer-1
+        refused = [
+            ("rotation", lambda: rotate(api, *rotation(d, 2), "installer-2", role=RevokerRole.INSTALLER)),
+            (
+                "revocation",
+                lambda: revoke(api, d.device_id, "not mine", "installer-2", role=RevokerRole.INSTALLER),
+            ),
+            (
+                "revocation",
+                lambda: revoke(api, "dev-none", "unknown", "installer-2", role=RevokerRole.INSTALLER),
+            ),
+        ]
+        waited: list[str] = []
+        async with ingest.transaction():
+            # a batch being checked: holds the registry lock shared
+            await ingest.execute("SELECT pg_advisory_xact_lock_shared($1)", REGISTRY_LOCK)
+            for name, make in refused:
+                task = asyncio.create_task(make())
+                if await _waits_for_a_lock(ingest, api, task):
+                    waited.append(name)
+                    break  # ending the batch's transaction lets it go on
+                with pytest.raises(DeviceError) as info:
+                    await task
+                assert info.value.code in ("not_your_device", "unknown_device")
+        if waited:
+            await asyncio.gather(task, return_exceptions=True)
+        assert not waited, f"a refused {waited[0]} waited for the ingest batch"
+        assert await api.fetchval("SELECT revoked_at FROM devices WHERE device_id = 'dev-1'") is None
 
     run_two(database, go)
 
@@ -135,7 +191,7 @@ def test_a_rotation_made_while_a_batch_was_checked_has_the_batch_checked_again(
         old_key = d.reading(T0 + 1, 2).encode()
 
         async def rotate_now() -> None:
-            await rotate(api, *rotation(d, 2), "installer-1")
+            await rotate(api, *rotation(d, 2), "installer-1", role=RevokerRole.INSTALLER)
 
         result = await store_batch(_RotateBeforeLock(ingest, rotate_now), [msg(d, old_key)], cache, settings)  # type: ignore[arg-type]
         assert result.refused == {"key_not_valid_for_seq": 1}

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.chain import ChainState
+from attest_core.entries import RevokerRole
 from attest_core.reading import Envelope, reading_hash, sign_reading
 from gateway.devices import enrol
 from tests.gateway.helpers import run, settings_for
@@ -33,7 +34,7 @@ def test_bad_input_corpus(database: str, broker: Broker, tmp_path: Path) -> None
 
     async def enrol_two(conn):  # type: ignore[no-untyped-def]
         for d in (good, victim):
-            await enrol(conn, d.statement_bytes, d.pop, "installer-1")
+            await enrol(conn, d.statement_bytes, d.pop, "installer-1", role=RevokerRole.INSTALLER)
 
     settings = settings_for(
         database, tmp_path, mqtt_url=broker.url, api_port=free_port(),
