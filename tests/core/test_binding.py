@@ -30,6 +30,7 @@ from attest_core.entries import (
 from attest_core.errors import AttestError, BundleError, DecodeError
 from attest_core.extensions import Extension
 from attest_core.registry import Registry, RegistryError
+from attest_core.verdict import EvidenceKind
 from tests.support import HOUR, LOG_ORIGIN, T0, MemoryLog, TestDevice, flat_claim
 from verifier.cli import main
 
@@ -163,7 +164,7 @@ def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(
     replayed = TestDevice("dev-r", "charger-r", log_origin="other.example/log")
     indices = _day_of(log, replayed)
     claim_index = log.file_claim(flat_claim(("charger-r",), energy_mwh=5 * KWH, amount="1.75"))
-    bundle = log.bundle_bytes(claim_index, indices)
+    bundle = log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY)
     with pytest.raises(BundleError) as info:
         verify_bundle(bundle, log.key)
     assert info.value.code == "wrong_log_origin"
@@ -181,7 +182,7 @@ def test_a_v1_enrolment_is_backed_with_a_warning() -> None:
     old = TestDevice("dev-old", "charger-o", log_origin=None)
     indices = _day_of(log, old)
     claim_index = log.file_claim(flat_claim(("charger-o",), energy_mwh=5 * KWH, amount="1.75"))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert result.backed
     findings = [(f.severity.name, f.code) for f in result.evaluation.findings]
     assert findings == [("WARNING", "enrolment_not_bound")]
@@ -198,7 +199,7 @@ def test_a_disowning_revocation_is_reported_with_who_how_many_and_when() -> None
         )
     )
     claim_index = log.file_claim(flat_claim(("charger-d",), energy_mwh=2 * KWH, amount="0.70"))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert result.backed
     [finding] = result.evaluation.findings
     assert (finding.severity.name, finding.code) == ("WARNING", "disowned_readings")

@@ -48,7 +48,8 @@ def test_full_evidence_is_reported_full(cli: Cli, files: Files) -> None:
     assert doc["evidence"]["declared"] is None
     assert doc["evidence"]["format"] == "iot-attest-evidence/v1"
     assert doc["stats"]["readings_verified"] == 78
-    assert doc["findings"] == []
+    # a v1 claim entry: whether the energy is claimed twice is not in the bundle, said so
+    assert [f["code"] for f in doc["findings"]] == ["claim_chain_v1"]
 
 
 def test_an_overclaim_is_valid_but_not_backed(cli: Cli, files: Files) -> None:
@@ -242,6 +243,7 @@ def test_witness_cosignatures_can_be_required(cli: Cli, files: Files, tmp_path: 
                 bundle.claim_index,
                 bundle.entries,
                 bundle.proof,
+                bundle.evidence,
             )
         )
     )
