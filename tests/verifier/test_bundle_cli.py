@@ -80,6 +80,19 @@ def test_another_log_key_makes_the_evidence_invalid(cli: Cli, files: Files) -> N
     assert "[no_known_signature]" in r.out
 
 
+def test_a_v2_bundle_relabelled_v1_is_invalid(cli: Cli, files: Files, tmp_path: Path) -> None:
+    """The format member is not signed; a v1 bundle whose claim entry is v2 (which only a v2
+    gateway writes, in v2 bundles) is invalid evidence, exit code 2."""
+    doc = json.loads(files.honest.read_bytes())
+    doc["format"] = "iot-attest-evidence/v1"
+    del doc["evidence"]
+    path = tmp_path / "relabelled.json"
+    path.write_text(json.dumps(doc))
+    r = cli("bundle", path, "--log-key", files.log_key, "--json")
+    assert r.code == 2
+    assert json.loads(r.out)["error"]["code"] == "format_mismatch"
+
+
 def test_a_truncated_or_garbled_bundle_is_invalid(cli: Cli, files: Files, tmp_path: Path) -> None:
     data = files.honest.read_bytes()
     for n, content in enumerate([data[: len(data) // 2], data[:-3], b"", b"\xff\xfe", b"not json"]):
