@@ -578,11 +578,13 @@ def _no_edges(
             "the period), which the log holds once the device has logged them; a device that never sends "
             "a reading keeps its asset's full evidence unprovable until an operator revokes it",
         )
-    elif declared is None and require_full:
+    elif require_full:
+        kind = "boundary evidence" if declared is EvidenceKind.BOUNDARY else "the v1 bundle"
         add(
             Severity.FATAL,
             "evidence_insufficient",
-            "full evidence is required, and the v1 bundle holds none of this device's readings",
+            f"full evidence is required, and {kind} holds none of this device's readings, so it does not "
+            "show that none counts",
         )
 
 

@@ -417,6 +417,14 @@ def test_full_evidence_shows_the_edges_of_every_device_of_the_asset() -> None:
     assert evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed).backed
     strict = evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed, require_full=True)
     assert [(f.code, f.device_id) for f in strict.fatal] == [("evidence_insufficient", "dev-b")]
+    # boundary evidence holding no reading at all: with --require-full, no device shows full evidence
+    strict = evaluate(
+        flat_claim(("charger-1",)), s.registry.devices, [], EvidenceKind.BOUNDARY, require_full=True
+    )
+    assert [(f.code, f.device_id) for f in strict.fatal] == [
+        ("evidence_insufficient", "dev-a"),
+        ("evidence_insufficient", "dev-b"),
+    ]
     # a device enrolled after the period (by its own clock: statement time T0 - DAY) needs no edges
     earlier = flat_claim(("charger-1",), start=T0 - 3 * DAY, end=T0 - 2 * DAY)
     ev = evaluate(earlier, s.registry.devices, [], EvidenceKind.FULL)
