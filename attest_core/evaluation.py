@@ -18,9 +18,11 @@ Which readings the evidence holds (v2)
     sequence range per device (:func:`full_seqs`): from the reading before the
     first one in the period to the reading after the last one, so both edges are
     proven and a reading whose clock jumped out of the period is still there.  A
-    sequence number missing between the lowest and highest present, or a missing
-    start edge, is fatal (``readings_omitted``); a missing end edge (the log held
-    no later reading yet) is a warning (``end_edge_unproven``).  *Boundary*
+    sequence number missing between the lowest and highest present, a missing
+    start edge, or a device of the asset with no reading at all (unless it cannot
+    count: :func:`needs_edges`) is fatal (``readings_omitted``); so is a missing end
+    edge (``end_edge_unproven``: a bundle cut short, or the log held no later
+    reading yet; v1 of the protocol made it a warning).  *Boundary*
     evidence (:func:`boundary_seqs`) is the first and last counted reading; the
     checks that need every interval do not run between them (:data:`CHECKS` says
     what runs on which).  A v1 bundle declares nothing: each device counts as
@@ -56,9 +58,10 @@ Plausibility (on every pair of consecutive readings present, in or out of the pe
     * a counted reading whose meter reports tampering or an error       (fatal)
     * two devices of one asset with overlapping counted readings        (fatal)
     * a reading left out of full evidence: readings_omitted              (fatal)
+    * full evidence without a reading after the period: end_edge_unproven (fatal)
     * full evidence is required (``require_full``) but a device's is
       boundary: evidence_insufficient                                   (fatal)
-    * unsynchronised clocks, an unproven end edge, gaps in boundary
+    * unsynchronised clocks, gaps in boundary
       evidence, missing location                                         (warning/info)
 
 Verdict
@@ -118,6 +121,7 @@ __all__ = [
     "exceeds_rated_power",
     "full_seqs",
     "in_period",
+    "needs_edges",
 ]
 
 NIGHT_SLACK_MWH = 2_000
@@ -135,7 +139,8 @@ DEVICE_SPAN = "each device's span in the period"
 
 CHECKS: tuple[tuple[str, str, str, str], ...] = (
     # (code, what it checks, on full evidence, on boundary evidence)
-    ("readings_omitted", "no reading is left out between the period's edges", EVERY_READING, NOT_RUN),
+    # with end_edge_unproven: every device's readings, from the one before the period to the one after
+    ("readings_omitted", "no reading is left out, edges included", EVERY_READING, NOT_RUN),
     ("chain_break", "each reading carries the hash of the one before it", EVERY_INTERVAL, NOT_RUN),
     ("register_decreased", "the register never decreases", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("time_backwards", "device time never goes backwards", EVERY_INTERVAL, BOUNDARY_ONLY),
@@ -192,20 +197,43 @@ def full_seqs(readings: Iterable[tuple[int, int]], claim: Claim) -> tuple[int, i
     runs from the reading before the first one in the claim period (reading 1 if that is
     the first) to the reading after the last one (the last logged if there is none yet),
     whatever the device times in between: a reading dated outside the period by a clock
-    jump is in the range, so it shows as a jump, not as a gap.  None if no reading lies in
-    the period.  Readings a revocation disowns are in the range like any other (they
-    prove the edges; the evaluation does not count them).
+    jump is in the range, so it shows as a jump, not as a gap.  Readings a revocation
+    disowns are in the range like any other (they prove the edges; the evaluation does not
+    count them).
+
+    (v2) A device with no reading in the period still shows its edges, so full evidence
+    proves it attests nothing: the last reading dated before the period and the one after
+    it (reading 1 if none is dated before; the last logged if none follows yet).  None only
+    if the device has logged no reading.
     """
-    highest = 0
+    highest = before = 0
     first = last = None
+    start = claim.period_start_ms
     for seq, t in readings:
         highest = max(highest, seq)
         if in_period(claim, t):
             first = seq if first is None else min(first, seq)
             last = seq if last is None else max(last, seq)
-    if first is None or last is None:
+        elif t < start:
+            before = max(before, seq)
+    if highest == 0:
         return None
+    if first is None or last is None:
+        return max(before, 1), min(before + 1, highest)
     return max(first - 1, 1), min(last + 1, highest)
+
+
+def needs_edges(record: DeviceRecord, claim: Claim) -> bool:
+    """(v2) Whether full evidence must show ``record``'s edges even if it holds none of its readings.
+
+    Every device enrolled for a claimed asset must, except one that cannot have a reading
+    that counts in the period: revoked with ``last_valid_seq`` 0 (it disowns every reading), or
+    enrolled at or after the period's end by its own clock (its enrolment statement's time;
+    its readings, dated by the same clock, come after it).
+    """
+    if record.last_valid_seq == 0:
+        return False
+    return record.statement.time_ms < claim.period_end_ms
 
 
 def evaluate(
@@ -335,6 +363,8 @@ def _evaluate_device(
     ordered = [by_seq[s] for s in sorted(by_seq)]
     if ordered:
         _classify(claim, record, ordered, declared, require_full, result, add)
+    elif needs_edges(record, claim):
+        _no_edges(declared, require_full, add)
     counted: list[AttestedReading] = []
     disowned = 0
     unsynced = 0
@@ -501,12 +531,15 @@ def _classify(
                 f"{lo.seq - 1}, the one before the period",
             )
         if not result.end_proven:
+            # (v1 of the protocol: a warning.)  Fatal, or a bundle cut after any reading near
+            # the period's end (say, one reporting tamper) would still be backed.
             add(
-                Severity.WARNING,
+                Severity.FATAL,
                 "end_edge_unproven",
-                f"the last reading in the evidence, {hi.seq}, lies inside the period and no later one is "
-                "present: the log held none when the checkpoint was signed, or the bundle leaves them out; "
-                f"readings up to {hi.seq} are proven complete, later ones are not",
+                f"full evidence ends at reading {hi.seq}, dated inside the period, and holds no later one: "
+                f"readings after {hi.seq} may count and are not shown (the bundle leaves them out, or the log "
+                "held none yet when the checkpoint was signed); a reading dated at or after the period's end "
+                "would prove the end edge: full evidence of a checkpoint whose tree holds one runs to it",
             )
     else:
         if result.missing_seqs:
@@ -530,6 +563,29 @@ def _classify(
                 "evidence_insufficient",
                 f"full evidence is required, and this device's is boundary evidence ({why})",
             )
+
+
+def _no_edges(
+    declared: EvidenceKind | None, require_full: bool, add: Callable[[Severity, str, str], None]
+) -> None:
+    """A device that :func:`needs_edges` and of which the evidence holds no reading."""
+    if declared is EvidenceKind.FULL:
+        add(
+            Severity.FATAL,
+            "readings_omitted",
+            "full evidence holds none of its readings, so it does not show that none counts: it must hold "
+            "the last reading dated before the period and the one after it (reading 1 if it is dated after "
+            "the period), which the log holds once the device has logged them; a device that never sends "
+            "a reading keeps its asset's full evidence unprovable until an operator revokes it",
+        )
+    elif require_full:
+        kind = "boundary evidence" if declared is EvidenceKind.BOUNDARY else "the v1 bundle"
+        add(
+            Severity.FATAL,
+            "evidence_insufficient",
+            f"full evidence is required, and {kind} holds none of this device's readings, so it does not "
+            "show that none counts",
+        )
 
 
 def _between(

@@ -5,7 +5,8 @@ full bundle and the auditor's verification see the same entries: the claim entry
 device enrolled for a claimed asset, its enrolment, key rotations and revocation with index < N;
 and its readings.  Full evidence holds, per device with a reading of the claim period, every
 logged reading (log index < N) from the one before the first in the period to the one after the
-last, by sequence number: the rule of :func:`attest_core.evaluation.full_seqs`, which
+last, by sequence number, and per other device of the claimed assets the last reading before the
+period and the one after it: the rule of :func:`attest_core.evaluation.full_seqs`, which
 :data:`FULL_READINGS` applies in SQL.  Boundary evidence keeps per device only the first and the
 last reading in the period that the revocation (if any, in the checkpoint) does not disown: the
 rule of :func:`attest_core.evaluation.boundary_seqs`, which :func:`boundary_readings` applies in
@@ -46,13 +47,28 @@ def full_readings(columns: str) -> str:
     (:data:`READINGS_WHERE`), and every logged reading from one below the lowest to one above
     the highest.  The log holds each device's readings 1..n without a gap (the sequencer's
     invariant), so "one below" and "one above" are the edges whatever their device time; a
-    reading not logged or beyond the tree (log index NULL or >= $4) is not evidence."""
+    reading not logged or beyond the tree (log index NULL or >= $4) is not evidence.
+
+    (v2) A device of the claimed assets with no reading of the claim contributes its edges: the
+    highest sequence number dated before the period (0 if none) and the one above it, reading 1
+    at least.  Only those few devices have their logged readings scanned (by the primary key)."""
     return f"""
-WITH ends AS (
-    SELECT device_id, min(seq) AS lo, max(seq) AS hi FROM readings WHERE {READINGS_WHERE} GROUP BY device_id
+WITH inside AS (
+    SELECT device_id, min(seq) - 1 AS lo, max(seq) + 1 AS hi FROM readings WHERE {READINGS_WHERE}
+    GROUP BY device_id
+), outside AS (
+    SELECT d.device_id, greatest(b.before, 1) AS lo, b.before + 1 AS hi
+    FROM devices d
+    CROSS JOIN LATERAL (
+        SELECT coalesce(max(seq), 0) AS before FROM readings
+        WHERE device_id = d.device_id AND time_ms < $2 AND log_index < $4
+    ) b
+    WHERE d.asset_id = ANY($1::text[]) AND d.device_id NOT IN (SELECT device_id FROM inside)
+), ends AS (
+    SELECT * FROM inside UNION ALL SELECT * FROM outside
 )
 SELECT {columns} FROM readings r JOIN ends e ON r.device_id = e.device_id
-WHERE r.seq BETWEEN e.lo - 1 AND e.hi + 1 AND r.log_index < $4
+WHERE r.seq BETWEEN e.lo AND e.hi AND r.log_index < $4
 ORDER BY r.log_index
 """  # noqa: S608
 

@@ -32,7 +32,9 @@ per device, the first and last reading in the period (enough for the energy
 figure; :func:`attest_core.evaluation.boundary_seqs`).  A v1 bundle
 (``"iot-attest-evidence/v1"``, without ``evidence``) still parses; each of its
 devices counts as full only where its readings show it (see
-:func:`attest_core.evaluation.evaluate`).
+:func:`attest_core.evaluation.evaluate`).  Only a v1 gateway wrote v1 bundles, of
+v1 claim entries: a v1 bundle of a v2 claim entry is refused (``format_mismatch``),
+since the format member is not signed.
 
 The format is read by :mod:`attest_core.bundle.parse`, written (streamed) by
 :mod:`attest_core.bundle.write` and checked by :mod:`attest_core.bundle.verify`.

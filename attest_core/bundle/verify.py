@@ -22,6 +22,7 @@ from attest_core.claim import Claim
 from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain, needed_indices
 from attest_core.device import log_key_hash
 from attest_core.entries import (
+    ENTRY_VERSION,
     ClaimEntry,
     EnrolmentEntry,
     Entry,
@@ -158,6 +159,15 @@ def verify_bundle(
         decoded.append((index, entry))
     if claim_entry is None:
         fail(f"claim_index {bundle.claim_index} does not name a claim entry of the bundle", "no_claim")
+    if bundle.evidence is None and claim_entry.version != ENTRY_VERSION:
+        # The format member is not signed: relabelled v1, a trimmed full v2 bundle would have
+        # each gapped device read as boundary evidence.  A v2 gateway writes v2 bundles only.
+        fail(
+            f"the bundle declares the format {bundle.format!r}, but its claim entry is version "
+            f"{claim_entry.version}, which only a v2 gateway writes, and it writes "
+            f"{BUNDLE_FORMAT!r} bundles: the format was changed",
+            "format_mismatch",
+        )
     claim = claim_entry.claim
     # Other claims and withdrawals: only those of the claim's chain (no double counting).
     subject = LoggedClaim(bundle.claim_index, leaves[bundle.claim_index], claim_entry)

@@ -33,6 +33,7 @@ from attest_core.errors import AttestError, BundleError, DecodeError
 from attest_core.extensions import Extension
 from attest_core.note import VerifierKey
 from attest_core.registry import Registry, RegistryError
+from attest_core.verdict import EvidenceKind
 from edge_agent.enrol import key_fingerprint
 from tests.support import (
     HOUR,
@@ -213,7 +214,7 @@ def test_a_bundle_with_an_enrolment_for_another_log_is_invalid(
     replayed = TestDevice("dev-r", "charger-r", log_origin="other.example/log")
     indices = _day_of(log, replayed)
     claim_index = log.file_claim(flat_claim(("charger-r",), energy_mwh=5 * KWH, amount="1.75"))
-    bundle = log.bundle_bytes(claim_index, indices)
+    bundle = log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY)
     with pytest.raises(BundleError) as info:
         verify_bundle(bundle, log.key)
     assert info.value.code == "wrong_log_origin"
@@ -235,13 +236,13 @@ def test_a_bundle_with_an_enrolment_for_another_log_of_the_same_name_is_invalid(
     indices = _day_of(log, replayed)
     claim_index = log.file_claim(flat_claim(("charger-s",), energy_mwh=5 * KWH, amount="1.75"))
     with pytest.raises(BundleError) as info:
-        verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+        verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert info.value.code == "wrong_log_key"
     # the same day, enrolled for this log's key, is backed
     log = MemoryLog()
     indices = _day_of(log, TestDevice("dev-s", "charger-s"))
     claim_index = log.file_claim(flat_claim(("charger-s",), energy_mwh=5 * KWH, amount="1.75"))
-    assert verify_bundle(log.bundle_bytes(claim_index, indices), log.key).backed
+    assert verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key).backed
 
 
 def test_a_v1_enrolment_is_backed_with_a_warning() -> None:
@@ -249,7 +250,7 @@ def test_a_v1_enrolment_is_backed_with_a_warning() -> None:
     old = TestDevice("dev-old", "charger-o", log_origin=None)
     indices = _day_of(log, old)
     claim_index = log.file_claim(flat_claim(("charger-o",), energy_mwh=5 * KWH, amount="1.75"))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert result.backed
     findings = [(f.severity.name, f.code) for f in result.evaluation.findings]
     assert findings == [("WARNING", "enrolment_not_bound")]
@@ -266,7 +267,7 @@ def test_a_disowning_revocation_is_reported_with_who_how_many_and_when() -> None
         )
     )
     claim_index = log.file_claim(flat_claim(("charger-d",), energy_mwh=2 * KWH, amount="0.70"))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert result.backed
     [finding] = result.evaluation.findings
     assert (finding.severity.name, finding.code) == ("WARNING", "disowned_readings")

@@ -53,9 +53,10 @@ class Fleet:
                 index = self.log.append_reading(d.reading(T0 + h * HOUR, kwh * KWH))
                 self.readings[d.device_id].append((index, d.state.next_seq - 1, T0 + h * HOUR))
 
-    def claim_index(self, energy_kwh: int, amount: str) -> int:
+    def claim_index(self, energy_kwh: int, amount: str, *, v1: bool = False) -> int:
+        """A claim entry v2 (a v1 entry with ``v1``: only its bundle may have the v1 format)."""
         claim = flat_claim(("charger-a", "charger-b", "solar-s"), energy_mwh=energy_kwh * KWH, amount=amount)
-        return self.log.file_claim(claim)
+        return self.log.file_claim(claim, v1=v1)
 
     def boundary(self, claim_index: int) -> list[int]:
         claim = flat_claim(("charger-a",))
@@ -82,7 +83,7 @@ def fleet() -> Fleet:
 @pytest.fixture(scope="module")
 def honest_bundle(fleet: Fleet) -> bytes:
     claim_index = fleet.claim_index(*HONEST)
-    return fleet.log.bundle_bytes(claim_index, fleet.boundary(claim_index))
+    return fleet.log.bundle_bytes(claim_index, fleet.boundary(claim_index), EvidenceKind.BOUNDARY)
 
 
 def test_boundary_bundle_backs_an_honest_claim(fleet: Fleet, honest_bundle: bytes) -> None:
@@ -101,7 +102,7 @@ def test_boundary_bundle_backs_an_honest_claim(fleet: Fleet, honest_bundle: byte
 
 def test_full_bundle_gives_the_same_figures_and_complete_evidence(fleet: Fleet) -> None:
     claim_index = fleet.claim_index(*HONEST)
-    full = fleet.log.bundle_bytes(claim_index, fleet.full())
+    full = fleet.log.bundle_bytes(claim_index, fleet.full(), EvidenceKind.FULL)
     seen: list[tuple[str, int, int]] = []
     result = verify_bundle(full, fleet.log.key, progress=lambda *a: seen.append(a))
     assert result.backed
@@ -114,7 +115,9 @@ def test_full_bundle_gives_the_same_figures_and_complete_evidence(fleet: Fleet) 
 
 def test_an_overclaim_is_valid_evidence_but_not_backed(fleet: Fleet) -> None:
     claim_index = fleet.claim_index(220, "77.01")
-    result = verify_bundle(fleet.log.bundle_bytes(claim_index, fleet.boundary(claim_index)), fleet.log.key)
+    result = verify_bundle(
+        fleet.log.bundle_bytes(claim_index, fleet.boundary(claim_index), EvidenceKind.BOUNDARY), fleet.log.key
+    )
     assert not result.backed
     assert [f.code for f in result.evaluation.fatal] == ["revenue_overclaimed"]
 
@@ -132,10 +135,14 @@ def test_streamed_and_whole_encodings_agree(fleet: Fleet, honest_bundle: bytes) 
     bundle = parse_bundle(honest_bundle)
     assert encode_bundle(bundle) == honest_bundle
     assert (
-        b"".join(bundle_chunks(bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof, None))
+        b"".join(
+            bundle_chunks(
+                bundle.checkpoint, bundle.claim_index, bundle.entries, bundle.proof, bundle.evidence
+            )
+        )
         == honest_bundle
     )
-    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT_V1
+    assert json.loads(honest_bundle)["format"] == BUNDLE_FORMAT
 
 
 # --- strict parsing ------------------------------------------------------------
@@ -155,8 +162,10 @@ def mutate_doc(raw: bytes, fn: Any) -> bytes:
         (lambda d: d.update(format="iot-attest-evidence/v3"), "bad_format"),
         (lambda d: d.update(format=2), "bad_format"),
         (lambda d: d.pop("format"), "missing_member"),
-        (lambda d: d.update(format="iot-attest-evidence/v2"), "missing_member"),  # v2 without evidence
-        (lambda d: d.update(evidence="full"), "unknown_member"),  # v1 with evidence
+        (lambda d: d.pop("evidence"), "missing_member"),  # v2 without evidence
+        (lambda d: d.update(format="iot-attest-evidence/v1"), "unknown_member"),  # v1 with evidence
+        # v1 without evidence: a v2 claim entry only ever comes in a v2 bundle
+        (lambda d: (d.update(format="iot-attest-evidence/v1"), d.pop("evidence")), "format_mismatch"),
         (lambda d: d.update(format="iot-attest-evidence/v2", evidence="partial"), "bad_member"),
         (lambda d: d.update(format="iot-attest-evidence/v2", evidence=None), "bad_member"),
         (lambda d: d.update(claim_index=-1), "bad_member"),
@@ -232,11 +241,17 @@ def test_entries_must_belong_to_the_claim() -> None:
     enrol_x = f.log.enrol(stranger)
     claim_index = f.claim_index(1, "0")
     with pytest.raises(BundleError) as info:
-        verify_bundle(f.log.bundle_bytes(claim_index, [*f.boundary(claim_index), enrol_x]), f.log.key)
+        verify_bundle(
+            f.log.bundle_bytes(claim_index, [*f.boundary(claim_index), enrol_x], EvidenceKind.BOUNDARY),
+            f.log.key,
+        )
     assert info.value.code == "unrelated_entry"
     second_claim = f.claim_index(1, "0")
     with pytest.raises(BundleError) as info:
-        verify_bundle(f.log.bundle_bytes(claim_index, [*f.boundary(claim_index), second_claim]), f.log.key)
+        verify_bundle(
+            f.log.bundle_bytes(claim_index, [*f.boundary(claim_index), second_claim], EvidenceKind.BOUNDARY),
+            f.log.key,
+        )
     assert info.value.code == "unrelated_entry"
     with pytest.raises(BundleError) as info:
         verify_bundle(f.log.bundle_bytes(f.identity[0], f.boundary(claim_index)), f.log.key)
@@ -248,7 +263,7 @@ def test_readings_need_their_enrolment() -> None:
     claim_index = f.claim_index(1, "0")
     without_enrolment = [i for i in f.boundary(claim_index) if i != f.identity[0]]
     with pytest.raises(BundleError) as info:
-        verify_bundle(f.log.bundle_bytes(claim_index, without_enrolment), f.log.key)
+        verify_bundle(f.log.bundle_bytes(claim_index, without_enrolment, EvidenceKind.BOUNDARY), f.log.key)
     assert info.value.code == "unknown_device"
 
 
@@ -258,7 +273,7 @@ def test_bad_proof_of_possession_is_invalid_evidence() -> None:
     enrol = log.append(EnrolmentEntry(dev.statement_bytes, bytes(64), "installer-1", T0))
     claim_index = log.file_claim(flat_claim(("charger-a",)))
     with pytest.raises(SignatureError):
-        verify_bundle(log.bundle_bytes(claim_index, [enrol]), log.key)
+        verify_bundle(log.bundle_bytes(claim_index, [enrol], EvidenceKind.BOUNDARY), log.key)
 
 
 def test_forged_reading_is_invalid_evidence() -> None:
@@ -271,7 +286,7 @@ def test_forged_reading_is_invalid_evidence() -> None:
     forged = log.append_reading(thief.reading(T0, 5 * KWH))
     claim_index = log.file_claim(flat_claim(("charger-a",)))
     with pytest.raises(SignatureError) as info:
-        verify_bundle(log.bundle_bytes(claim_index, [enrol, forged]), log.key)
+        verify_bundle(log.bundle_bytes(claim_index, [enrol, forged], EvidenceKind.BOUNDARY), log.key)
     assert info.value.code == "unknown_key_id"
     assert f"log entry {forged}" in str(info.value)
 
@@ -288,7 +303,7 @@ def test_key_rotation_and_revocation_in_a_bundle() -> None:
     old_signer, dev.signer = dev.signer, new
     indices += [log.append_reading(dev.reading(T0 + h * HOUR, h * KWH)) for h in range(3, 6)]
     claim_index = log.file_claim(flat_claim(("charger-a",), energy_mwh=5 * KWH, amount="1.75"))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert result.backed
     assert result.evaluation.energy_mwh == 5 * KWH
 
@@ -297,21 +312,23 @@ def test_key_rotation_and_revocation_in_a_bundle() -> None:
     stale = log.append_reading(dev.reading(T0 + 6 * HOUR, 6 * KWH))
     claim_index = log.file_claim(flat_claim(("charger-a",)))
     with pytest.raises(SignatureError) as info:
-        verify_bundle(log.bundle_bytes(claim_index, [*indices, stale]), log.key)
+        verify_bundle(log.bundle_bytes(claim_index, [*indices, stale], EvidenceKind.BOUNDARY), log.key)
     assert info.value.code == "key_not_valid_for_seq"
 
     # a revocation is applied: readings after seq 4 are disowned
     revoke = log.append(RevocationEntry("dev-a", 4, "stolen", "installer-1", T0 + 7 * HOUR))
     claim_index = log.file_claim(flat_claim(("charger-a",)))
-    result = verify_bundle(log.bundle_bytes(claim_index, [*indices, revoke]), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, [*indices, revoke], EvidenceKind.BOUNDARY), log.key)
     assert result.evaluation.energy_mwh == 3 * KWH
     assert [f.code for f in result.evaluation.findings] == ["disowned_readings"]
 
 
 def test_entry_beyond_the_checkpoint_is_refused(fleet: Fleet) -> None:
     claim_index = fleet.claim_index(*HONEST)
-    bundle = fleet.log.bundle(claim_index, fleet.boundary(claim_index))
-    small = Bundle(fleet.log.checkpoint(claim_index), claim_index, bundle.entries, bundle.proof)
+    bundle = fleet.log.bundle(claim_index, fleet.boundary(claim_index), evidence=EvidenceKind.BOUNDARY)
+    small = Bundle(
+        fleet.log.checkpoint(claim_index), claim_index, bundle.entries, bundle.proof, bundle.evidence
+    )
     with pytest.raises(BundleError) as info:
         verify_bundle(small, fleet.log.key)
     assert info.value.code == "index_beyond_checkpoint"
@@ -319,9 +336,11 @@ def test_entry_beyond_the_checkpoint_is_refused(fleet: Fleet) -> None:
 
 def test_proof_into_another_tree_is_refused(fleet: Fleet) -> None:
     claim_index = fleet.claim_index(*HONEST)
-    bundle = fleet.log.bundle(claim_index, fleet.boundary(claim_index))
+    bundle = fleet.log.bundle(claim_index, fleet.boundary(claim_index), evidence=EvidenceKind.BOUNDARY)
     bigger = fleet.log.append(fleet.log.entries[0])
-    newer = Bundle(fleet.log.checkpoint(bigger + 1), claim_index, bundle.entries, bundle.proof)
+    newer = Bundle(
+        fleet.log.checkpoint(bigger + 1), claim_index, bundle.entries, bundle.proof, bundle.evidence
+    )
     with pytest.raises(ProofError):
         verify_bundle(newer, fleet.log.key)
 
@@ -459,8 +478,17 @@ def test_a_full_bundle_without_one_of_its_readings_is_not_backed(fleet: Fleet) -
     trimmed = [i for i in fleet.full() if i != omitted]
     result = verify_bundle(fleet.log.bundle_bytes(claim_index, trimmed, EvidenceKind.FULL), fleet.log.key)
     assert [(f.code, f.device_id) for f in result.evaluation.fatal] == [("readings_omitted", "dev-a")]
-    # the same readings in a v1 bundle: dev-a is boundary evidence, and --require-full refuses it
-    v1 = fleet.log.bundle_bytes(claim_index, trimmed)
+    # relabelled v1 (the format member is not signed), dev-a would read as boundary evidence:
+    # a v2 claim entry in a v1 bundle is refused
+    relabelled = fleet.log.bundle_bytes(claim_index, trimmed)
+    with pytest.raises(BundleError) as info:
+        verify_bundle(relabelled, fleet.log.key)
+    assert info.value.code == "format_mismatch"
+    # the same readings in a v1 bundle of a v1 claim entry (a v1 gateway's): dev-a is boundary
+    # evidence, and --require-full refuses it
+    v1_claim = fleet.claim_index(*HONEST, v1=True)
+    v1 = fleet.log.bundle_bytes(v1_claim, trimmed)
+    assert json.loads(v1)["format"] == BUNDLE_FORMAT_V1
     assert verify_bundle(v1, fleet.log.key).backed
     strict = verify_bundle(v1, fleet.log.key, require_full=True)
     assert [(f.code, f.device_id) for f in strict.evaluation.fatal] == [("evidence_insufficient", "dev-a")]

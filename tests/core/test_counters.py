@@ -251,7 +251,7 @@ def _bundle(v1_hours: int, v2_hours: int, status: dict[int, Status] | None = Non
         )
         indices.append(log.append_reading(envelope))
     claim_index = log.file_claim(flat_claim(("charger-1",), energy_mwh=4 * KWH))
-    return log, log.bundle_bytes(claim_index, indices)
+    return log, log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY)
 
 
 def test_v1_payloads_still_verify_in_a_bundle() -> None:
@@ -274,7 +274,7 @@ def test_a_full_bundle_with_forged_counters_is_not_backed() -> None:
             dev.state = replace(dev.state, counters=dev.state.counters._replace(unsynced_readings=7))
         indices.append(log.append_reading(dev.reading(T0 + h * HOUR, h * 4 * KWH)))
     claim_index = log.file_claim(flat_claim(("charger-1",), energy_mwh=4 * KWH))
-    result = verify_bundle(log.bundle_bytes(claim_index, indices), log.key)
+    result = verify_bundle(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY), log.key)
     assert not result.backed
     assert [(f.code, f.seq) for f in result.evaluation.fatal] == [("counters_inconsistent", 4)]
 

@@ -340,7 +340,12 @@ def test_full_seqs_run_from_the_reading_before_the_period_to_the_one_after() -> 
     assert full_seqs(day, claim) == (2, 27)
     assert full_seqs(day[:10], claim) == (2, 10)  # nothing after the period logged yet: up to the last
     assert full_seqs([(1, T0), (2, T0 + HOUR)], claim) == (1, 2)  # reading 1 is its own start edge
-    assert full_seqs([(1, T0 - HOUR), (2, T0 + DAY)], claim) is None  # none in the period
+    # (v2) none in the period: the last reading before it and the one after it
+    assert full_seqs([(1, T0 - HOUR), (2, T0 + DAY)], claim) == (1, 2)
+    assert full_seqs([(1, T0 - 2 * HOUR), (2, T0 - HOUR), (3, T0 + DAY), (4, T0 + DAY + 1)], claim) == (2, 3)
+    assert full_seqs([(1, T0 + DAY), (2, T0 + DAY + 1)], claim) == (1, 1)  # reading 1 after the period
+    assert full_seqs([(1, T0 - 2 * HOUR), (2, T0 - HOUR)], claim) == (2, 2)  # none after it yet
+    assert full_seqs([], claim) is None  # nothing logged
     # a clock jump out of the period in the middle is inside the range: it shows as a jump, not a gap
     jump = [(1, T0 - 1), (2, T0), (3, T0 + 2 * DAY), (4, T0 + 5), (5, T0 + DAY)]
     assert full_seqs(jump, claim) == (1, 5)
@@ -375,8 +380,12 @@ def test_the_end_edge_is_proven_by_a_later_reading_or_the_revocation() -> None:
     dev = s.enrol(charger())
     s.hourly(dev, range(-1, 10))  # the last logged reading is at 09:00, inside the period
     ev = _ev(s, EvidenceKind.FULL)
+    # (v2) fatal: a bundle cut after 09:00 (say, before a reading reporting tamper) would be backed
     assert codes(ev) == ["end_edge_unproven"]
-    assert ev.backed
+    assert codes(ev, Severity.FATAL) == ["end_edge_unproven"]
+    assert not ev.backed
+    assert "ends at reading 11" in ev.fatal[0].message
+    assert "a reading dated at or after the period's end would prove the end edge" in ev.fatal[0].message
     device = ev.assets[0].devices[0]
     assert (device.start_proven, device.end_proven, device.evidence) == (True, False, EvidenceKind.FULL)
     assert _ev(s, None).assets[0].devices[0].evidence is EvidenceKind.BOUNDARY  # v1: not shown to be full
@@ -384,6 +393,46 @@ def test_the_end_edge_is_proven_by_a_later_reading_or_the_revocation() -> None:
     ev = _ev(s, EvidenceKind.FULL)
     assert codes(ev) == []  # reading 11 is the last valid one: nothing later can count
     assert ev.assets[0].devices[0].end_proven
+
+
+def test_full_evidence_shows_the_edges_of_every_device_of_the_asset() -> None:
+    """(v2) A device of a claimed asset whose readings full evidence leaves out altogether is
+    fatal, unless nothing it logs can count in the period."""
+    s = Scenario()
+    a = s.enrol(charger("dev-a"))
+    b = s.enrol(charger("dev-b"))
+    s.hourly(a, range(-1, 25))
+    s.add(b.reading(T0 - 2 * HOUR, 0), b.reading(T0 + DAY + HOUR, 0))  # b: none in the period
+    ev = _ev(s, EvidenceKind.FULL)
+    assert ev.backed, ev.findings
+    by_device = {d.device_id: d for d in ev.assets[0].devices}
+    assert (by_device["dev-b"].start_proven, by_device["dev-b"].end_proven) == (True, True)
+    trimmed = [r for r in s.readings if r.reading.device_id != "dev-b"]
+    ev = evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed, EvidenceKind.FULL)
+    assert [(f.code, f.device_id) for f in ev.fatal] == [("readings_omitted", "dev-b")]
+    assert "the last reading dated before the period and the one after it" in ev.fatal[0].message
+    assert "until an operator revokes it" in ev.fatal[0].message
+    # as boundary evidence, or in a v1 bundle, it is not: unless full evidence is required
+    assert evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed, EvidenceKind.BOUNDARY).backed
+    assert evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed).backed
+    strict = evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed, require_full=True)
+    assert [(f.code, f.device_id) for f in strict.fatal] == [("evidence_insufficient", "dev-b")]
+    # boundary evidence holding no reading at all: with --require-full, no device shows full evidence
+    strict = evaluate(
+        flat_claim(("charger-1",)), s.registry.devices, [], EvidenceKind.BOUNDARY, require_full=True
+    )
+    assert [(f.code, f.device_id) for f in strict.fatal] == [
+        ("evidence_insufficient", "dev-a"),
+        ("evidence_insufficient", "dev-b"),
+    ]
+    # a device enrolled after the period (by its own clock: statement time T0 - DAY) needs no edges
+    earlier = flat_claim(("charger-1",), start=T0 - 3 * DAY, end=T0 - 2 * DAY)
+    ev = evaluate(earlier, s.registry.devices, [], EvidenceKind.FULL)
+    assert codes(ev, Severity.FATAL) == []
+    # nor one revoked with last valid sequence number 0: nothing it logs counts
+    s.registry.revoke(s.index, RevocationEntry("dev-b", 0, "never installed", "operator-1", T0 + 2 * DAY))
+    ev = evaluate(flat_claim(("charger-1",)), s.registry.devices, trimmed, EvidenceKind.FULL)
+    assert ev.backed, ev.findings
 
 
 def test_require_full_makes_boundary_evidence_fatal() -> None:

@@ -22,7 +22,7 @@ from attest_core.entries import (
 from attest_core.errors import DecodeError
 from attest_core.identitychain import IdentityHeads, LoggedIdentity, check_identity_chain
 from attest_core.verdict import EvidenceKind
-from tests.support import HOUR, T0, MemoryLog, TestDevice, flat_claim, seeded_signer
+from tests.support import DAY, HOUR, T0, MemoryLog, TestDevice, flat_claim, seeded_signer
 
 MINUTE = 60_000
 
@@ -42,6 +42,8 @@ def build(v1_first: bool = False) -> tuple[MemoryLog, dict[str, list[int]], int]
     for n in range(3):
         for d, start in ((one, T0), (two, T0 + 2 * HOUR), (other, T0)):  # dev-a2 after dev-a1
             at[d.device_id].append(log.append_reading(d.reading(start + n * 10 * MINUTE, n * 1000)))
+    for d in (one, other):  # a reading after the period proves each device's end edge
+        at[d.device_id].append(log.append_reading(d.reading(T0 + DAY, 3000)))
     new = seeded_signer("dev-a2 new")
     data, old_sig, new_sig = sign_rotation(
         RotationStatement("dev-a2", two.signer.public_key, new.public_key, 4, T0), two.signer, new

@@ -15,6 +15,7 @@ import pytest
 from attest_core.bundle import VerifiedBundle, parse_bundle, verify_bundle
 from attest_core.device import AssetKind, RotationStatement, sign_rotation
 from attest_core.entries import ClaimEntry, EnrolmentEntry, ReadingEntry, RevocationEntry, decode_entry
+from attest_core.errors import BundleError
 from attest_core.merkle import multi_inclusion_plan
 from attest_core.money import format_kwh
 from attest_core.reading import Status
@@ -34,6 +35,8 @@ K = TestDevice("ev3-dev", "ev-3")  # key rotation at seq 10
 LATE = TestDevice("late-dev", "ev-late")  # some readings arrive after the claim
 TAMPER = TestDevice("tamper-dev", "ev-tamper")  # one reading at 12:00 reports tampering
 JUMP = TestDevice("jump-dev", "ev-jump")  # its clock jumps a day ahead once, at 12:00
+OPEN = TestDevice("open-dev", "ev-open")  # reads 00:00-03:00 and never after: its end edge stays unproven
+SILENT = TestDevice("silent-dev", "ev-silent")  # enrolled, never sends a reading
 HELD_BACK: list[bytes] = []
 
 
@@ -49,7 +52,7 @@ def every(
 @pytest.fixture(scope="module")
 def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with api_gateway(postgres, broker, tmp_path_factory.mktemp("claims")) as api:
-        for d in (E1, E2A, E2B, PV, K, LATE, TAMPER, JUMP):
+        for d in (E1, E2A, E2B, PV, K, LATE, TAMPER, JUMP, OPEN, SILENT):
             api.enrol(d)
         items = [(E1, e) for e in every(E1, T0 - HOUR, T0 + DAY + HOUR, 10 * MINUTE, 2)]
         items += [(E2A, e) for e in every(E2A, T0 - HOUR, T0 + 10 * HOUR + 1, 10 * MINUTE, 1.5)]
@@ -65,6 +68,7 @@ def api(postgres: Postgres, broker: Broker, tmp_path_factory: pytest.TempPathFac
         late = every(LATE, T0, T0 + 6 * HOUR, 30 * MINUTE, 5)
         items += [(LATE, e) for e in late[:6]]
         HELD_BACK.extend(late[6:])
+        items += [(OPEN, e) for e in every(OPEN, T0, T0 + 3 * HOUR + 1, 30 * MINUTE, 5)]
         for n, t in enumerate(range(T0 - HOUR, T0 + DAY + 2 * HOUR, HOUR)):  # seq 1..27, 00:00 is seq 2
             status = Status.TAMPER if t == T0 + 12 * HOUR else Status.OK
             items.append((TAMPER, TAMPER.reading(t, n * 1_000_000, status=status).encode()))
@@ -293,6 +297,15 @@ def test_the_verdict_follows_late_readings(api: Api) -> None:
     assert api.ingest([(LATE, e) for e in HELD_BACK]).accepted == len(HELD_BACK)  # delivered late
     claim = checkpointed(api, claim["id"])
     assert (claim["verdict"]["energy_kwh"], claim["verdict"]["revenue"]) == ("55", "19.25")
+    # (v2) every reading so far lies in the period: readings after them may still count
+    assert claim["verdict"]["backed"] is False
+    assert [f["code"] for f in findings(claim["verdict"]) if f["severity"] == "fatal"] == [
+        "end_edge_unproven"
+    ]
+    after = LATE.reading(T0 + DAY, 55_000_000).encode()  # a reading after the period proves the end
+    assert api.ingest([(LATE, after)]).accepted == 1
+    claim = checkpointed(api, claim["id"])
+    assert (claim["verdict"]["energy_kwh"], claim["verdict"]["revenue"]) == ("55", "19.25")
     assert claim["verdict"]["backed"] is True
     _, result = bundle(api, claim["id"], "full")
     assert_same_verdict(claim["verdict"], result, exact=True)
@@ -476,7 +489,7 @@ def test_a_full_bundle_that_leaves_out_the_tampered_reading_is_not_backed(api: A
 
 
 def test_the_verdict_says_which_checks_ran_on_which_evidence(api: Api) -> None:
-    claim = checkpointed(api, file(api, claim_body(["ev-1", "ev-late"]))["id"])
+    claim = checkpointed(api, file(api, claim_body(["ev-1", "ev-open"]))["id"])
     verdict = claim["verdict"]
     assert verdict["evidence"] == "full"
     checks = {c["check"]: c for c in verdict["checks"]}
@@ -486,11 +499,14 @@ def test_the_verdict_says_which_checks_ran_on_which_evidence(api: Api) -> None:
     }  # fmt: skip
     assert checks["night_production"]["on_full"] == "every interval"
     assert checks["chain_break"]["on_boundary"] == "not run"
-    assert {a["asset_id"]: a["evidence"] for a in verdict["assets"]} == {"ev-1": "full", "ev-late": "full"}
-    # late-dev has logged no reading after the period yet: its end edge is unproven, and said so
-    late = next(d for a in verdict["assets"] for d in a["devices"] if d["device_id"] == "late-dev")
+    assert {a["asset_id"]: a["evidence"] for a in verdict["assets"]} == {"ev-1": "full", "ev-open": "full"}
+    # open-dev has logged no reading after the period: its end edge is unproven, and (v2) fatal
+    late = next(d for a in verdict["assets"] for d in a["devices"] if d["device_id"] == "open-dev")
     assert (late["start_proven"], late["end_proven"]) == (True, False)
-    assert [f["code"] for f in findings(verdict) if f["device_id"] == "late-dev"] == ["end_edge_unproven"]
+    assert [(f["code"], f["severity"]) for f in findings(verdict) if f["device_id"] == "open-dev"] == [
+        ("end_edge_unproven", "fatal")
+    ]
+    assert verdict["backed"] is False
     _, result = bundle(api, claim["id"], "boundary")
     assert [c.to_json() for c in result.evaluation.checks if c.code == "readings_omitted"] == [
         {**checks["readings_omitted"], "full_devices": 0, "boundary_devices": 2}
@@ -545,3 +561,81 @@ def test_a_bundle_that_leaves_out_a_device_of_the_asset_is_not_backed(api: Api) 
         _rebundle(api, raw, lambda index, entry: isinstance(entry, RevocationEntry)), api.log_key()
     )
     assert "identity_omitted" in {f.code for f in revoked.evaluation.fatal}
+
+
+def test_a_full_bundle_cut_after_the_tampered_reading_is_not_backed(api: Api) -> None:
+    """Every reading from the tampered one on left out: what is left is contiguous and starts
+    before the period, but (v2) without a reading after the period its end edge is unproven,
+    which is fatal in full evidence.  Relabelled as a v1 bundle it is refused."""
+    claim = checkpointed(api, file(api, claim_body(["ev-tamper"]))["id"])
+    raw, _ = bundle(api, claim["id"], "full")
+    tampered = next(s for s, t in _seqs(raw)["tamper-dev"] if t == T0 + 12 * HOUR)
+    tail = [s for s, _ in _seqs(raw)["tamper-dev"] if s >= tampered]
+
+    def cut(index: int, entry: object) -> bool:
+        return (
+            isinstance(entry, ReadingEntry)
+            and entry.reading.device_id == "tamper-dev"
+            and entry.reading.seq >= tampered
+        )
+
+    trimmed = _rebundle(api, raw, cut, len(tail))
+    result = verify_bundle(trimmed, api.log_key())  # the proof is valid: the evidence verifies
+    assert result.backed is False
+    assert [(f.code, f.device_id) for f in result.evaluation.fatal] == [("end_edge_unproven", "tamper-dev")]
+    assert "a reading dated at or after the period's end would prove" in result.evaluation.fatal[0].message
+    # the format member is not signed: relabelled v1, the cut (or gapped) device would read as
+    # boundary evidence; a v1 bundle of a v2 claim entry is refused as invalid evidence
+    for cut_bundle in (trimmed, _without(api, raw, "tamper-dev", tampered)):
+        doc = json.loads(cut_bundle)
+        doc["format"] = "iot-attest-evidence/v1"
+        del doc["evidence"]
+        with pytest.raises(BundleError) as info:
+            verify_bundle(json.dumps(doc).encode(), api.log_key())
+        assert info.value.code == "format_mismatch"
+
+
+def test_full_evidence_shows_every_device_of_the_asset(api: Api) -> None:
+    """ev-2 over the morning: ev2-dev-b reads only from 12:00, so it has no reading in the period.
+    (v2) Full evidence holds its edges (here its reading 1, dated after the period), and leaving
+    out every reading of a device while keeping its enrolment is readings_omitted."""
+    claim = checkpointed(api, file(api, claim_body(["ev-2"], period_end="2026-10-01T06:00:00Z"))["id"])
+    assert claim["verdict"]["backed"] is True, findings(claim["verdict"])
+    raw, result = bundle(api, claim["id"], "full")
+    assert_same_verdict(claim["verdict"], result, exact=True)
+    assert _seqs(raw)["ev2-dev-b"] == [(1, T0 + 12 * HOUR)]
+
+    def of_dev_b(index: int, entry: object) -> bool:
+        return isinstance(entry, ReadingEntry) and entry.reading.device_id == "ev2-dev-b"
+
+    result = verify_bundle(_rebundle(api, raw, of_dev_b), api.log_key())
+    assert [(f.code, f.device_id) for f in result.evaluation.fatal] == [("readings_omitted", "ev2-dev-b")]
+    withdraw_all(api)
+    # the whole day: all of ev2-dev-b's readings left out, its enrolment kept
+    claim = checkpointed(api, file(api, claim_body(["ev-2"]))["id"])
+    raw, result = bundle(api, claim["id"], "full")
+    assert result.backed, result.evaluation.findings
+    count = len(_seqs(raw)["ev2-dev-b"])
+    result = verify_bundle(_rebundle(api, raw, of_dev_b, count), api.log_key())
+    assert result.backed is False
+    assert [(f.code, f.device_id) for f in result.evaluation.fatal] == [("readings_omitted", "ev2-dev-b")]
+
+
+def test_a_device_that_never_sent_a_reading_keeps_full_evidence_unprovable_until_revoked(api: Api) -> None:
+    claim = checkpointed(api, file(api, claim_body(["ev-silent"]))["id"])
+    verdict = claim["verdict"]
+    assert verdict["backed"] is False
+    fatal = [(f["code"], f["device_id"]) for f in findings(verdict) if f["severity"] == "fatal"]
+    assert fatal == [("readings_omitted", "silent-dev")]
+    # an operator revokes it, disowning every reading (there is none): nothing it logs can count
+    api.ok(
+        api.post(
+            "/v1/devices/silent-dev/revoke",
+            "operator-1",
+            json={"reason": "never installed", "last_valid_seq": 0},
+        )
+    )
+    claim = checkpointed(api, claim["id"])
+    assert claim["verdict"]["backed"] is True, findings(claim["verdict"])
+    _, result = bundle(api, claim["id"], "full")
+    assert result.backed, result.evaluation.findings

@@ -2,7 +2,8 @@
 boundary bundle's (gateway.evidence.boundary_readings) those of attest_core.evaluation.boundary_seqs,
 the full bundle's (gateway.evidence.FULL_READINGS) those of attest_core.evaluation.full_seqs; for
 every claim period (its edges on, just before and just after reading times), every set of assets
-and every tree size.
+and every tree size.  (v2) A device of a claimed asset with no reading in the period gets its
+edges in full evidence: the last reading before the period and the one after it.
 
 The log holds several devices per asset, a device with one reading, one with none, one whose
 device time goes back, one whose key was rotated, one revoked after some readings beyond its last

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from attest_core.note import NoteSigner
+from attest_core.verdict import EvidenceKind
 from tests.core.test_bundle import HONEST, Fleet
 from tests.support import seeded_signer
 from verifier.cli import main
@@ -46,10 +47,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     fleet = Fleet()
     d = tmp_path_factory.mktemp("evidence")
     honest = fleet.claim_index(*HONEST)
-    (d / "honest.json").write_bytes(fleet.log.bundle_bytes(honest, fleet.boundary(honest)))
-    (d / "full.json").write_bytes(fleet.log.bundle_bytes(honest, fleet.full()))
+    (d / "honest.json").write_bytes(
+        fleet.log.bundle_bytes(honest, fleet.boundary(honest), EvidenceKind.BOUNDARY)
+    )
+    # a v1 bundle (of a v1 claim entry, as a v1 gateway wrote it) holding every reading
+    honest_v1 = fleet.claim_index(*HONEST, v1=True)
+    (d / "full.json").write_bytes(fleet.log.bundle_bytes(honest_v1, fleet.full()))
     over = fleet.claim_index(HONEST[0], "77.01")
-    (d / "overclaim.json").write_bytes(fleet.log.bundle_bytes(over, fleet.boundary(over)))
+    (d / "overclaim.json").write_bytes(
+        fleet.log.bundle_bytes(over, fleet.boundary(over), EvidenceKind.BOUNDARY)
+    )
     (d / "log-key.txt").write_text(fleet.log.key.to_string() + "\n")
     other = NoteSigner(fleet.log.origin, seeded_signer("impostor")).verifier_key().to_string()
     return Files(fleet, d, d / "log-key.txt", other, d / "honest.json", d / "full.json", d / "overclaim.json")

@@ -48,7 +48,8 @@ def test_full_evidence_is_reported_full(cli: Cli, files: Files) -> None:
     assert doc["evidence"]["declared"] is None
     assert doc["evidence"]["format"] == "iot-attest-evidence/v1"
     assert doc["stats"]["readings_verified"] == 78
-    assert doc["findings"] == []
+    # a v1 claim entry: whether the energy is claimed twice is not in the bundle, said so
+    assert [f["code"] for f in doc["findings"]] == ["claim_chain_v1"]
 
 
 def test_an_overclaim_is_valid_but_not_backed(cli: Cli, files: Files) -> None:
@@ -77,6 +78,19 @@ def test_another_log_key_makes_the_evidence_invalid(cli: Cli, files: Files) -> N
     assert r.code == 2
     assert "INVALID EVIDENCE" in r.out
     assert "[no_known_signature]" in r.out
+
+
+def test_a_v2_bundle_relabelled_v1_is_invalid(cli: Cli, files: Files, tmp_path: Path) -> None:
+    """The format member is not signed; a v1 bundle whose claim entry is v2 (which only a v2
+    gateway writes, in v2 bundles) is invalid evidence, exit code 2."""
+    doc = json.loads(files.honest.read_bytes())
+    doc["format"] = "iot-attest-evidence/v1"
+    del doc["evidence"]
+    path = tmp_path / "relabelled.json"
+    path.write_text(json.dumps(doc))
+    r = cli("bundle", path, "--log-key", files.log_key, "--json")
+    assert r.code == 2
+    assert json.loads(r.out)["error"]["code"] == "format_mismatch"
 
 
 def test_a_truncated_or_garbled_bundle_is_invalid(cli: Cli, files: Files, tmp_path: Path) -> None:
@@ -242,6 +256,7 @@ def test_witness_cosignatures_can_be_required(cli: Cli, files: Files, tmp_path: 
                 bundle.claim_index,
                 bundle.entries,
                 bundle.proof,
+                bundle.evidence,
             )
         )
     )

@@ -17,6 +17,7 @@ from attest_core.chain import ChainState
 from attest_core.errors import AttestError, BundleError, SignatureError
 from attest_core.keys import failed_signatures
 from attest_core.reading import Envelope
+from attest_core.verdict import EvidenceKind
 from tests.core.test_bundle import HONEST, KWH, Fleet
 from tests.core.test_bundle_fast_paths import _outcome
 from tests.support import HOUR, T0, MemoryLog, TestDevice, flat_claim, seeded_signer
@@ -31,7 +32,7 @@ class Setup:
         self.claim_index = self.fleet.claim_index(*HONEST)
 
     def good(self) -> bytes:
-        return self.fleet.log.bundle_bytes(self.claim_index, self.fleet.full())
+        return self.fleet.log.bundle_bytes(self.claim_index, self.fleet.full(), EvidenceKind.FULL)
 
 
 def _report(data: bytes, key: Any, **options: Any) -> tuple[Any, ...]:
@@ -77,7 +78,7 @@ def _forged_log(bad_at: int, then: str | None = None) -> tuple[MemoryLog, bytes]
     elif then == "unknown_device":
         indices.append(log.append_reading(TestDevice("dev-x", "charger-a").reading(T0, KWH)))
     claim_index = log.file_claim(flat_claim(("charger-a", "charger-b")))
-    return log, log.bundle_bytes(claim_index, indices)
+    return log, log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY)
 
 
 @pytest.mark.usefixtures("small_batches")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import attest_core.bundle.verify as bundle_module
+from attest_core.verdict import EvidenceKind
 from tests.support import T0, MemoryLog, TestDevice, flat_claim
 from tests.verifier.conftest import Cli, Files, run_process
 from tests.verifier.test_bundle_jobs import _forged_log
@@ -75,7 +76,7 @@ def test_jobs_in_a_real_process(tmp_path: Path) -> None:
             indices.append(log.append_reading(d.reading(T0 + k * 30_000, k * 80_000)))
     claim_index = log.file_claim(flat_claim(tuple(d.asset_id for d in devices)))
     bundle, key = tmp_path / "bundle.json", tmp_path / "log-key.txt"
-    bundle.write_bytes(log.bundle_bytes(claim_index, indices))
+    bundle.write_bytes(log.bundle_bytes(claim_index, indices, EvidenceKind.BOUNDARY))
     key.write_text(log.key.to_string() + "\n")
     serial = run_process("bundle", bundle, "--log-key", key, "--json")
     parallel = run_process("bundle", bundle, "--log-key", key, "--json", "--jobs", "2")
