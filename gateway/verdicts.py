@@ -16,14 +16,13 @@ from typing import Any
 
 import asyncpg
 
-from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain
-from attest_core.entries import ClaimEntry, WithdrawalEntry, decode_entry
+from attest_core.chains import chain_findings
+from attest_core.claimchain import LoggedClaim
+from attest_core.entries import ClaimEntry, decode_entry
 from attest_core.evaluation import AttestedReading, Evaluation, EvidenceKind, evaluate
-from attest_core.identitychain import check_identity_chain, claim_heads, logged_identities
 from attest_core.merkle import leaf_hash
 from attest_core.money import format_kwh, round_down
 from attest_core.reading import decode_envelope, decode_payload, reading_hash
-from attest_core.verdict import Finding
 from gateway.claims import StoredClaim, chain_entries
 from gateway.evidence import CHUNK, full_readings, identity_entries, reading_args, replay
 
@@ -79,31 +78,17 @@ async def evaluate_claim(conn: asyncpg.Connection, stored: StoredClaim, size: in
         while rows := await cursor.fetch(CHUNK):
             readings.extend(await asyncio.to_thread(_attested, rows))
     evaluation = await asyncio.to_thread(evaluate, claim, registry.devices, readings, EvidenceKind.FULL)
-    evaluation.findings.extend(chain_findings(stored.log_index, stored.entry, chain))
     subject = decode_entry(stored.entry)
     assert isinstance(subject, ClaimEntry)
     devices = registry.devices
-    logged = logged_identities(
-        ((i, leaf_hash(data), decode_entry(data)) for i, data in identity),
-        lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+    evaluation.findings.extend(
+        chain_findings(
+            LoggedClaim(stored.log_index, leaf_hash(stored.entry), subject),
+            ((i, leaf_hash(data), decode_entry(data)) for i, data in [*chain, *identity]),
+            lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+        )
     )
-    evaluation.findings.extend(check_identity_chain(stored.log_index, claim_heads(subject), logged))
     return evaluation
-
-
-def chain_findings(index: int, entry: bytes, chain: list[tuple[int, bytes]]) -> list[Finding]:
-    """What attest_core.claimchain finds about the claim at ``index`` from the entries of its chain."""
-    subject = decode_entry(entry)
-    assert isinstance(subject, ClaimEntry)
-    claims: list[LoggedClaim] = []
-    withdrawals: list[LoggedWithdrawal] = []
-    for i, data in chain:
-        decoded = decode_entry(data)
-        if isinstance(decoded, ClaimEntry):
-            claims.append(LoggedClaim(i, leaf_hash(data), decoded))
-        elif isinstance(decoded, WithdrawalEntry):
-            withdrawals.append(LoggedWithdrawal(i, decoded))
-    return check_claim_chain(LoggedClaim(index, leaf_hash(entry), subject), claims, withdrawals)
 
 
 def decimal_text(value: Decimal) -> str:

@@ -17,9 +17,10 @@ from typing import TypedDict
 
 from attest_core import domains
 from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, fail, parse_bundle
+from attest_core.chains import chain_findings
 from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
 from attest_core.claim import Claim
-from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, check_claim_chain, needed_indices
+from attest_core.claimchain import LoggedClaim, LoggedWithdrawal, needed_indices
 from attest_core.device import log_key_hash
 from attest_core.entries import (
     ENTRY_VERSION,
@@ -34,7 +35,6 @@ from attest_core.entries import (
 )
 from attest_core.errors import AttestError, BundleError, DecodeError, SignatureError
 from attest_core.evaluation import AttestedReading, Evaluation, evaluate
-from attest_core.identitychain import check_identity_chain, claim_heads, logged_identities
 from attest_core.keys import failed_signatures
 from attest_core.merkle import leaf_hash, verify_multi_inclusion
 from attest_core.note import VerifierKey
@@ -208,13 +208,14 @@ def verify_bundle(
     evaluation = evaluate(
         claim, replay.registry.devices, readings, bundle.evidence, require_full=require_full
     )
-    evaluation.findings.extend(check_claim_chain(subject, other_claims, withdrawals))
     devices = replay.registry.devices
-    identity = logged_identities(
-        ((i, leaves[i], e) for i, e in decoded if not isinstance(e, SignedReading)),
-        lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+    evaluation.findings.extend(
+        chain_findings(
+            subject,
+            ((i, leaves[i], e) for i, e in decoded if not isinstance(e, SignedReading)),
+            lambda device_id: devices[device_id].asset_id if device_id in devices else None,
+        )
     )
-    evaluation.findings.extend(check_identity_chain(bundle.claim_index, claim_heads(claim_entry), identity))
     return VerifiedBundle(
         checkpoint=signed,
         claim_index=bundle.claim_index,
