@@ -87,7 +87,7 @@ from attest_core.power import (  # the rated-power rule lives there: the device 
     allowed_energy_mwh,
     exceeds_rated_power,
 )
-from attest_core.reading import FATAL_STATUS, Status
+from attest_core.reading import FATAL_STATUS, Reading, Status
 from attest_core.registry import DeviceRecord
 from attest_core.sun import is_night_throughout
 from attest_core.verdict import (
@@ -189,38 +189,47 @@ def boundary_seqs(
     return min(inside), max(inside)
 
 
-def full_seqs(readings: Iterable[tuple[int, int]], claim: Claim) -> tuple[int, int] | None:
+def full_seqs(readings: Iterable[tuple[int, ...]], claim: Claim) -> tuple[int, int] | None:
     """The sequence range a full-evidence bundle holds of one device: every reading from ``lo`` to ``hi``.
 
-    ``readings`` are (seq, device time ms) of the device's logged readings (in the tree
-    of the bundle's checkpoint), which by the log's invariant are 1, 2, ..., n.  The range
-    runs from the reading before the first one in the claim period (reading 1 if that is
-    the first) to the reading after the last one (the last logged if there is none yet),
-    whatever the device times in between: a reading dated outside the period by a clock
-    jump is in the range, so it shows as a jump, not as a gap.  Readings a revocation
+    ``readings`` are (seq, device time ms, clock unsynchronised) of the device's logged
+    readings (in the tree of the bundle's checkpoint; the third member may be left out: a
+    synchronised clock), which by the log's invariant are 1, 2, ..., n.  The range runs from
+    the start edge, the last reading before the first one in the claim period dated before the
+    period by a synchronised clock (reading 1 if there is none), to the end edge, the first
+    reading after the last one in the period dated at or after its end by a synchronised clock
+    (the last logged if there is none yet), whatever the device times in between: a reading
+    dated outside the period by a clock jump is in the range, so it shows as a jump, not as a
+    gap, and a reading whose clock is not synchronised never stands as an edge (its time
+    could put it outside the period when it was taken inside).  Readings a revocation
     disowns are in the range like any other (they prove the edges; the evaluation does not
     count them).
 
     (v2) A device with no reading in the period still shows its edges, so full evidence
-    proves it attests nothing: the last reading dated before the period and the one after
-    it (reading 1 if none is dated before; the last logged if none follows yet).  None only
-    if the device has logged no reading.
+    proves it attests nothing: the last reading dated before the period and the first one
+    dated after it, by the same rule.  None only if the device has logged no reading.
     """
-    highest = before = 0
-    first = last = None
-    start = claim.period_start_ms
-    for seq, t in readings:
-        highest = max(highest, seq)
-        if in_period(claim, t):
-            first = seq if first is None else min(first, seq)
-            last = seq if last is None else max(last, seq)
-        elif t < start:
-            before = max(before, seq)
-    if highest == 0:
+    items = [(r[0], r[1], bool(r[2]) if len(r) > 2 else False) for r in readings]
+    if not items:
         return None
-    if first is None or last is None:
-        return max(before, 1), min(before + 1, highest)
-    return max(first - 1, 1), min(last + 1, highest)
+    highest = max(seq for seq, _, _ in items)
+    inside = [seq for seq, t, _ in items if in_period(claim, t)]
+    start, end = claim.period_start_ms, claim.period_end_ms
+    if inside:
+        first, last = min(inside), max(inside)
+    else:
+        first = highest + 1  # the start edge: the last one dated before the period, whatever its seq
+        last = 0
+    lo = max((seq for seq, t, unsynced in items if seq < first and t < start and not unsynced), default=1)
+    after = last if inside else lo - 1  # with none inside, reading lo may itself be dated after the period
+    hi = min(
+        (seq for seq, t, unsynced in items if seq > after and t >= end and not unsynced), default=highest
+    )
+    return lo, hi
+
+
+def _unsynced(reading: Reading) -> bool:
+    return bool(reading.status & Status.TIME_UNSYNCED)
 
 
 def needs_edges(record: DeviceRecord, claim: Claim) -> bool:
@@ -503,10 +512,12 @@ def _classify(
     # the first one in the period dated after it, the pair would be time_backwards anyway.)  A
     # bundle holding only readings dated after the period has no start edge: the readings
     # before them, in the period, were left out.
-    result.start_proven = lo.seq == 1 or lo.time_ms < claim.period_start_ms
-    # The end edge: a reading dated at or after the period's end, or the last one the
-    # revocation leaves valid (nothing later counts).
-    result.end_proven = hi.time_ms >= claim.period_end_ms or (
+    # A reading whose clock is not synchronised proves no edge: its time may put it outside the
+    # period when it was taken inside (full_seqs then reaches for a synchronised one).
+    result.start_proven = lo.seq == 1 or (lo.time_ms < claim.period_start_ms and not _unsynced(lo))
+    # The end edge: a reading dated at or after the period's end (by a synchronised clock), or
+    # the last one the revocation leaves valid (nothing later counts).
+    result.end_proven = (hi.time_ms >= claim.period_end_ms and not _unsynced(hi)) or (
         record.last_valid_seq is not None and hi.seq >= record.last_valid_seq
     )
     if declared is None:  # a v1 bundle: full only where the readings show it

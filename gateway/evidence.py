@@ -44,28 +44,39 @@ def reading_args(claim: Claim, size: int) -> tuple[list[str], int, int, int]:
 def full_readings(columns: str) -> str:
     """``full_seqs`` in SQL, selecting ``columns`` of ``readings r`` by log index: per device,
     the lowest and highest sequence number among its readings of the claim
-    (:data:`READINGS_WHERE`), and every logged reading from one below the lowest to one above
-    the highest.  The log holds each device's readings 1..n without a gap (the sequencer's
-    invariant), so "one below" and "one above" are the edges whatever their device time; a
+    (:data:`READINGS_WHERE`), and every logged reading from the start edge below the lowest to
+    the end edge above the highest.  The log holds each device's readings 1..n without a gap (the
+    sequencer's invariant), so the range is the evidence whatever the device times inside it; a
     reading not logged or beyond the tree (log index NULL or >= $4) is not evidence.
 
-    (v2) A device of the claimed assets with no reading of the claim contributes its edges: the
-    highest sequence number dated before the period (0 if none) and the one above it, reading 1
-    at least.  Only those few devices have their logged readings scanned (by the primary key)."""
+    (v2) The edges are readings dated outside the period by a synchronised clock (``unsynced``
+    false): the start edge the highest such below the first reading of the claim dated before the
+    period (reading 1 if none), the end edge the lowest such above the last one dated at or
+    after its end (the last logged if none).  A device of the claimed assets with no reading of
+    the claim contributes its edges all the same.  Each edge is one search of the device's
+    readings by the primary key."""
     return f"""
 WITH inside AS (
-    SELECT device_id, min(seq) - 1 AS lo, max(seq) + 1 AS hi FROM readings WHERE {READINGS_WHERE}
+    SELECT device_id, min(seq) AS first, max(seq) AS last FROM readings WHERE {READINGS_WHERE}
     GROUP BY device_id
 ), outside AS (
-    SELECT d.device_id, greatest(b.before, 1) AS lo, b.before + 1 AS hi
+    SELECT d.device_id, NULL::bigint AS first, NULL::bigint AS last
     FROM devices d
-    CROSS JOIN LATERAL (
-        SELECT coalesce(max(seq), 0) AS before FROM readings
-        WHERE device_id = d.device_id AND time_ms < $2 AND log_index < $4
-    ) b
     WHERE d.asset_id = ANY($1::text[]) AND d.device_id NOT IN (SELECT device_id FROM inside)
+), starts AS (
+    SELECT x.device_id, x.first, x.last, coalesce((
+        SELECT max(seq) FROM readings
+        WHERE device_id = x.device_id AND (x.first IS NULL OR seq < x.first)
+          AND time_ms < $2 AND NOT unsynced AND log_index < $4
+    ), 1) AS lo
+    FROM (SELECT * FROM inside UNION ALL SELECT * FROM outside) x
 ), ends AS (
-    SELECT * FROM inside UNION ALL SELECT * FROM outside
+    SELECT s.device_id, s.lo, coalesce((
+        SELECT min(seq) FROM readings
+        WHERE device_id = s.device_id AND seq > coalesce(s.last, s.lo - 1)
+          AND time_ms >= $3 AND NOT unsynced AND log_index < $4
+    ), (SELECT max(seq) FROM readings WHERE device_id = s.device_id AND log_index < $4)) AS hi
+    FROM starts s
 )
 SELECT {columns} FROM readings r JOIN ends e ON r.device_id = e.device_id
 WHERE r.seq BETWEEN e.lo AND e.hi AND r.log_index < $4

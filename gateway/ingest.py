@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 
 from attest_core.errors import AttestError
-from attest_core.reading import MAX_ENVELOPE_SIZE, decode_envelope, decode_payload, reading_hash
+from attest_core.reading import MAX_ENVELOPE_SIZE, Status, decode_envelope, decode_payload, reading_hash
 from attest_core.registry import Registry
 from attest_core.topics import device_of_readings_topic
 from gateway.config import Settings
@@ -62,6 +62,8 @@ class Accepted:
     energy_mwh: int
     payload_hash: bytes
     envelope: bytes
+    unsynced: bool
+    """The reading's clock was not synchronised: it proves no edge of a claim period."""
 
 
 @dataclass
@@ -193,13 +195,14 @@ def check(
         reading.energy_mwh,
         reading_hash(envelope.payload),
         payload,
+        bool(reading.status & Status.TIME_UNSYNCED),
     )
 
 
 _INSERT = (
-    "INSERT INTO readings (device_id, seq, asset_id, time_ms, energy_mwh, payload_hash, envelope) "
-    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bytea[]) "
-    "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq"
+    "INSERT INTO readings (device_id, seq, asset_id, time_ms, energy_mwh, payload_hash, envelope, unsynced) "
+    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bytea[], "
+    "$8::boolean[]) ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq"
 )
 
 
@@ -287,6 +290,7 @@ async def _store_checked(conn: asyncpg.Connection, checked: _Checked) -> BatchRe
             [a.energy_mwh for a in items],
             [a.payload_hash for a in items],
             [a.envelope for a in items],
+            [a.unsynced for a in items],
         )
         inserted = {(r["device_id"], r["seq"]) for r in rows}
     conflicts = [v for k, v in accepted.items() if k not in inserted] + repeats

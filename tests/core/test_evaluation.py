@@ -349,6 +349,16 @@ def test_full_seqs_run_from_the_reading_before_the_period_to_the_one_after() -> 
     # a clock jump out of the period in the middle is inside the range: it shows as a jump, not a gap
     jump = [(1, T0 - 1), (2, T0), (3, T0 + 2 * DAY), (4, T0 + 5), (5, T0 + DAY)]
     assert full_seqs(jump, claim) == (1, 5)
+    # an unsynchronised clock proves no edge: the range reaches for a synchronised reading
+    unsynced = [
+        (1, T0 - 2 * HOUR, False),
+        (2, T0 - HOUR, True),
+        (3, T0, False),
+        (4, T0 + DAY, True),
+        (5, T0 + DAY + 1, False),
+    ]
+    assert full_seqs(unsynced, claim) == (1, 5)
+    assert full_seqs(unsynced[1:4], claim) == (1, 4)  # none synchronised outside: reading 1, the last logged
 
 
 def test_a_reading_left_out_of_full_evidence_is_fatal() -> None:

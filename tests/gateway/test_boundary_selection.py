@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from attest_core.entries import RevokerRole, reading_entry_bytes
 from attest_core.evaluation import boundary_seqs, full_seqs
+from attest_core.reading import Status
 from gateway import logstore
 from gateway.devices import revoke, rotate
 from gateway.evidence import FULL_READINGS, boundary_readings, identity_entries, reading_args, replay
@@ -46,8 +47,17 @@ class Log:
     """The revocation's log index."""
 
 
-def _send(device: TestDevice, minutes: list[int]):  # type: ignore[no-untyped-def]
-    return [msg(device, device.reading(T0 + m * MINUTE, 1000 * (m + 1)).encode()) for m in minutes]
+def _send(device: TestDevice, minutes: list[int], unsynced: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+    """Readings at ``minutes``; those in ``unsynced`` with the clock-unsynchronised flag."""
+    return [
+        msg(
+            device,
+            device.reading(
+                T0 + m * MINUTE, 1000 * (m + 1), status=Status.TIME_UNSYNCED if m in unsynced else Status(0)
+            ).encode(),
+        )
+        for m in minutes
+    ]
 
 
 async def _build(conn: asyncpg.Connection, tmp_path: Path) -> None:
@@ -58,7 +68,8 @@ async def _build(conn: asyncpg.Connection, tmp_path: Path) -> None:
     revoked = TestDevice("dev-revoked", "asset-2")
     silent = TestDevice("dev-silent", "asset-3")  # enrolled, never sends
     late = TestDevice("dev-late", "asset-1")
-    for device in (back, rotated, single, revoked, silent, late):
+    clock = TestDevice("dev-clock", "asset-2")  # some readings with an unsynchronised clock
+    for device in (back, rotated, single, revoked, silent, late, clock):
         await enrol_device(conn, device)
     await world.sequence()
 
@@ -72,6 +83,8 @@ async def _build(conn: asyncpg.Connection, tmp_path: Path) -> None:
         conn, revoked.device_id, "stolen", "installer-1", last_valid_seq=4, role=RevokerRole.OPERATOR
     )
     await world.ingest(*_send(back, [30, 25, 40, 50]), *_send(late, [45, 55]))
+    # dev-clock: an unsynchronised reading jumps back (minute 5 after 12), another forward (60 before 35)
+    await world.ingest(*_send(clock, [0, 12, 5, 22, 60, 35, 48], unsynced=(12, 5, 60)))
     await world.sequence()
     # accepted, not logged: reading 4 of dev-late waits for reading 3
     late.reading(T0 + 60 * MINUTE, 1)
@@ -89,7 +102,7 @@ def log(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Log:
             await _build(conn, tmp_path_factory.mktemp("boundary"))
             size = await logstore.log_size(conn)
             times = tuple(sorted({r["time_ms"] for r in await conn.fetch("SELECT time_ms FROM readings")}))
-            assert await conn.fetchval("SELECT count(*) FROM readings") == 23  # every one sent was accepted
+            assert await conn.fetchval("SELECT count(*) FROM readings") == 30  # every one sent was accepted
             assert await conn.fetchval("SELECT count(*) FROM readings WHERE log_index IS NULL") == 1
             revocation = await conn.fetchval("SELECT idx FROM entries WHERE kind = 4")
             return Log(dsn, size, times, revocation)
@@ -106,7 +119,9 @@ async def _agree(conn: asyncpg.Connection, assets: tuple[str, ...], start: int, 
 
     registry = replay(identity)
     by_device: dict[str, list[asyncpg.Record]] = defaultdict(list)
-    for r in await conn.fetch("SELECT device_id, seq, asset_id, time_ms, log_index, envelope FROM readings"):
+    for r in await conn.fetch(
+        "SELECT device_id, seq, asset_id, time_ms, log_index, envelope, unsynced FROM readings"
+    ):
         if r["asset_id"] in assets and r["log_index"] is not None and r["log_index"] < size:
             by_device[r["device_id"]].append(r)
     expected: list[tuple[int, bytes]] = []
@@ -118,7 +133,7 @@ async def _agree(conn: asyncpg.Connection, assets: tuple[str, ...], start: int, 
             expected += [
                 (r["log_index"], reading_entry_bytes(bytes(r["envelope"]))) for r in rows if r["seq"] in ends
             ]
-        span = full_seqs([(r["seq"], r["time_ms"]) for r in rows], claim)
+        span = full_seqs([(r["seq"], r["time_ms"], r["unsynced"]) for r in rows], claim)
         if span is not None:
             full += [r["log_index"] for r in rows if span[0] <= r["seq"] <= span[1]]
     assert chosen == sorted(expected)
