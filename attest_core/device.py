@@ -16,7 +16,8 @@ Enrolment statement (signed by the device key: proof of possession)::
     text8   log_origin         the origin (= the log key's name) of the one log the device is enrolled in
     32      log_key_hash       SHA-256 of that log's C2SP verifier key string (:func:`log_key_hash`)
     u8      extension count
-    [u8 type, bytes16 value]   per extension; no type is defined yet, so any extension is refused
+    [u8 type, bytes16 value]   per extension; type 1 is the meter's public key and curve
+                               (attest_core.meterproof); any other type is refused
 
 Version 2 binds the enrolment, and through its chain anchor every reading of the
 device, to one log: a v1 statement names no log and can be replayed into another.  The
@@ -43,6 +44,7 @@ from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
 from attest_core.extensions import Extension, check_extensions, read_extensions, write_extensions
 from attest_core.keys import PUBLIC_KEY_SIZE, Signer, check_public_key, verify_signature
+from attest_core.meterproof import ENROLMENT_METER_KEY, MeterKey
 from attest_core.notekey import VerifierKey, name_problem
 from attest_core.reading import check_time
 
@@ -51,11 +53,11 @@ STATEMENT_VERSION = 1
 ENROLMENT_V2 = 2
 """An enrolment statement that names its log's origin (and may carry extensions)."""
 
-STATEMENT_EXTENSION_TYPES: frozenset[int] = frozenset()
+STATEMENT_EXTENSION_TYPES: frozenset[int] = frozenset({ENROLMENT_METER_KEY})
 """Extension types an enrolment statement v2 may carry (its own registry: a reading payload's
-extension types are attest_core.reading's).  None is defined yet (the meter's own
-public key and curve are the first planned); an unknown type is refused, never skipped, so a
-device cannot slip in a field a verifier would ignore."""
+extension types are attest_core.reading's).  Type 1 is the meter's own public key and curve
+(attest_core.meterproof); an unknown type is refused, never skipped, so a device cannot slip in
+a field a verifier would ignore."""
 
 
 class AssetKind(enum.IntEnum):
@@ -184,6 +186,17 @@ class EnrolmentStatement:
                     code="bad_log_key_hash",
                 )
         check_extensions(self.extensions, STATEMENT_EXTENSION_TYPES, "enrolment statement")
+        for extension in self.extensions:
+            if extension.type == ENROLMENT_METER_KEY:
+                MeterKey.decode(extension.value)
+
+    @property
+    def meter_key(self) -> MeterKey | None:
+        """The meter's own public key, if the device was enrolled with one (a certified charger's)."""
+        for extension in self.extensions:
+            if extension.type == ENROLMENT_METER_KEY:
+                return MeterKey.decode(extension.value)
+        return None
 
     @property
     def version(self) -> int:

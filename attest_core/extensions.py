@@ -5,10 +5,10 @@ A reading payload v2 and an enrolment statement v2 end (before anything fixed af
     u8      extension count    at most 255
     [u8 type, bytes16 value]   per extension, types strictly ascending (each once)
 
-Each structure has its own registry of types (a reading's: the meter's own signed record, of
-the next protocol work; an enrolment's: the meter's public key).  None is defined yet, so every
-extension is refused: a type a verifier does not know could change a verdict, so it is never
-skipped (``unknown_extension``).  Defining a type extends v2; it needs no new version.  Types
+Each structure has its own registry of types (a reading's: type 1, the meter's own signed
+record; an enrolment's: type 1, the meter's public key and curve; attest_core.meterproof).  A
+type a verifier does not know could change a verdict, so it is refused, never skipped
+(``unknown_extension``).  Defining a type extends v2; it needs no new version.  Types
 are strictly ascending, so a list has one encoding (``bad_extension_order``).
 """
 
@@ -44,7 +44,7 @@ def check_extensions(extensions: Iterable[Extension], known: frozenset[int], wha
             raise DecodeError(f"{what}: extension type {extension.type!r} is not a byte", code="out_of_range")
         if extension.type not in known:
             raise DecodeError(
-                f"{what}: extension type {extension.type} is unknown (v2 defines none yet)",
+                f"{what}: extension type {extension.type} is unknown",
                 code="unknown_extension",
             )
         if not isinstance(extension.value, bytes) or len(extension.value) > MAX_VALUE_BYTES:
@@ -67,7 +67,9 @@ def write_extensions(w: Writer, extensions: Iterable[Extension]) -> None:
 
 def read_extensions(r: Reader) -> tuple[Extension, ...]:
     """The list as encoded; the caller checks it (:func:`check_extensions`) against its registry."""
-    return tuple(
-        Extension(r.u8("extension type"), r.bytes16("extension value"))
-        for _ in range(r.u8("extension count"))
-    )
+    return read_extensions_counted(r, r.u8("extension count"))
+
+
+def read_extensions_counted(r: Reader, count: int) -> tuple[Extension, ...]:
+    """``count`` extensions (the count already read)."""
+    return tuple(Extension(r.u8("extension type"), r.bytes16("extension value")) for _ in range(count))

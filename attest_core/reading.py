@@ -17,8 +17,9 @@ Payload v2 (big-endian, see docs/protocol.md section 2)::
     u64     unsynced_readings  (v2) readings since enrolment with the clock unsynchronised, this one included
     u64     max_interval_power_mw  (v2) highest attest_core.power.interval_power_mw between
                                consecutive readings since enrolment, up to this one
-    u8      extension count    (v2) then per extension: u8 type, bytes16 value; no type is
-                               defined yet, so a count other than 0 is refused (unknown_extension)
+    u8      extension count    (v2) then per extension: u8 type, bytes16 value, types strictly
+                               ascending; type 1 is the meter's own signed record
+                               (attest_core.meterproof); any other type is refused (unknown_extension)
     32      prev_hash          reading_hash of reading seq-1; for seq 1 the enrolment's chain anchor
 
 ``prev_hash`` is the last 32 bytes of every payload version: the gateway's sequencer
@@ -47,8 +48,15 @@ from typing import NamedTuple
 from attest_core import domains
 from attest_core.codec import Reader, Writer, check_id, check_u63
 from attest_core.errors import DecodeError, SignatureError
-from attest_core.extensions import Extension, check_extensions, read_extensions, write_extensions
+from attest_core.extensions import (
+    Extension,
+    check_extensions,
+    read_extensions,
+    read_extensions_counted,
+    write_extensions,
+)
 from attest_core.keys import SIGNATURE_SIZE, Signer, verify_signature
+from attest_core.meterproof import READING_METER_RECORD, MeterRecord
 
 PAYLOAD_VERSION = 2
 """What encoders write for a reading with counters; a reading without (``counters=None``) is a v1 payload."""
@@ -56,8 +64,12 @@ PAYLOAD_VERSIONS = (1, 2)
 ENVELOPE_VERSION = 1
 KEY_ID_SIZE = 8
 HASH_SIZE = 32
-MAX_ENVELOPE_SIZE = 1024
-"""Hard limit on an envelope's size; a gateway rejects larger messages before decoding."""
+MAX_ENVELOPE_SIZE = 2304
+"""Hard limit on an envelope's size; a gateway rejects larger messages before decoding.
+
+2,304 bytes (it was 1,024): a reading of the longest identifiers carrying the largest meter
+record OCPP 2.0.1 can deliver (2,500 base64 characters, 1,875 bytes) is 2,187 bytes, and the
+limit leaves some room without letting a message grow much beyond what a reading needs."""
 
 MIN_TIME_MS = 1_577_836_800_000
 """2020-01-01T00:00:00Z: no reading of this protocol is older."""
@@ -106,8 +118,9 @@ class Counters(NamedTuple):
 ZERO_COUNTERS = Counters(0, 0, 0, 0)
 
 
-KNOWN_EXTENSION_TYPES: frozenset[int] = frozenset()
-"""Extension types this version understands: none yet (a meter's own signed record is next)."""
+KNOWN_EXTENSION_TYPES: frozenset[int] = frozenset({READING_METER_RECORD})
+"""Extension types this version understands (type 1: the meter's own signed record, exactly as it
+sent it, attest_core.meterproof); any other is refused (``unknown_extension``)."""
 
 
 class Trigger(enum.IntEnum):
@@ -175,7 +188,15 @@ class Reading:
                 raise DecodeError("counters must be a Counters", code="out_of_range")
             for name, value in zip(Counters._fields, self.counters, strict=True):
                 check_u63(value, name)
-        check_extensions(self.extensions, KNOWN_EXTENSION_TYPES, "reading payload")
+        check_reading_extensions(self.extensions)
+
+    @property
+    def meter_record(self) -> MeterRecord | None:
+        """The meter's own signed record this reading carries, if any."""
+        for extension in self.extensions:
+            if extension.type == READING_METER_RECORD:
+                return MeterRecord.decode(extension.value)
+        return None
 
     def encode(self) -> bytes:
         """The payload bytes (to be signed exactly as returned): v2, or v1 if ``counters`` is None."""
@@ -198,6 +219,14 @@ class Reading:
                 w.u64(value)
             write_extensions(w, self.extensions)
         return w.raw(self.prev_hash).getvalue()
+
+
+def check_reading_extensions(extensions: tuple[Extension, ...]) -> None:
+    """Refuse an extension list a v2 reading cannot carry, or a meter record that does not decode."""
+    check_extensions(extensions, KNOWN_EXTENSION_TYPES, "reading payload")
+    for extension in extensions:
+        if extension.type == READING_METER_RECORD:
+            MeterRecord.decode(extension.value)
 
 
 def check_time(value: int, what: str) -> int:
@@ -297,12 +326,19 @@ def _decode_payload_fast(payload: bytes) -> Reading | None:
         status, trigger = _FIXED_TAIL.unpack_from(payload, pos)
         pos += 3
         counters: Counters | None = None
+        extensions: tuple[Extension, ...] = ()
         if version == 2:
             counters = _new_counters(Counters, _COUNTERS.unpack_from(payload, pos))
-            # No extension type is known yet: any extension goes to the slow decoder, which names it.
-            if payload[pos + 32] or max(counters) > _MAX_U63:
+            if max(counters) > _MAX_U63:
                 raise IndexError
+            count = payload[pos + 32]
             pos += 33
+            if count:
+                # Rare (meter-signed readings): the slow reader parses and checks the list.
+                r = Reader(payload[pos:], "reading payload")
+                extensions = read_extensions_counted(r, count)
+                pos += r.offset
+                check_reading_extensions(extensions)
         prev_hash = payload[pos : pos + HASH_SIZE]
         if (
             pos + HASH_SIZE != len(payload)
@@ -325,9 +361,9 @@ def _decode_payload_fast(payload: bytes) -> Reading | None:
         _set_trigger(reading, _TRIGGERS[trigger])
         _set_prev_hash(reading, bytes(prev_hash))
         _set_counters(reading, counters)
-        _set_extensions(reading, ())
+        _set_extensions(reading, extensions)
         return reading
-    except (IndexError, struct.error, TypeError):
+    except (IndexError, struct.error, TypeError, DecodeError):
         return None
 
 
@@ -366,7 +402,7 @@ def _decode_payload_slowly(payload: bytes) -> Reading:
     if seq < 1:
         raise DecodeError("reading payload: seq 0 is not allowed (sequences start at 1)", code="out_of_range")
     check_time(time_ms, "reading payload: time_ms")
-    check_extensions(extensions, KNOWN_EXTENSION_TYPES, "reading payload")
+    check_reading_extensions(extensions)
     return Reading(
         device_id,
         asset_id,

@@ -23,6 +23,7 @@ from attest_core.entries import (
 )
 from attest_core.keys import Ed25519Signer
 from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
+from attest_core.meterproof import MeterKey
 from attest_core.note import NoteSigner, VerifierKey
 from attest_core.reading import Envelope, Status, Trigger, reading_hash, sign_reading
 from attest_core.tariff import Tariff
@@ -59,6 +60,8 @@ class TestDevice:
     log_key_hash: bytes = LOG_KEY_HASH
     """The hash of the log key a v2 statement names (another makes it a statement for another log
     of the same name)."""
+    meter_key: MeterKey | None = None
+    """The meter's own key (a certified charger's), carried in the statement's extension list."""
     signer: Ed25519Signer = field(init=False)
     statement: EnrolmentStatement = field(init=False)
     statement_bytes: bytes = field(init=False)
@@ -79,6 +82,7 @@ class TestDevice:
             T0 - DAY,
             self.log_origin,
             log_key_hash=None if self.log_origin is None else self.log_key_hash,
+            extensions=() if self.meter_key is None else (self.meter_key.to_extension(),),
         )
         self.statement_bytes, self.pop = sign_enrolment(self.statement, self.signer)
         self.state = ChainState.genesis(self.statement.chain_anchor())

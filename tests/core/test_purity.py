@@ -67,9 +67,10 @@ takes strings apart (note.py uses it for key names).  ``datetime`` is allowed fo
 conversions; reading the clock with it is caught by :data:`CLOCK_CALLS`.
 """
 
-THIRD_PARTY = {"nacl", "astral"}
-"""The only libraries the core may use: Ed25519 (libsodium) and the sun's position.
-Both compute and do no I/O; anything else new must be looked at and added here."""
+THIRD_PARTY = {"nacl", "astral", "cryptography"}
+"""The only libraries the core may use: Ed25519 (libsodium), the sun's position, and ECDSA of
+meter-signed records (pyca/cryptography, its key loading and verification only).  All compute
+and do no I/O; anything else new must be looked at and added here."""
 
 CLOCK_CALLS = {"now", "utcnow", "today"}
 """Attribute calls that read the clock (``datetime.now()`` and the like)."""

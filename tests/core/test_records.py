@@ -38,6 +38,7 @@ from attest_core.entries import (
 )
 from attest_core.errors import AttestError, DecodeError, KeyFormatError, SignatureError
 from attest_core.keys import Ed25519Signer, fingerprint, verify_signature
+from attest_core.meterproof import MeterFormat, MeterRecord
 from attest_core.reading import (
     MAX_ENVELOPE_SIZE,
     ZERO_COUNTERS,
@@ -310,12 +311,28 @@ def test_v2_fields_are_checked_by_both_decoders() -> None:
     assert info.value.code == "truncated"
 
 
-def test_no_extension_type_is_defined_yet() -> None:
+def test_extension_type_1_is_a_meter_record_and_both_decoders_read_it() -> None:
+    record = MeterRecord(MeterFormat.OCMF, 1, b'OCMF|{"RD":[]}|{"SD":"00"}')
+    reading = make_reading(extensions=(record.to_extension(),))
+    payload = reading.encode()
+    assert decode_payload(payload) == reading == _decode_payload_slowly(payload)
+    assert _decode_payload_fast(payload) == reading
+    assert decode_payload(payload).meter_record == record
+    assert make_reading().meter_record is None
     with pytest.raises(DecodeError) as info:
-        make_reading(extensions=(Extension(1, b"x"),))
-    assert info.value.code == "unknown_extension"
+        make_reading(extensions=(Extension(1, b"x"),))  # too short to be a meter record
+    assert info.value.code == "truncated"
+    with pytest.raises(DecodeError) as info:
+        make_reading(extensions=(Extension(1, b"\x09\x00record"),))
+    assert info.value.code == "unknown_meter_format"
+    bad = payload.replace(b"\x01\x01OCMF", b"\x09\x01OCMF")  # format byte 9 on the wire
+    assert bad != payload
+    assert _decode_payload_fast(bad) is None
+    with pytest.raises(DecodeError) as info:
+        decode_payload(bad)
+    assert info.value.code == "unknown_meter_format"
     with pytest.raises(DecodeError):
-        make_reading(counters=None, extensions=(Extension(1, b"x"),))  # v1 has no extension list
+        make_reading(counters=None, extensions=(record.to_extension(),))  # v1 has no extension list
 
 
 @given(readings)
@@ -381,7 +398,7 @@ def _signed_envelope() -> bytes:
     ("action", "code"),
     [
         (lambda: decode_envelope(b"\x01" * (MAX_ENVELOPE_SIZE + 1)), "too_large"),
-        (lambda: Envelope(b"k" * 8, b"p" * 2000, b"s" * 64).encode(), "too_large"),
+        (lambda: Envelope(b"k" * 8, b"p" * MAX_ENVELOPE_SIZE, b"s" * 64).encode(), "too_large"),
         (lambda: decode_envelope(b"\x09" + _signed_envelope()[1:]), "bad_version"),
         (lambda: decode_envelope(_signed_envelope() + b"x"), "trailing_bytes"),
         (lambda: decode_envelope(_signed_envelope()[:-1]), "truncated"),
