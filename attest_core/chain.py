@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from attest_core.counters import advance
 from attest_core.keys import Signer
+from attest_core.meterproof import MeterRecord
 from attest_core.power import interval_power_mw
 from attest_core.reading import (
     ZERO_COUNTERS,
@@ -55,8 +56,13 @@ def next_reading(
     power_mw: int | None = None,
     status: Status = Status.OK,
     trigger: Trigger = Trigger.PERIODIC,
+    meter_record: MeterRecord | None = None,
 ) -> tuple[Envelope, ChainState]:
-    """Sign the next reading (payload v2) and return it with the state that follows it."""
+    """Sign the next reading (payload v2) and return it with the state that follows it.
+
+    ``meter_record``: what the meter signed itself for this register value (a certified charger's
+    OCMF record), carried exactly as received.
+    """
     if state.last_time_ms is None or state.last_energy_mwh is None:
         interval_power = 0  # reading 1: no interval before it
     else:
@@ -73,6 +79,7 @@ def next_reading(
         trigger=trigger,
         prev_hash=state.prev_hash,
         counters=counters,
+        extensions=() if meter_record is None else (meter_record.to_extension(),),
     )
     envelope = sign_reading(reading, signer)
     return envelope, ChainState(
