@@ -34,7 +34,7 @@ from websockets.asyncio.server import ServerConnection
 
 from attest_core.errors import AttestError
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord, verify_record_signature
-from attest_core.reading import Status, Trigger
+from attest_core.reading import Status, Trigger, decode_envelope
 from edge_agent.config import Config
 from edge_agent.meters.base import MeterEvent, MeterSample, MeterUnavailable
 from edge_agent.ocpp.server import VERSIONS, OcppEndpoint
@@ -82,7 +82,23 @@ class OcppMeter:
         """The agent's :data:`edge_agent.meters.Push`: sign and store readings now."""
         self.push = push
 
+    def _remember_carried(self) -> None:
+        """The records the newest readings in the outbox carry: a charger that sends one again (it got
+        no answer before a restart) does not get a second reading of it."""
+        chain = self.store.chain(self.config.device_id)
+        if chain is None:
+            return
+        after = max(0, chain.state.next_seq - 1 - SEEN_KEPT)
+        for _, envelope in self.store.pending(self.config.device_id, after, SEEN_KEPT):
+            try:
+                record = decode_envelope(envelope).reading().meter_record
+            except AttestError:
+                continue
+            if record is not None:
+                self._seen.append(_digest(record))
+
     async def start(self) -> None:
+        self._remember_carried()
         if not self.settings.chargers:
             raise MeterUnavailable(
                 f'{self.config.path}: [meter.ocpp] chargers is empty: add the charger, e.g. chargers = {{ "CP-1" = '
@@ -288,6 +304,20 @@ class OcppMeter:
                     signed.energy_mwh,
                     self._register,
                 )
+                continue
+            if self._register is not None and signed.energy_mwh < self._register:
+                # A reading of it would make the register go backwards (a fatal METER_ERROR for the
+                # asset's claims): typically a begin value in its own record, sent only at the end.
+                log.warning(
+                    "OCPP: charger %s: a meter-signed value (%d mWh, value %d of its OCMF record) arrived after "
+                    "the register had already reached %d mWh: not carried (the chain's register cannot go "
+                    "backwards). Ask the charger to send signed begin values when the session starts",
+                    charge_point_id,
+                    signed.energy_mwh,
+                    signed.value_index,
+                    self._register,
+                )
+                entry["late_values"] = int(entry.get("late_values", 0)) + 1
                 continue
             record = self._accept(charge_point_id, signed)
             if record is None:

@@ -520,3 +520,50 @@ def test_without_meter_key_the_charger_still_makes_unsigned_readings(
         assert "no meter key was enrolled" in caplog.text
 
     asyncio.run(scenario())
+
+
+def test_ocpp16_begin_record_sent_at_the_end_after_later_registers_is_not_carried_backwards(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with running(site), charge_point(site.url, CP, PASSWORD, "1.6") as cp:
+            started = await cp.call(
+                call16.StartTransaction(connector_id=1, id_tag=TAG, meter_start=1_000, timestamp=now_iso())
+            )
+            await cp.call(call16.MeterValues(connector_id=1, transaction_id=started.transaction_id, meter_value=[
+                {"timestamp": now_iso(), "sampled_value": [{"value": "1500", "context": "Sample.Periodic"}]}]))  # fmt: skip
+            await until(lambda: site.readings()[-1].energy_mwh == 1_500_000, 20, "a periodic reading")
+            begin = site.meter.record([("B", Decimal("1.000"))])
+            end = site.meter.record([("E", Decimal("2.000"))])
+            await cp.call(
+                call16.StopTransaction(
+                    meter_stop=2_000,
+                    timestamp=now_iso(),
+                    transaction_id=started.transaction_id,
+                    transaction_data=[
+                        {
+                            "timestamp": now_iso(),
+                            "sampled_value": [
+                                {
+                                    "value": json.dumps(site.meter.signed_meter_value(begin)),
+                                    "context": "Transaction.Begin",
+                                    "format": "SignedData",
+                                },
+                                {
+                                    "value": json.dumps(site.meter.signed_meter_value(end, with_key=False)),
+                                    "context": "Transaction.End",
+                                    "format": "SignedData",
+                                },
+                            ],
+                        }
+                    ],
+                )
+            )
+            signed = site.signed()
+            assert len(signed) == 1
+            check_record(signed[0], end, 0, 2_000_000, site.meter)
+        assert all(not r.status & Status.METER_ERROR for r in site.readings())
+        assert "arrived after the register had already reached 1500000 mWh" in caplog.text
+        assert site.status()["chargers"][CP]["late_values"] == 1
+
+    asyncio.run(scenario())
