@@ -288,6 +288,15 @@ class OcppMeter:
             self._signed_in_session[charge_point_id] = 0
         pushed: list[PushedReading] = []
         for n, signed in enumerate(values.signed):
+            if _digest_of(signed.value_index, signed.record) in self._seen:
+                # Chargers repeat values (1.6: the begin value again in StopTransaction; a CALL resent
+                # after a lost answer): one reading per signed value.
+                log.info(
+                    "OCPP: charger %s sent value %d of an OCMF record again: already carried by a reading",
+                    charge_point_id,
+                    signed.value_index,
+                )
+                continue
             if (
                 self._register is not None
                 and signed.energy_mwh < self._register
@@ -321,13 +330,6 @@ class OcppMeter:
                 continue
             record = self._accept(charge_point_id, signed)
             if record is None:
-                continue
-            if _digest(record) in self._seen:
-                log.info(
-                    "OCPP: charger %s sent value %d of an OCMF record again: already carried by a reading",
-                    charge_point_id,
-                    signed.value_index,
-                )
                 continue
             status = Status.TAMPER if signed.ocmf.readings[signed.value_index].status == "M" else Status.OK
             pushed.append(
@@ -423,7 +425,11 @@ class OcppMeter:
 
 
 def _digest(record: MeterRecord) -> bytes:
-    return hashlib.sha256(bytes([record.value_index]) + record.record).digest()
+    return _digest_of(record.value_index, record.record)
+
+
+def _digest_of(value_index: int, record: bytes) -> bytes:
+    return hashlib.sha256(bytes([value_index & 0xFF]) + record).digest()
 
 
 def _now_ms() -> int:
