@@ -148,6 +148,7 @@ class TestMeter:
         page: int | None = None,
         status: str = "G",
         pagination: str | None = None,
+        pad: int = 0,
     ) -> bytes:
         """A signed record of ``values`` (time ms, TX, register mWh), pagination ``T<page>`` (the
         next by default; ``pagination`` gives PG's text instead)."""
@@ -166,9 +167,10 @@ class TestMeter:
             }
             for t, tx, mwh in values
         ]
-        payload = json.dumps(
-            {"FV": "1.0", "GI": "TEST METER", "PG": pagination or f"T{page}", "RD": rd}, separators=(",", ":")
-        )
+        doc: dict[str, Any] = {"FV": "1.0", "GI": "TEST METER", "PG": pagination or f"T{page}", "RD": rd}
+        if pad:
+            doc["GV"] = "x" * pad  # a long firmware version: a record near the 1,875-byte bound
+        payload = json.dumps(doc, separators=(",", ":"))
         payload = payload.replace('"@', "").replace('@"', "")  # RV as a JSON number, exactly
         signature = self.private.sign(payload.encode(), ec.ECDSA(hashes.SHA256())).hex()
         return f'OCMF|{payload}|{{"SD":"{signature}"}}'.encode()
