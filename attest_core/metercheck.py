@@ -88,13 +88,17 @@ def check_meter_reading(
         return None, MeterProblem(True, "meter_record_malformed", str(exc))
     if carried is None:
         return None, None
-    return _check(reading, carried, key)
+    return check_meter_value(
+        carried, key, seq=reading.seq, time_ms=reading.time_ms, energy_mwh=reading.energy_mwh
+    )
 
 
-def _check(
-    reading: Reading, carried: MeterRecord, key: MeterKey | None
+def check_meter_value(
+    carried: MeterRecord, key: MeterKey | None, *, seq: int, time_ms: int, energy_mwh: int
 ) -> tuple[MeterValue | None, MeterProblem | None]:
-    seq = reading.seq
+    """:func:`check_meter_reading` before the reading exists: a device asks it before it signs a
+    reading carrying ``carried`` (a record that does not bind would have the reading refused,
+    and stop the device's log at it)."""
     if key is None:
         return None, MeterProblem(
             True,
@@ -138,11 +142,11 @@ def _check(
         signed_mwh = value.energy_mwh()
     except AttestError as exc:
         return None, MeterProblem(True, "meter_register_mismatch", f"reading {seq}: {exc}")
-    if signed_mwh != reading.energy_mwh:
+    if signed_mwh != energy_mwh:
         return None, MeterProblem(
             True,
             "meter_register_mismatch",
-            f"reading {seq}: the register is {reading.energy_mwh} mWh, the meter signed {value.value} "
+            f"reading {seq}: the register is {energy_mwh} mWh, the meter signed {value.value} "
             f"{value.unit} ({signed_mwh} mWh) as value {index}",
         )
     try:
@@ -151,12 +155,12 @@ def _check(
         return None, MeterProblem(
             True, "meter_time_mismatch", f"reading {seq}: the meter's time {value.time!r} is not a date"
         )
-    if abs(signed_ms - reading.time_ms) > TIME_TOLERANCE_MS:
+    if abs(signed_ms - time_ms) > TIME_TOLERANCE_MS:
         return None, MeterProblem(
             True,
             "meter_time_mismatch",
             f"reading {seq}: the meter signed value {index} at {value.time}, "
-            f"{abs(signed_ms - reading.time_ms) / 1000:.0f} s from the reading's time (at most "
+            f"{abs(signed_ms - time_ms) / 1000:.0f} s from the reading's time (at most "
             f"{TIME_TOLERANCE_MS // 1000} s)",
         )
     match = _PG.fullmatch(record.pagination or "")
