@@ -20,6 +20,7 @@ from edge_agent.clock import Clock
 from edge_agent.errors import AgentError, Exit
 from edge_agent.simcharger.chargepoint import SimulatedChargePoint
 from edge_agent.simcharger.meter import OcmfMeter
+from edge_agent.simcharger.state import MeterState, default_state_path, load_state, save_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
         "the backend may change it: MeterValueSampleInterval / TxUpdatedInterval)",
     )  # fmt: skip
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="simulated time runs this many times faster (default 1)"
+        "--speed", type=float, default=1.0, help="simulated time runs this many times faster (default 1; "
+        "for tests: a Pi's agent wants the meter's time within 120 s of its own clock)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--register-wh",
+        type=int,
+        default=0,
+        help="the meter's register, Wh, when it has no state yet (default 0)",
     )
-    parser.add_argument("--register-wh", type=int, default=0, help="the meter's register at start, Wh")
     parser.add_argument("--no-signing", action="store_true", help="behave like a charger that cannot sign")
     parser.add_argument("--seed", help="the meter key's seed (default: the charge point id)")
+    parser.add_argument(
+        "--state", type=Path, help="where the meter keeps its register and next record number between runs "
+        "(default: $XDG_STATE_HOME/iot-attest-simcharger/<id>-<seed digest>.json); a Pi's agent refuses a "
+        "register that goes back or a record number that does not rise",
+    )  # fmt: skip
     return parser
 
 
@@ -58,8 +70,16 @@ def _show(action: str, payload: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    meter = OcmfMeter(args.seed or args.charge_point_id)
+    seed = args.seed or args.charge_point_id
+    meter = OcmfMeter(seed)
     print(f"meter public key (secp256r1, DER hex): {meter.public_key_hex()}", flush=True)
+    state_path = args.state or default_state_path(args.charge_point_id, seed)
+    state = load_state(state_path) or MeterState(next_page=1, register_wh=args.register_wh)
+    meter.next_page = state.next_page
+    print(
+        f"meter state: {state_path} (register {state.register_wh} Wh, next record T{state.next_page})",
+        flush=True,
+    )
     clock = Clock(speed=args.speed) if args.speed != 1.0 else Clock()
     async with SimulatedChargePoint(
         args.url,
@@ -70,20 +90,24 @@ async def run(args: argparse.Namespace) -> None:
         signing=not args.no_signing,
         clock=clock,
         ca_file=args.ca,
-        register_wh=args.register_wh,
+        register_wh=state.register_wh,
         sent=_show,
     ) as cp:
         cp.settings.interval_s = args.interval
         print(f"boot: {await cp.boot()}", flush=True)
-        for n in range(args.sessions):
-            result = await cp.session(args.energy_wh, args.meter_values)
-            print(
-                f"session {n + 1}: transaction {result.transaction_id}, register "
-                f"{result.register_start_wh} -> {result.register_stop_wh} Wh",
-                flush=True,
-            )
-            for record in result.records:
-                print(f"   OCMF record: {record.decode('utf-8')}", flush=True)
+        try:
+            for n in range(args.sessions):
+                result = await cp.session(args.energy_wh, args.meter_values)
+                print(
+                    f"session {n + 1}: transaction {result.transaction_id}, register "
+                    f"{result.register_start_wh} -> {result.register_stop_wh} Wh",
+                    flush=True,
+                )
+                for record in result.records:
+                    print(f"   OCMF record: {record.decode('utf-8')}", flush=True)
+                save_state(state_path, MeterState(meter.next_page, cp.register_wh))
+        finally:  # also when interrupted: the records already sent used their numbers
+            save_state(state_path, MeterState(meter.next_page, cp.register_wh))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

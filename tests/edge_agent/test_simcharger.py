@@ -8,17 +8,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
+import ipaddress
 import json
+import ssl
 import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from http import HTTPStatus
 from itertools import count
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import websockets
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Central16
 from ocpp.v16 import call as call16
@@ -228,8 +236,11 @@ class _Backend201(Central201, _Recording):
 class Backend:
     """A central system on 127.0.0.1 (ephemeral port) that records what each charge point sends."""
 
-    def __init__(self, password: str | None = None, heartbeat_s: int = 300) -> None:
+    def __init__(
+        self, password: str | None = None, heartbeat_s: int = 300, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.password = password
+        self.tls = tls
         self.heartbeat_s = heartbeat_s
         self.received: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         self.peers: dict[str, Any] = {}
@@ -257,9 +268,9 @@ class Backend:
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
         async with serve(self._serve, "127.0.0.1", 0, subprotocols=[websockets.Subprotocol("ocpp1.6"),
-                         websockets.Subprotocol("ocpp2.0.1")], process_request=self._auth) as server:  # fmt: skip
+                         websockets.Subprotocol("ocpp2.0.1")], process_request=self._auth, ssl=self.tls) as server:  # fmt: skip
             port = next(iter(server.sockets)).getsockname()[1]
-            self.url = f"ws://127.0.0.1:{port}/ocpp"
+            self.url = f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port}/ocpp"
             yield self
 
     async def peer(self, cp_id: str) -> Any:
@@ -540,9 +551,7 @@ def test_signed_periodic_values_and_a_key_with_every_value() -> None:
 
 
 def _tm_ms(tm: str) -> int:
-    import datetime as dt
-
-    when = dt.datetime.strptime(tm.replace(",", "."), "%Y-%m-%dT%H:%M:%S.%f%z")
+    when = datetime.datetime.strptime(tm.replace(",", "."), "%Y-%m-%dT%H:%M:%S.%f%z")
     return int(when.timestamp() * 1000)
 
 
@@ -564,54 +573,131 @@ def test_basic_auth_with_the_charge_point_id_as_username() -> None:
     run(scenario())
 
 
-# -- the command line ---------------------------------------------------------------------------------
+def _tls_files(where: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate for 127.0.0.1 it signed: (ca.pem, server.pem, server.key)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test CA", ca_key, "test CA", ca_key, ca=True)
+    server = certificate("127.0.0.1", server_key, "test CA", ca_key, ca=False)
+    paths = where / "ca.pem", where / "server.pem", where / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))  # fmt: skip
+    return paths
 
 
-@VERSIONS
-def test_the_command_line_runs_a_session_against_a_backend(version: str) -> None:
+def test_wss_with_the_installers_ca(tmp_path: Path) -> None:
+    ca, cert, key = _tls_files(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
     async def scenario() -> None:
-        backend = Backend(password="pw")
+        backend = Backend(password="pw", tls=tls)
         async with backend.running():
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edge_agent.simcharger", "--url", backend.url, "--id", "CP-cli",
-                "--version", version, "--password", "pw", "--sessions", "2", "--meter-values", "1",
-                "--interval", "10", "--speed", "100", "--seed", "cli-seed", "--energy-wh", "2000",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await process.communicate()
-            assert process.returncode == 0, err.decode()
-        lines = out.decode().splitlines()
-        label = OcmfMeter("cli-seed").public_key_hex()
-        assert lines[0] == f"meter public key (secp256r1, DER hex): {label}"
-        assert any(line.startswith("-> BootNotification ") for line in lines)
-        assert sum(line.startswith("   OCMF record: OCMF|") for line in lines) == 4
-        key = MeterKey.from_text(label)
-        signed = list(signed_values(backend, "CP-cli", version))
-        ends = [
-            parse_ocmf(base64.b64decode(smv["signedMeterData"]))
-            for _, c, smv in signed
-            if c == "Transaction.End"
-        ]
-        assert [e.readings[0].energy_mwh() for e in ends] == [2_000_000, 4_000_000]
-        for record in ends:
-            verify_record_signature(record, key)
+            assert backend.url.startswith("wss://127.0.0.1:")
+            async with SimulatedChargePoint(
+                backend.url, charge_point_id="CP-tls", password="pw", ca_file=ca
+            ) as cp:
+                assert await cp.boot() == "Accepted"
+            with pytest.raises(SimChargerError) as info:  # the system's CAs do not know this one
+                async with SimulatedChargePoint(backend.url, charge_point_id="CP-tls", password="pw"):
+                    pass
+            assert info.value.code == Exit.UNREACHABLE
+            assert "certificate" in info.value.message.lower()
 
     run(scenario())
 
 
-def test_the_command_line_says_when_the_backend_is_unreachable() -> None:
-    async def scenario() -> tuple[int | None, bytes]:
+# -- the command line ---------------------------------------------------------------------------------
+
+
+async def _cli(*args: str) -> tuple[int | None, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent.simcharger", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    return process.returncode, out.decode(), err.decode()
+
+
+@VERSIONS
+def test_the_command_line_runs_sessions_against_a_backend_and_its_meter_continues(
+    version: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "meter.json"
+    args = ["--id", "CP-cli", "--version", version, "--password", "pw", "--meter-values", "1", "--interval", "10",
+            "--speed", "100", "--seed", "cli-seed", "--energy-wh", "2000", "--register-wh", "500",
+            "--state", str(state)]  # fmt: skip
+
+    async def scenario() -> tuple[Backend, list[str]]:
+        backend = Backend(password="pw")
+        outputs = []
+        async with backend.running():
+            for sessions in ("2", "1"):  # a second run: the meter goes on where it stopped
+                code, out, err = await _cli("--url", backend.url, "--sessions", sessions, *args)
+                assert code == 0, err
+                outputs.append(out)
+        return backend, outputs
+
+    backend, (first, second) = run(scenario())
+    lines = first.splitlines()
+    label = OcmfMeter("cli-seed").public_key_hex()
+    assert lines[0] == f"meter public key (secp256r1, DER hex): {label}"
+    assert lines[1] == f"meter state: {state} (register 500 Wh, next record T1)"
+    assert any(line.startswith("-> BootNotification ") for line in lines)
+    assert sum(line.startswith("   OCMF record: OCMF|") for line in lines) == 4
+    assert second.splitlines()[1] == f"meter state: {state} (register 4500 Wh, next record T5)"
+    assert json.loads(state.read_text()) == {"next_page": 7, "register_wh": 6500}
+    key = MeterKey.from_text(label)
+    signed = [
+        smv for _, context, smv in signed_values(backend, "CP-cli", version) if context == "Transaction.End"
+    ]
+    ends = [parse_ocmf(base64.b64decode(smv["signedMeterData"])) for smv in signed]
+    assert [e.readings[0].energy_mwh() for e in ends] == [2_500_000, 4_500_000, 6_500_000]
+    assert [e.pagination for e in ends] == ["T2", "T4", "T6"]
+    for record in ends:
+        verify_record_signature(record, key)
+
+
+def test_the_command_line_says_when_the_backend_is_unreachable(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int | None, str]:
         backend = Backend()
         async with backend.running():
             url = backend.url
         # the server is closed now: nothing listens on its port
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent.simcharger", "--url", url, "--id", "CP-x",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, err = await process.communicate()
-        return process.returncode, err
+        code, _, err = await _cli("--url", url, "--id", "CP-x", "--state", str(state))
+        return code, err
 
+    state = tmp_path / "meter.json"
     code, err = run(scenario())
     assert code == Exit.UNREACHABLE
-    assert err.decode().startswith("error: cannot connect to ws://127.0.0.1:")
+    assert err.startswith("error: cannot connect to ws://127.0.0.1:")
+    assert not state.exists()
+
+
+def test_the_command_line_refuses_a_damaged_meter_state(tmp_path: Path) -> None:
+    state = tmp_path / "meter.json"
+    state.write_text("{not json")
+    code, _, err = run(_cli("--url", "ws://127.0.0.1:9/ocpp", "--id", "CP-x", "--state", str(state)))
+    assert code == Exit.USAGE
+    assert "not a simulated meter's state" in err
