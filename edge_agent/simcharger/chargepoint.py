@@ -447,24 +447,27 @@ class SimulatedChargePoint:
         }
         result.transaction_id = await self._start(tag, t0, begin, begin_signed is not None)
         await self._status("Charging")
+        seq_no = 1  # 2.0.1: TransactionEvent messages are numbered without gaps (Started was 0)
 
         for k in range(1, steps):
             await self._wait_until(t0 + k * step_ms)
             now = self.clock.now_ms()
             self.register_wh = start_wh + energy_wh * k // steps
+            if settings.interval_s == 0:  # periodic values switched off: the meter signs nothing here
+                continue
             update_signed = None
             if settings.signing and settings.sign_updated:
                 record = self.meter.record([MeterValue(now, self.register_wh, "C")], id_tag=tag)
                 result.records.append(record)
                 update_signed = signed(record)
-            if settings.interval_s > 0:
-                sampled = self._sampled(
-                    "Sample.Periodic", self.register_wh, power_w, settings.updated_measurands, update_signed
+            sampled = self._sampled(
+                "Sample.Periodic", self.register_wh, power_w, settings.updated_measurands, update_signed
+            )
+            if sampled:
+                await self._update(
+                    result.transaction_id, seq_no, {"timestamp": ocpp_time(now), "sampled_value": sampled}
                 )
-                if sampled:
-                    await self._update(
-                        result.transaction_id, k, {"timestamp": ocpp_time(now), "sampled_value": sampled}
-                    )
+                seq_no += 1
 
         await self._wait_until(t0 + steps * step_ms)
         t1 = self.clock.now_ms()
@@ -474,13 +477,13 @@ class SimulatedChargePoint:
             record = self.meter.record([MeterValue(t1, self.register_wh, "E")], id_tag=tag)
             result.records.append(record)
             end_signed = signed(record)
-        end = {
+        end = {  # the end carries the started measurands (1.6's StopTxnSampledData is not simulated)
             "timestamp": ocpp_time(t1),
             "sampled_value": self._sampled(
                 "Transaction.End", self.register_wh, 0, settings.started_measurands, end_signed
             ),
         }
-        await self._stop(result.transaction_id, tag, t1, begin, end, steps)
+        await self._stop(result.transaction_id, tag, t1, begin, end, seq_no)
         await self._status("Available")
         return result
 

@@ -550,6 +550,29 @@ def test_signed_periodic_values_and_a_key_with_every_value() -> None:
     run(scenario())
 
 
+def test_no_periodic_values_when_the_interval_is_zero() -> None:
+    async def scenario() -> None:
+        backend = Backend()
+        async with (
+            backend.running(),
+            SimulatedChargePoint(
+                backend.url, charge_point_id="CP-zero", version="2.0.1", clock=Clock(speed=600)
+            ) as cp,
+        ):
+            await cp.boot()
+            for name, value in (
+                ("SampledDataCtrlr.TxUpdatedInterval", "0"),
+                ("SampledDataCtrlr.SignUpdatedReadings", "true"),
+            ):
+                assert await _change(backend, "CP-zero", "2.0.1", name, value) == "Accepted"
+            result = await cp.session(energy_wh=100, meter_values=3)
+            events = backend.requests("CP-zero", "TransactionEvent")
+            assert [(e["event_type"], e["seq_no"]) for e in events] == [("Started", 0), ("Ended", 1)]
+            assert [parse_ocmf(r).pagination for r in result.records] == ["T1", "T2"]  # no gaps either
+
+    run(scenario())
+
+
 def _tm_ms(tm: str) -> int:
     when = datetime.datetime.strptime(tm.replace(",", "."), "%Y-%m-%dT%H:%M:%S.%f%z")
     return int(when.timestamp() * 1000)
