@@ -79,6 +79,7 @@ from datetime import UTC, datetime
 from attest_core.claim import Claim
 from attest_core.counters import between, consecutive_mismatch, first_mismatch
 from attest_core.device import AssetKind
+from attest_core.metercheck import MeterValue, check_meter_reading, pagination_problem
 from attest_core.money import EXACT, energy_value, format_kwh
 from attest_core.power import (  # the rated-power rule lives there: the device tracks it too
     CLOCK_SLACK_MS,
@@ -151,6 +152,14 @@ CHECKS: tuple[tuple[str, str, str, str], ...] = (
     ("counters_inconsistent", "v2 counters follow from reading to reading", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("tariff_pricing", "each interval priced at the lowest price in force", EVERY_INTERVAL, BOUNDARY_ONLY),
     ("equivocation", "one signed reading per sequence number", EVERY_READING, BOUNDARY_READINGS),
+    # attest_core.metercheck: signature, register, time and status of every record present
+    (
+        "meter_signature",
+        "meter-signed records verify and bind the reading's register and time",
+        EVERY_READING,
+        EVERY_READING,
+    ),
+    ("meter_pagination", "the meter's pagination rises from record to record", EVERY_INTERVAL, BOUNDARY_ONLY),
     # the span of a device is its first to last counted reading: boundary evidence has both
     ("devices_overlap", "one device meters an asset at a time", DEVICE_SPAN, DEVICE_SPAN),
 )
@@ -252,11 +261,14 @@ def evaluate(
     evidence: EvidenceKind | None = None,
     *,
     require_full: bool = False,
+    require_meter_signed: bool = False,
 ) -> Evaluation:
     """Evaluate ``claim`` from verified ``devices`` and ``readings`` (see the module's rules).
 
     ``evidence`` is what the bundle declares (None: a v1 bundle, each device classified by its
     readings).  ``require_full``: boundary evidence for any device is fatal (``evidence_insufficient``).
+    ``require_meter_signed``: a charger asset whose attested energy is not all meter-signed is
+    fatal (``meter_signed_insufficient``).
     """
     findings: list[Finding] = []
     by_device: dict[str, list[AttestedReading]] = defaultdict(list)
@@ -289,7 +301,22 @@ def evaluate(
             result.devices.append(device)
             result.energy_mwh += device.energy_mwh
             result.revenue_exact = EXACT.add(result.revenue_exact, device.revenue_exact)
+        result.meter_signed_mwh = sum(d.meter_signed_mwh for d in result.devices)
         _check_overlap(asset_id, result.devices, findings)
+        if (
+            require_meter_signed
+            and result.kind is AssetKind.CHARGER
+            and result.meter_signed_mwh < result.energy_mwh
+        ):
+            findings.append(
+                Finding(
+                    Severity.FATAL,
+                    "meter_signed_insufficient",
+                    f"asset {asset_id}: meter-signed evidence is required, and {format_kwh(result.meter_signed_mwh)} "
+                    f"of its {format_kwh(result.energy_mwh)} kWh lie between readings carrying valid meter-signed values",
+                    asset_id=asset_id,
+                )
+            )
         if result.readings_counted == 0:
             findings.append(
                 Finding(
@@ -370,6 +397,7 @@ def _evaluate_device(
             )
 
     ordered = [by_seq[s] for s in sorted(by_seq)]
+    meter_values = _check_meter_values(record, ordered, add)
     if ordered:
         _classify(claim, record, ordered, declared, require_full, result, add)
     elif needs_edges(record, claim):
@@ -492,7 +520,39 @@ def _evaluate_device(
             price = claim.tariff.min_price(a.reading.time_ms, b.reading.time_ms)
             result.revenue_exact = EXACT.add(result.revenue_exact, energy_value(delta, price))
             points.append((b.reading.time_ms, delta))
+        # Meter-signed energy: between consecutive counted readings that both carry a valid
+        # meter-signed value (the meter signed both registers, so it vouches for the energy between).
+        signed = [item.reading for item in counted if item.reading.seq in meter_values]
+        result.meter_signed_readings = len(signed)
+        for ra, rb in itertools.pairwise(signed):
+            result.meter_signed_mwh += max(0, rb.energy_mwh - ra.energy_mwh)
     return result
+
+
+def _check_meter_values(
+    record: DeviceRecord,
+    ordered: list[AttestedReading],
+    add: Callable[[Severity, str, str, AttestedReading], None],
+) -> dict[int, MeterValue]:
+    """Check every meter-signed record present (attest_core.metercheck); the valid values by seq."""
+    values: dict[int, MeterValue] = {}
+    carrying = [item for item in ordered if item.reading.extensions]
+    if not carrying:
+        return values
+    key = record.statement.meter_key
+    previous: MeterValue | None = None
+    for item in carrying:
+        value, problem = check_meter_reading(item.reading, key)
+        if problem is not None:
+            add(Severity.FATAL if problem.fatal else Severity.WARNING, problem.code, problem.message, item)
+        if value is None:
+            continue
+        if previous is not None and (why := pagination_problem(previous, value)) is not None:
+            add(Severity.FATAL, "meter_pagination", why, item)
+        else:
+            values[value.seq] = value
+        previous = value
+    return values
 
 
 def _classify(

@@ -82,6 +82,10 @@ class DeviceResult:
     """The evidence shows the reading before the first one in the period (or reading 1)."""
     end_proven: bool = False
     """The evidence shows a reading after the last one in the period (or the revocation's last valid one)."""
+    meter_signed_readings: int = 0
+    """Counted readings carrying a valid meter-signed value (attest_core.metercheck)."""
+    meter_signed_mwh: int = 0
+    """Attested energy between consecutive counted readings that both carry a valid meter-signed value."""
 
 
 @dataclass(slots=True)
@@ -94,6 +98,15 @@ class AssetResult:
     revenue_exact: Decimal = Decimal(0)
     series: list[tuple[int, int]] = field(default_factory=list)
     """(device time ms, energy attested so far in the period, mWh): for charts."""
+    meter_signed_mwh: int = 0
+    """Of ``energy_mwh``, what the asset's meters signed themselves (both ends of each interval)."""
+
+    @property
+    def meter_signed_share(self) -> Decimal | None:
+        """``meter_signed_mwh / energy_mwh`` (None when no energy is attested)."""
+        if self.energy_mwh <= 0:
+            return None
+        return Decimal(self.meter_signed_mwh) / Decimal(self.energy_mwh)
 
     @property
     def readings_counted(self) -> int:

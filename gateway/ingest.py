@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 
 from attest_core.errors import AttestError
+from attest_core.metercheck import check_meter_reading
 from attest_core.reading import MAX_ENVELOPE_SIZE, Status, decode_envelope, decode_payload, reading_hash
 from attest_core.registry import Registry
 from attest_core.topics import device_of_readings_topic
@@ -180,6 +181,13 @@ def check(
         registry.check_reading(envelope, reading)
     except AttestError as exc:
         return Refusal(exc.code, str(exc), device_id, seq)
+    if reading.extensions and record is not None:
+        # A meter-signed record is checked before the reading is logged (attest_core.metercheck):
+        # a wrong entry would be in the log forever.  Pagination, which needs the records before,
+        # is the verifier's and the verdict's.
+        _, problem = check_meter_reading(reading, record.statement.meter_key)
+        if problem is not None and problem.fatal:
+            return Refusal(problem.code, f"device {device_id}, {problem.message}", device_id, seq)
     if reading.time_ms > now_ms + max_skew_ms:
         return Refusal(
             "future_time",

@@ -118,6 +118,8 @@ def verdict_json(evaluation: Evaluation, size: int) -> dict[str, Any]:
                 "evidence": a.evidence,
                 "energy_mwh": a.energy_mwh,
                 "energy_kwh": format_kwh(a.energy_mwh),
+                "meter_signed_mwh": a.meter_signed_mwh,
+                "meter_signed_kwh": format_kwh(a.meter_signed_mwh),
                 "revenue": decimal_text(round_down(a.revenue_exact, claim.currency)),
                 "devices": [
                     {
@@ -131,6 +133,8 @@ def verdict_json(evaluation: Evaluation, size: int) -> dict[str, Any]:
                         "missing_seqs": d.missing_seqs,
                         "energy_mwh": d.energy_mwh,
                         "energy_kwh": format_kwh(d.energy_mwh),
+                        "meter_signed_readings": d.meter_signed_readings,
+                        "meter_signed_mwh": d.meter_signed_mwh,
                     }
                     for d in a.devices
                 ],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from attest_core.bundle import Bundle, encode_bundle
 from attest_core.chain import ChainState, next_reading
@@ -23,7 +31,7 @@ from attest_core.entries import (
 )
 from attest_core.keys import Ed25519Signer
 from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
-from attest_core.meterproof import MeterKey
+from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.note import NoteSigner, VerifierKey
 from attest_core.reading import Envelope, Status, Trigger, reading_hash, sign_reading
 from attest_core.tariff import Tariff
@@ -99,6 +107,7 @@ class TestDevice:
         status: Status = Status.OK,
         trigger: Trigger = Trigger.PERIODIC,
         v1: bool = False,
+        meter_record: MeterRecord | None = None,
     ) -> Envelope:
         """The device's next reading: payload v2, or with ``v1`` a v1 payload (no counters) as a
         v1 agent signs it; the counters go on as an agent upgraded from v1 derives them."""
@@ -112,11 +121,62 @@ class TestDevice:
             power_mw=power_mw,
             status=status,
             trigger=trigger,
+            meter_record=meter_record,
         )
         if v1:
             envelope = sign_reading(dataclasses.replace(envelope.reading(), counters=None), self.signer)
             self.state = dataclasses.replace(self.state, prev_hash=reading_hash(envelope.payload))
         return envelope
+
+
+class TestMeter:
+    """A certified meter for tests: its own P-256 key, signing OCMF records as real meters do."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, seed: str = "meter-1") -> None:
+        secret = int.from_bytes(hashlib.sha256(b"test meter\0" + seed.encode()).digest(), "big")
+        self.private = ec.derive_private_key(secret % (2**255), ec.SECP256R1())
+        der = self.private.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        self.key = MeterKey("secp256r1", der)
+        self.page = 0
+
+    def record(
+        self,
+        values: list[tuple[int, str, int]],
+        *,
+        page: int | None = None,
+        status: str = "G",
+        pagination: str | None = None,
+        pad: int = 0,
+    ) -> bytes:
+        """A signed record of ``values`` (time ms, TX, register mWh), pagination ``T<page>`` (the
+        next by default; ``pagination`` gives PG's text instead)."""
+        if page is None:
+            self.page += 1
+            page = self.page
+        rd = [
+            {
+                "TM": datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S,")
+                + f"{t % 1000:03d}+0000 S",
+                "TX": tx,
+                "RV": f"@{Decimal(mwh) / 1_000_000}@",
+                "RI": "1-b:1.8.0",
+                "RU": "kWh",
+                "ST": status,
+            }
+            for t, tx, mwh in values
+        ]
+        doc: dict[str, Any] = {"FV": "1.0", "GI": "TEST METER", "PG": pagination or f"T{page}", "RD": rd}
+        if pad:
+            doc["GV"] = "x" * pad  # a long firmware version: a record near the 1,875-byte bound
+        payload = json.dumps(doc, separators=(",", ":"))
+        payload = payload.replace('"@', "").replace('@"', "")  # RV as a JSON number, exactly
+        signature = self.private.sign(payload.encode(), ec.ECDSA(hashes.SHA256())).hex()
+        return f'OCMF|{payload}|{{"SD":"{signature}"}}'.encode()
+
+    def meter_record(self, values: list[tuple[int, str, int]], index: int = 0, **kwargs: Any) -> MeterRecord:
+        return MeterRecord(MeterFormat.OCMF, index, self.record(values, **kwargs))
 
 
 class MemoryLog:

@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "makes the claim not backed (exit code 1)",
     )
     p.add_argument(
+        "--require-meter-signed",
+        action="store_true",
+        help="require meter-signed evidence for chargers: a charger asset whose attested energy does not all "
+        "lie between readings carrying valid meter-signed (OCMF) values makes the claim not backed (exit code 1)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print one machine-readable JSON report (iot-attest-report/v1) instead of the tables",

@@ -120,6 +120,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
                 progress=progress,
                 jobs=args.jobs,
                 require_full=args.require_full,
+                require_meter_signed=args.require_meter_signed,
             )
     except AttestError as exc:
         doc = invalid_report(exc.code, exc.message, log_key, info)
@@ -134,7 +135,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         )
     else:
         doc = valid_report(
-            result, time.perf_counter() - started, log_key, info, require_full=args.require_full
+            result,
+            time.perf_counter() - started,
+            log_key,
+            info,
+            require_full=args.require_full,
+            require_meter_signed=args.require_meter_signed,
         )
     if args.html is not None:
         _write_html(args.html, doc)

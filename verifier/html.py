@@ -134,11 +134,19 @@ def _checkpoint(cp: dict[str, Any]) -> str:
     return _fields(rows)
 
 
+def _meter_signed(info: dict[str, Any]) -> str:
+    if not info["readings"]:
+        return "-"
+    share = info["share"]
+    return info["energy_kwh"] if share is None else f"{info['energy_kwh']} ({float(share):.0%})"
+
+
 def _assets(doc: dict[str, Any]) -> str:
     cur = doc["claim"]["currency"]
     head = (
         "<tr><th>asset</th><th>kind</th><th class=num>devices</th><th class=num>readings counted</th>"
-        f"<th>evidence</th><th class=num>energy kWh</th><th class=num>revenue {_e(cur)}</th></tr>"
+        f"<th>evidence</th><th class=num>energy kWh</th><th class=num>meter-signed kWh</th>"
+        f"<th class=num>revenue {_e(cur)}</th></tr>"
     )
     rows = []
     for a in doc["assets"]:
@@ -146,13 +154,14 @@ def _assets(doc: dict[str, Any]) -> str:
             f"<tr><td><code>{_e(a['asset_id'])}</code></td><td>{_e(a['kind'] or '-')}</td>"
             f"<td class=num>{len(a['devices'])}</td><td class=num>{_e(a['readings_counted'])}</td>"
             f"<td>{_e(a['evidence'])}</td><td class=num>{_e(a['energy_kwh'])}</td>"
+            f"<td class=num>{_e(_meter_signed(a['meter_signed']))}</td>"
             f"<td class=num>{_e(a['revenue'])}</td></tr>"
         )
     att = doc["attested"]
     total = sum(a["readings_counted"] for a in doc["assets"])
     foot = (
         f"<tr><th>total</th><th></th><th class=num>{sum(len(a['devices']) for a in doc['assets'])}</th>"
-        f"<th class=num>{total}</th><th></th><th class=num>{_e(att['energy_kwh'])}</th>"
+        f"<th class=num>{total}</th><th></th><th class=num>{_e(att['energy_kwh'])}</th><th></th>"
         f"<th class=num>{_e(att['revenue'])}</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}{foot}</table>"

@@ -173,6 +173,7 @@ def _assets_table(doc: dict[str, Any]) -> Table:
     table.add_column("readings counted", justify="right", footer=str(total_readings))
     table.add_column("evidence")
     table.add_column("energy kWh", justify="right", footer=attested["energy_kwh"])
+    table.add_column("meter-signed kWh", justify="right")
     table.add_column(f"revenue {cur}", justify="right", footer=attested["revenue"])
     for a in doc["assets"]:
         evidence_style = {"full": "green", "boundary": "yellow", "none": "red"}[a["evidence"]]
@@ -183,9 +184,19 @@ def _assets_table(doc: dict[str, Any]) -> Table:
             _t(a["readings_counted"]),
             _t(a["evidence"], evidence_style),
             _t(a["energy_kwh"]),
+            _meter_signed(a["meter_signed"]),
             _t(a["revenue"]),
         )
     return table
+
+
+def _meter_signed(info: dict[str, Any]) -> Text:
+    """An asset's meter-signed energy and its share of the attested energy ("-" when none)."""
+    if not info["readings"]:
+        return _t("-")
+    share = info["share"]
+    text = info["energy_kwh"] if share is None else f"{info['energy_kwh']} ({float(share):.0%})"
+    return _t(text, "green" if share == "1.0000" else "")
 
 
 def _group_info(findings: list[dict[str, Any]], limit: int = 3) -> list[dict[str, Any]]:

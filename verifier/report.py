@@ -16,7 +16,8 @@ plain decimal strings in the claim's currency)::
     error         {code, message}                       only when the verdict is "invalid"
     checkpoint    {origin, size, root_hash, root_hash_hex, time, time_utc,
                    witnesses: [{name, key_id, time, time_utc}]}
-    evidence      {format, declared, require_full, full_devices, boundary_devices, insufficient, summary}
+    evidence      {format, declared, require_full, full_devices, boundary_devices, insufficient, summary,
+                   require_meter_signed}
     checks        [{check, description, on_full, on_boundary, full_devices, boundary_devices}]
     claim         {log_index, issuer, title, period: {start_ms, end_ms, start, end},
                    assets, tariff: {currency, description, segments: [{start_minute, price_per_kwh}]},
@@ -26,9 +27,9 @@ plain decimal strings in the claim's currency)::
                    energy_covered, revenue_covered}
     assets        [{asset_id, kind, rated_power_w, devices: [{device_id, readings_counted,
                     first_seq, last_seq, first_time_ms, last_time_ms, missing_seqs, evidence,
-                    start_proven, end_proven, energy_kwh, energy_mwh}], readings_counted,
-                    evidence, energy_kwh,
-                    energy_mwh, revenue, revenue_exact, series: [[time_ms, energy_mwh], ...]}]
+                    start_proven, end_proven, energy_kwh, energy_mwh, meter_signed_readings,
+                    meter_signed_mwh}], readings_counted, evidence, energy_kwh, energy_mwh,
+                    meter_signed: {energy_kwh, energy_mwh, readings, share}, revenue, revenue_exact, series: [[time_ms, energy_mwh], ...]}]
     findings      [Finding.to_json(): {severity, code, message, asset_id?, device_id?, seq?, log_index?}],
                   fatal first, then warnings, then info
     summary       {fatal, warning, info}
@@ -54,7 +55,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from attest_core.bundle import VerifiedBundle
@@ -187,6 +188,8 @@ def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
                 "end_proven": d.end_proven,
                 "energy_kwh": format_kwh(d.energy_mwh),
                 "energy_mwh": d.energy_mwh,
+                "meter_signed_readings": d.meter_signed_readings,
+                "meter_signed_mwh": d.meter_signed_mwh,
             }
             for d in asset.devices
         ],
@@ -194,9 +197,21 @@ def asset_info(asset: AssetResult, currency: str) -> dict[str, Any]:
         "evidence": asset.evidence,
         "energy_kwh": format_kwh(asset.energy_mwh),
         "energy_mwh": asset.energy_mwh,
+        "meter_signed": meter_signed_info(asset),
         "revenue": plain(round_down(asset.revenue_exact, currency)),
         "revenue_exact": plain(asset.revenue_exact),
         "series": thin_series(asset.series),
+    }
+
+
+def meter_signed_info(asset: AssetResult) -> dict[str, Any]:
+    """The asset's energy its meters signed themselves (attest_core.metercheck), and its share."""
+    share = asset.meter_signed_share
+    return {
+        "energy_kwh": format_kwh(asset.meter_signed_mwh),
+        "energy_mwh": asset.meter_signed_mwh,
+        "readings": sum(d.meter_signed_readings for d in asset.devices),
+        "share": None if share is None else plain(share.quantize(Decimal("0.0001"), rounding=ROUND_DOWN)),
     }
 
 
@@ -242,10 +257,12 @@ def valid_report(
     bundle: dict[str, Any],
     *,
     require_full: bool = False,
+    require_meter_signed: bool = False,
 ) -> dict[str, Any]:
     """The report of a bundle whose evidence is valid (verdict backed or not_backed), verified in ``seconds``.
 
-    ``require_full``: the bundle was verified with it (its findings then say which devices fall short).
+    ``require_full``, ``require_meter_signed``: the bundle was verified with them (the findings
+    then say what falls short).
     """
     evaluation = result.evaluation
     claim = result.claim
@@ -259,7 +276,7 @@ def valid_report(
         "exit_code": int(ExitCode.OK if backed else ExitCode.NOT_BACKED),
         "bundle": bundle,
         "log": describe_key(log_key),
-        "evidence": evidence_info(result, require_full),
+        "evidence": evidence_info(result, require_full) | {"require_meter_signed": require_meter_signed},
         "checks": [c.to_json() for c in evaluation.checks],
         "checkpoint": checkpoint_info(result.checkpoint),
         "claim": claim_info(claim, result.claim_index),

@@ -51,6 +51,7 @@ class VerifyOptions(TypedDict, total=False):
     min_witnesses: int
     progress: Progress | None
     require_full: bool
+    require_meter_signed: bool
 
 
 SignatureBatch = list[tuple[bytes, bytes]]
@@ -109,6 +110,7 @@ def verify_bundle(
     progress: Progress | None = None,
     check_signatures: CheckSignatures = check_here,
     require_full: bool = False,
+    require_meter_signed: bool = False,
 ) -> VerifiedBundle:
     """Check a bundle against the auditor's log key and evaluate its claim.
 
@@ -118,7 +120,8 @@ def verify_bundle(
     ``result.backed``.  The readings' signatures are checked in batches of
     :data:`SIGNATURE_BATCH` by ``check_signatures``.  ``require_full``: boundary evidence
     (declared, or a v1 bundle's device that does not show full evidence) is fatal
-    (``evidence_insufficient``), so the claim is not backed.
+    (``evidence_insufficient``), so the claim is not backed.  ``require_meter_signed``: a charger
+    asset's energy not all meter-signed is fatal (``meter_signed_insufficient``).
     """
     bundle = data if isinstance(data, Bundle) else parse_bundle(data)
 
@@ -206,7 +209,12 @@ def verify_bundle(
 
     # 5. What the readings attest.
     evaluation = evaluate(
-        claim, replay.registry.devices, readings, bundle.evidence, require_full=require_full
+        claim,
+        replay.registry.devices,
+        readings,
+        bundle.evidence,
+        require_full=require_full,
+        require_meter_signed=require_meter_signed,
     )
     devices = replay.registry.devices
     evaluation.findings.extend(

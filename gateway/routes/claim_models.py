@@ -125,6 +125,12 @@ class DeviceVerdict(BaseModel):
     missing_seqs: int = Field(description="readings missing between its lowest and highest sequence number")
     energy_mwh: int
     energy_kwh: str
+    meter_signed_readings: int = Field(
+        description="counted readings carrying a valid meter-signed (OCMF) value (attest_core.metercheck)"
+    )
+    meter_signed_mwh: int = Field(
+        description="energy between consecutive counted readings that both carry a valid meter-signed value"
+    )
 
 
 class AssetVerdict(BaseModel):
@@ -135,6 +141,8 @@ class AssetVerdict(BaseModel):
     evidence: Literal["full", "boundary", "none"]
     energy_mwh: int
     energy_kwh: str
+    meter_signed_mwh: int = Field(description="of energy_mwh, what the asset's meters signed themselves")
+    meter_signed_kwh: str
     revenue: str
     devices: list[DeviceVerdict]
 

@@ -79,6 +79,13 @@ class KeyOut(BaseModel):
     from_seq: int = Field(description="the first sequence number this key signs")
 
 
+class MeterKeyOut(BaseModel):
+    curve: str = Field(description="the meter key's curve (OpenSSL's name, e.g. secp256r1, brainpoolP256r1)")
+    public_key: str = Field(
+        description="hex of the meter's DER SubjectPublicKeyInfo, as printed on its label: compare them"
+    )
+
+
 class DeviceOut(BaseModel):
     device_id: str
     asset_id: str
@@ -105,6 +112,11 @@ class DeviceOut(BaseModel):
     log_key_hash: str | None = Field(
         description="hex SHA-256 of the log key the enrolment statement (v2) names: this log's key string "
         "(its fingerprint); null for a v1 statement"
+    )
+    meter_key: MeterKeyOut | None = Field(
+        default=None,
+        description="the certified meter's own public key the device was enrolled with (signed in the enrolment "
+        "statement; it changes only by a new enrolment); null when the device's meter does not sign",
     )
 
 

@@ -44,6 +44,7 @@ from gateway.routes.device_models import (
     EnrolmentAnswer,
     EnrolmentRequest,
     KeyOut,
+    MeterKeyOut,
     RevocationAnswer,
     RevocationRequest,
     RotationAnswer,
@@ -89,6 +90,7 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
     else:
         status = "active"
     statement = decode_enrolment_statement(bytes(row["statement"]))
+    meter_key = statement.meter_key
     return DeviceOut(
         device_id=row["device_id"],
         asset_id=row["asset_id"],
@@ -108,6 +110,9 @@ def device_out(row: asyncpg.Record, keys: list[asyncpg.Record]) -> DeviceOut:
         statement=b64(bytes(row["statement"])),
         log_origin=statement.log_origin,
         log_key_hash=None if statement.log_key_hash is None else statement.log_key_hash.hex(),
+        meter_key=None
+        if meter_key is None
+        else MeterKeyOut(curve=meter_key.curve, public_key=meter_key.hex()),
     )
 
 

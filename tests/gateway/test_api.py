@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attest_core.checkpoint import cosign_checkpoint, open_checkpoint, parse_checkpoint_body
-from attest_core.device import AssetKind, RotationStatement, sign_rotation
+from attest_core.device import AssetKind, RotationStatement, decode_enrolment_statement, sign_rotation
 from attest_core.entries import EnrolmentEntry, RevocationEntry, RotationEntry, decode_entry
 from attest_core.keys import Ed25519Signer
 from attest_core.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
@@ -38,7 +38,7 @@ from tests.gateway.apiworld import (
 )
 from tests.gateway.helpers import log_signer
 from tests.services import Broker, Postgres
-from tests.support import BERLIN, HOUR, T0, TestDevice, seeded_signer
+from tests.support import BERLIN, HOUR, T0, TestDevice, TestMeter, seeded_signer
 
 MINUTE = 60_000
 D1 = TestDevice("dev-a1", "charger-a")
@@ -169,6 +169,20 @@ def test_enrolment(api: Api) -> None:
     assert device["status"] == "active"
     assert device["enrolment_log_index"] == answer["log_index"]
     assert device["installer"] == "installer-2"
+    assert device["meter_key"] is None
+
+
+def test_a_meter_key_is_enrolled_with_the_statement_and_shown_with_its_installer(api: Api) -> None:
+    meter = TestMeter(f"meter-{uuid.uuid4().hex[:6]}")
+    d = TestDevice(f"dev-{uuid.uuid4().hex[:6]}", f"charger-{uuid.uuid4().hex[:6]}", meter_key=meter.key)
+    body = {"statement": b64(d.statement_bytes), "proof_of_possession": b64(d.pop)}
+    answer = api.ok(api.post("/v1/devices", "installer-2", json=body), 201)
+    entry = decode_entry(api.http.get(f"/v1/log/entries/{answer['log_index']}").content)
+    assert isinstance(entry, EnrolmentEntry)
+    assert decode_enrolment_statement(entry.statement_bytes).meter_key == meter.key
+    assert entry.installer == "installer-2"  # the log records who enrolled the meter's key
+    device = api.ok(api.get(f"/v1/devices/{d.device_id}", "installer-1"))
+    assert device["meter_key"] == {"curve": "secp256r1", "public_key": meter.key.hex()}
 
 
 def test_enrolment_refusals(api: Api) -> None:

@@ -378,6 +378,7 @@ def test_every_output_says_which_checks_ran_on_which_evidence(cli: Cli, files: F
     assert doc["evidence"] | {"summary": ""} == {
         "format": "iot-attest-evidence/v2", "declared": "boundary", "require_full": False,
         "full_devices": 0, "boundary_devices": 3, "insufficient": False, "summary": "",
+        "require_meter_signed": False,
     }  # fmt: skip
     checks = {c["check"]: c for c in doc["checks"]}
     assert checks["night_production"] | {"description": ""} == {
