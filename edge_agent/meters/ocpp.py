@@ -46,6 +46,19 @@ log = logging.getLogger("edge_agent.ocpp")
 STATUS_META = "ocpp_status"
 TRANSACTION_COUNTER = "ocpp_transaction_id"
 ACCEPTED = ("Accepted", "RebootRequired")
+ESSENTIAL = frozenset(
+    {
+        "SampledDataSignReadings",
+        "MeterValuesSampledData",
+        "MeterValueSampleInterval",
+        "SampledDataCtrlr.SignReadings",
+        "SampledDataCtrlr.TxUpdatedMeasurands",
+        "SampledDataCtrlr.TxUpdatedInterval",
+        "SetVariables",
+        "GetConfiguration",
+    }
+)
+"""Settings without which signed or periodic register values do not come (the others refine them)."""
 SEEN_KEPT = 256
 
 
@@ -196,7 +209,7 @@ class OcppMeter:
         entry.setdefault("config", {})[name] = answer
         if answer in ACCEPTED:
             log.info("OCPP: charger %s: %s = %s: %s", charge_point_id, name, value, answer)
-        else:
+        elif name in ESSENTIAL or name.startswith("("):
             log.warning(
                 "OCPP: charger %s answered %s to setting %s%s: %s",
                 charge_point_id,
@@ -204,8 +217,16 @@ class OcppMeter:
                 name,
                 f" = {value}" if value else "",
                 "it may not send signed meter values; see docs/installers.md (OCPP chargers)"
-                if "Sign" in name or "PublicKey" in name
+                if "Sign" in name or name.startswith("(")
                 else "its meter values may come less often or not at all",
+            )
+        else:  # an optional refinement (clock-aligned values, begin/end measurands): chargers often lack it
+            log.info(
+                "OCPP: charger %s answered %s to the optional setting %s = %s",
+                charge_point_id,
+                answer,
+                name,
+                value,
             )
         self._save_status()
 
@@ -468,7 +489,7 @@ def format_ocpp_status(info: dict[str, Any] | None) -> list[str]:
             f"{entry.get('signed_values', 0)} signed values carried, {entry.get('refused_values', 0)} refused"
         )
         for setting, answer in sorted((entry.get("config") or {}).items()):
-            if answer not in ACCEPTED:
+            if answer not in ACCEPTED and (setting in ESSENTIAL or setting.startswith("(")):
                 lines.append(
                     f"  WARNING     it answered {answer} to {setting}: signed meter values may not come"
                 )
