@@ -36,6 +36,7 @@ from attest_core.errors import AttestError
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord, verify_record_signature
 from attest_core.reading import Status, Trigger, decode_envelope
 from edge_agent.config import Config
+from edge_agent.meters import Push, PushedReading
 from edge_agent.meters.base import MeterEvent, MeterSample, MeterUnavailable
 from edge_agent.ocpp.server import VERSIONS, OcppEndpoint
 from edge_agent.ocpp.values import CallValues, SignedValue, extract
@@ -74,7 +75,7 @@ class OcppMeter:
         self.settings = config.meter.ocpp
         self.store = store
         self.meter_key = meter_key
-        self.push: Any = None
+        self.push: Push | None = None
         self.endpoint = OcppEndpoint(self.settings, self._handle)
         self._register: int | None = None
         self._register_at = 0.0
@@ -91,7 +92,7 @@ class OcppMeter:
 
     # ------------------------------------------------------------------ Meter
 
-    def attach(self, push: Any) -> None:
+    def attach(self, push: Push) -> None:
         """The agent's :data:`edge_agent.meters.Push`: sign and store readings now."""
         self.push = push
 
@@ -301,9 +302,7 @@ class OcppMeter:
         self._after_session(charge_point_id, values)
         self._save_status()
 
-    def _readings(self, charge_point_id: str, values: CallValues, now_ms: int) -> list[Any]:
-        from edge_agent.meters import PushedReading
-
+    def _readings(self, charge_point_id: str, values: CallValues, now_ms: int) -> list[PushedReading]:
         entry = self._charger(charge_point_id)
         if values.session == "start":
             self._signed_in_session[charge_point_id] = 0
