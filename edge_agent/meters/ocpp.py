@@ -23,6 +23,7 @@ enrolled meter key the charger's values still make unsigned readings (with a war
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -33,7 +34,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from attest_core.errors import AttestError
-from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord, verify_record_signature
+from attest_core.metercheck import MeterValue, check_meter_reading, check_meter_value, pagination_problem
+from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.reading import Status, Trigger, decode_envelope
 from edge_agent.config import Config
 from edge_agent.meters import Push, PushedReading
@@ -45,6 +47,7 @@ from edge_agent.store import Store
 log = logging.getLogger("edge_agent.ocpp")
 
 STATUS_META = "ocpp_status"
+LAST_VALUE_META = "ocpp_last_meter_value"
 TRANSACTION_COUNTER = "ocpp_transaction_id"
 ACCEPTED = ("Accepted", "RebootRequired")
 ESSENTIAL = frozenset(
@@ -83,6 +86,9 @@ class OcppMeter:
         self._seen: deque[bytes] = deque(maxlen=SEEN_KEPT)
         self._signed_in_session: dict[str, int] = {}
         self._warned_unsigned = False
+        self._last_value: MeterValue | None = None
+        """The newest meter value carried (its pagination: the next must rise)."""
+        self._pending_value: MeterValue | None = None
         self.status: dict[str, Any] = {
             "meter_key": meter_key.hex() if meter_key else None,
             "chargers": {},
@@ -97,19 +103,58 @@ class OcppMeter:
         self.push = push
 
     def _remember_carried(self) -> None:
-        """The records the newest readings in the outbox carry: a charger that sends one again (it got
-        no answer before a restart) does not get a second reading of it."""
+        """The records the newest readings in the outbox carry (a charger that sends one again, having got
+        no answer before a restart, does not get a second reading of it), and the newest meter value
+        carried (from the outbox, or kept in the state database once receipts emptied the outbox)."""
+        self._last_value = self._load_last_value()
         chain = self.store.chain(self.config.device_id)
         if chain is None:
             return
         after = max(0, chain.state.next_seq - 1 - SEEN_KEPT)
         for _, envelope in self.store.pending(self.config.device_id, after, SEEN_KEPT):
             try:
-                record = decode_envelope(envelope).reading().meter_record
+                reading = decode_envelope(envelope).reading()
+                record = reading.meter_record
             except AttestError:
                 continue
-            if record is not None:
-                self._seen.append(_digest(record))
+            if record is None:
+                continue
+            self._seen.append(_digest(record))
+            value, _ = check_meter_reading(reading, self.meter_key)
+            if value is not None and (self._last_value is None or value.seq > self._last_value.seq):
+                self._last_value = value
+
+    def _load_last_value(self) -> MeterValue | None:
+        text = self.store.get_meta(LAST_VALUE_META)
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+            return MeterValue(
+                int(doc["seq"]),
+                base64.b64decode(doc["record"]),
+                int(doc["value_index"]),
+                (str(doc["letter"]), int(doc["counter"])),
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("OCPP: the newest meter value kept in the state database is unreadable: ignored")
+            return None
+
+    def _save_last_value(self) -> None:
+        value = self._last_value
+        if value is None:
+            return
+        doc = {
+            "seq": value.seq,
+            "record": base64.b64encode(value.record).decode("ascii"),
+            "value_index": value.value_index,
+            "letter": value.page[0],
+            "counter": value.page[1],
+        }
+        try:
+            self.store.set_meta(LAST_VALUE_META, json.dumps(doc))
+        except Exception:  # the outbox holds it too until a receipt; the next value saves it again
+            log.exception("OCPP: could not keep the newest meter value")
 
     async def start(self) -> None:
         self._remember_carried()
@@ -295,6 +340,9 @@ class OcppMeter:
             for reading in pushed:
                 if reading.meter_record is not None:
                     self._seen.append(_digest(reading.meter_record))
+            if self._pending_value is not self._last_value and self._pending_value is not None:
+                self._last_value = self._pending_value
+                self._save_last_value()
         energies = [r.energy_mwh for r in values.registers] + [s.energy_mwh for s in values.signed]
         if energies:
             self._register = max(energies)
@@ -307,6 +355,9 @@ class OcppMeter:
         if values.session == "start":
             self._signed_in_session[charge_point_id] = 0
         pushed: list[PushedReading] = []
+        chain = self.store.chain(self.config.device_id)
+        next_seq = chain.state.next_seq if chain is not None else 1
+        last_value = self._last_value
         for n, signed in enumerate(values.signed):
             if _digest_of(signed.value_index, signed.record) in self._seen:
                 # Chargers repeat values (1.6: the begin value again in StopTransaction; a CALL resent
@@ -348,9 +399,14 @@ class OcppMeter:
                 )
                 entry["late_values"] = int(entry.get("late_values", 0)) + 1
                 continue
-            record = self._accept(charge_point_id, signed)
-            if record is None:
+            accepted = self._accept(
+                charge_point_id, signed, seq=next_seq + len(pushed), time_ms=now_ms, last=last_value
+            )
+            if accepted is None:
                 continue
+            record, meter_value = accepted
+            if meter_value is not None:
+                last_value = meter_value
             status = Status.TAMPER if signed.ocmf.readings[signed.value_index].status == "M" else Status.OK
             pushed.append(
                 PushedReading(now_ms, MeterSample(signed.energy_mwh, None, status), meter_record=record)
@@ -358,6 +414,7 @@ class OcppMeter:
             self._signed_in_session[charge_point_id] = self._signed_in_session.get(charge_point_id, 0) + 1
             entry["signed_values"] = int(entry.get("signed_values", 0)) + 1
             entry["last_signed_ms"] = now_ms
+        self._pending_value = last_value
         if not pushed and values.signed and self.meter_key is None:
             # No enrolled key to check them against: the values themselves, as unsigned readings.
             for signed in values.signed:
@@ -380,8 +437,12 @@ class OcppMeter:
                     pushed.append(PushedReading(now_ms, MeterSample(register), trigger))
         return pushed
 
-    def _accept(self, charge_point_id: str, signed: SignedValue) -> MeterRecord | None:
-        """The record to carry, or None (no key enrolled, key mismatch, bad signature)."""
+    def _accept(
+        self, charge_point_id: str, signed: SignedValue, *, seq: int, time_ms: int, last: MeterValue | None
+    ) -> tuple[MeterRecord, MeterValue | None] | None:
+        """The record to carry (and its meter value, for the pagination), or None: no key enrolled, key
+        mismatch, or a record that would not bind the reading (the same check the gateway makes at ingest,
+        attest_core.metercheck: a reading it refuses would stop this device's log)."""
         if self.meter_key is None:
             if not self._warned_unsigned:
                 self._warned_unsigned = True
@@ -397,22 +458,29 @@ class OcppMeter:
             entry["refused_values"] = int(entry.get("refused_values", 0)) + 1
             return None
         try:
-            verify_record_signature(signed.ocmf, self.meter_key)
+            carried = MeterRecord(MeterFormat.OCMF, signed.value_index, signed.record)
         except AttestError as exc:
-            entry["refused_values"] = int(entry.get("refused_values", 0)) + 1
-            log.error(
-                "OCPP: charger %s: an OCMF record does not verify under the enrolled meter key %s (%s): REFUSED, "
-                "no reading from it",
-                charge_point_id,
-                self.meter_key.hex(),
-                exc,
+            problem: str | None = f"the record cannot be carried: {exc}"
+        else:
+            value, found = check_meter_value(
+                carried, self.meter_key, seq=seq, time_ms=time_ms, energy_mwh=signed.energy_mwh
             )
-            return None
-        try:
-            return MeterRecord(MeterFormat.OCMF, signed.value_index, signed.record)
-        except AttestError as exc:
-            log.error("OCPP: charger %s: an OCMF record cannot be carried: %s", charge_point_id, exc)
-            return None
+            problem = None if found is None or not found.fatal else f"{found.code}: {found.message}"
+            if problem is None and value is not None and last is not None:
+                problem = pagination_problem(last, value)
+                problem = None if problem is None else f"meter_pagination: {problem}"
+            if problem is None:
+                return carried, value
+        entry["refused_values"] = int(entry.get("refused_values", 0)) + 1
+        log.error(
+            "OCPP: charger %s: a meter-signed value (value %d of its OCMF record, %d mWh) is REFUSED, no reading "
+            "carries it (the gateway would refuse such a reading): %s",
+            charge_point_id,
+            signed.value_index,
+            signed.energy_mwh,
+            problem,
+        )
+        return None
 
     def _after_session(self, charge_point_id: str, values: CallValues) -> None:
         if values.session != "end" or self.meter_key is None:

@@ -567,3 +567,33 @@ def test_ocpp16_begin_record_sent_at_the_end_after_later_registers_is_not_carrie
         assert site.status()["chargers"][CP]["late_values"] == 1
 
     asyncio.run(scenario())
+
+
+def test_records_that_would_not_bind_are_refused_not_carried(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old record (meter time minutes off the agent's clock) and a record replayed after a newer one
+    (pagination going back): the gateway would refuse such a reading and stop the device's log, so the
+    agent does not carry them."""
+    from datetime import UTC, datetime, timedelta
+
+    older = site.meter.record([("C", Decimal("6.500"))])  # page 1 (a higher value: only its page is wrong)
+    newer = site.meter.record([("C", Decimal("6.000"))])  # page 2
+    stale = site.meter.record([("C", Decimal("7.000"))], when=datetime.now(UTC) - timedelta(minutes=10))
+
+    def meter_values(record: str) -> Any:
+        return call201.MeterValues(evse_id=1, meter_value=[{"timestamp": now_iso(), "sampled_value": [
+            _sampled(Decimal("0"), "Sample.Periodic", site.meter.signed_meter_value(record))]}])  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(site), charge_point(site.url, CP, PASSWORD, "2.0.1") as cp:
+            await cp.call(meter_values(newer))
+            await cp.call(meter_values(older))
+            await cp.call(meter_values(stale))
+        carried = [r.meter_record.record for r in site.signed() if r.meter_record]
+        assert carried == [newer.encode()]
+        assert "meter_pagination" in caplog.text
+        assert "meter_time_mismatch" in caplog.text
+        assert site.status()["chargers"][CP]["refused_values"] == 2
+
+    asyncio.run(scenario())

@@ -58,8 +58,10 @@ class SimulatedMeter:
         """``publicKey`` as OCPP sends it: base64 of ``oca:base16:asn1:<hex>``."""
         return base64.b64encode(f"oca:base16:asn1:{self.public_der.hex()}".encode()).decode()
 
-    def record(self, values: list[tuple[str, Decimal]], status: str = "G") -> str:
-        """An OCMF record of (TX, kWh) values."""
+    def record(
+        self, values: list[tuple[str, Decimal]], status: str = "G", when: datetime | None = None
+    ) -> str:
+        """An OCMF record of (TX, kWh) values, signed at ``when`` (now)."""
         self.page += 1
         payload = {
             "FV": "1.0",
@@ -73,7 +75,14 @@ class SimulatedMeter:
             "IT": "ISO14443",
             "ID": "04A2B3C4D5",
             "RD": [
-                {"TM": ocmf_time(), "TX": tx, "RV": "__RV__", "RI": "1-b:1.8.0", "RU": "kWh", "ST": status}
+                {
+                    "TM": ocmf_time(when),
+                    "TX": tx,
+                    "RV": "__RV__",
+                    "RI": "1-b:1.8.0",
+                    "RU": "kWh",
+                    "ST": status,
+                }
                 for tx, _ in values
             ],
         }
