@@ -234,6 +234,8 @@ class _Session:
         self.generation = 0
         self.backend_calls: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.leaving = False
+        self.ended = asyncio.Event()  # set when the relay is over
+        self.delay = policy.reconnect_first_s  # the backoff's current delay
         self.giving_up = False  # the backend stayed away too long: the charger is being closed
 
     async def run(self) -> None:
@@ -246,6 +248,7 @@ class _Session:
                 await self.backend.close(code, reason)
         finally:
             self.leaving = True
+            self.ended.set()
             backend_task.cancel()
             await asyncio.wait([backend_task])
             if not backend_task.cancelled() and backend_task.exception() is not None:
@@ -326,10 +329,13 @@ class _Session:
     # the backend connection
 
     async def _backend_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        brief = False
         while not self.leaving:
-            backend = await self._connect()
+            backend = await self._connect(wait_first=brief)
             if backend is None:
                 return
+            connected_at = loop.time()
             async with self.changed:
                 self.backend = backend
                 self.changed.notify_all()
@@ -341,12 +347,26 @@ class _Session:
                     self.generation += 1
                     self.changed.notify_all()
                 await backend.close()
+            # A backend that accepts and drops at once is retried with backoff, not in a tight
+            # loop; after a connection that lived a while the backoff starts afresh.
+            brief = loop.time() - connected_at < self.policy.reconnect_max_s
+            if not brief:
+                self.delay = self.policy.reconnect_first_s
 
-    async def _connect(self) -> websockets.asyncio.client.ClientConnection | None:
+    def _backoff(self) -> float:
+        """The next wait before reconnecting: the current delay, jittered; doubles the delay."""
+        wait = random.uniform(self.delay / 2, self.delay)  # noqa: S311 - jitter, not a secret
+        self.delay = min(self.delay * 2, self.policy.reconnect_max_s)
+        return wait
+
+    async def _connect(self, *, wait_first: bool) -> websockets.asyncio.client.ClientConnection | None:
         """Connect to the backend, retrying with backoff; None when the charger is closed instead."""
         loop = asyncio.get_running_loop()
         away_since = loop.time()
-        delay = self.policy.reconnect_first_s
+        if wait_first:
+            wait = self._backoff()
+            log.info("ocpp proxy %s: the backend connection was brief; reconnecting in %.1f s", self.cp, wait)
+            await asyncio.sleep(wait)
         url = self.upstream.url_for(self.cp)
         attempt = 0
         while not self.leaving:
@@ -367,6 +387,8 @@ class _Session:
                     problem += " (check the backend username/password or client certificate)"
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                if exc.__cause__ is not None:  # e.g. the TLS alert behind "no valid HTTP response"
+                    problem += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
             else:
                 if backend.subprotocol == self.subprotocol:
                     log.info(
@@ -395,7 +417,7 @@ class _Session:
                     self.changed.notify_all()
                 await self.charger.close(CloseCode.TRY_AGAIN_LATER, "OCPP backend unavailable")
                 return None
-            wait = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
+            wait = self._backoff()
             log.warning(
                 "ocpp proxy %s: backend %s unreachable (%s); charger kept connected, %d frame(s) held; "
                 "retrying in %.1f s",
@@ -406,7 +428,6 @@ class _Session:
                 wait,
             )
             await asyncio.sleep(wait)
-            delay = min(delay * 2, self.policy.reconnect_max_s)
         return None
 
     async def _serve(self, backend: websockets.asyncio.client.ClientConnection) -> None:
@@ -480,4 +501,7 @@ class _Session:
             try:
                 await self.charger.send(frame)
             except ConnectionClosed:
-                return  # the charger's side notices and ends the relay
+                # The charger is leaving: keep this backend connection for the frames the charger
+                # sent last (run() flushes them, then closes it).
+                await self.ended.wait()
+                return

@@ -182,6 +182,7 @@ class Backend:
         self.password = password
         self.tls = tls
         self.refusing = False
+        self.hang_up = False  # accept the websocket, then close it at once
         self.connections: list[BackendConnection] = []
         self.received: list[Any] = []  # over all connections, in arrival order
         self.sent: list[Any] = []
@@ -236,6 +237,8 @@ class Backend:
         cls = Backend16 if ws.subprotocol == V16 else Backend201
         conn = BackendConnection(ws, cls(cp_id, recording), ws.request.path, ws.request.headers)
         self.connections.append(conn)
+        if self.hang_up:
+            await ws.close(1011, "not today")
         try:
             await conn.cp.start()
         except ConnectionClosed:
@@ -676,6 +679,23 @@ def test_answer_to_a_call_of_a_gone_backend_connection_is_dropped(caplog: pytest
     assert (
         "CP2: charger->backend: dropped an answer to a CALL of an earlier backend connection" in caplog.text
     )
+
+
+def test_a_backend_that_hangs_up_at_once_is_retried_with_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with setup() as (endpoint, backend), charger(endpoint, "CPH", V16) as c:
+            backend.hang_up = True
+            await backend.connection()
+            await asyncio.sleep(3)
+            # FAST: waits of 0.1-0.2, 0.2-0.4, then 0.5-1 s; a tight loop would make hundreds
+            assert 2 <= len(backend.connections) <= 8
+            backend.hang_up = False
+            await c.cp.call(call16.Heartbeat())
+            assert texts(backend.received) == texts(c.recording.sent)
+
+    with caplog.at_level(logging.INFO, "edge_agent.ocpp.proxy"):
+        run(scenario())
+    assert "CPH: the backend connection was brief; reconnecting in" in caplog.text
 
 
 def test_backend_away_too_long_closes_the_charger(caplog: pytest.LogCaptureFixture) -> None:
