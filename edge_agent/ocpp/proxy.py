@@ -35,6 +35,7 @@ import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ OnCall = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
 """``(charge_point_id, subprotocol, action, payload)`` of a charger CALL, awaited before forwarding.
 
 ``subprotocol`` is ``"ocpp1.6"`` or ``"ocpp2.0.1"``; ``payload`` is the JSON object exactly as
-sent (camelCase keys, strings untouched)."""
+sent: camelCase keys, strings untouched, integers as ``int`` and numbers with a fraction or
+exponent as ``Decimal`` (exactly the digits sent: OCPP 2.0.1 sends meter values as JSON
+numbers, and energy is converted to mWh exactly, never through a float)."""
 
 SUBPROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
 
@@ -186,7 +189,7 @@ def _parse(frame: Data) -> _Parsed:
     if isinstance(frame, bytes):
         return _Parsed(None, problem="binary frame (OCPP-J frames are text)")
     try:
-        message = json.loads(frame)
+        message = json.loads(frame, parse_float=Decimal, parse_constant=_not_json)
     except ValueError as exc:
         return _Parsed(None, problem=f"not JSON ({exc})")
     if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], str):
@@ -199,6 +202,10 @@ def _parse(frame: Data) -> _Parsed:
     if kind in (CALLRESULT, CALLERROR) and not isinstance(kind, bool):
         return _Parsed(kind, message_id)
     return _Parsed(None, problem=f"unknown message type {kind!r}")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _excerpt(frame: Data) -> str:

@@ -24,6 +24,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,7 @@ class Backend:
 
     def _arrived(self, frame: Any) -> None:
         try:
-            message = json.loads(frame)
+            message = json.loads(frame, parse_float=Decimal)
         except ValueError:
             return
         if isinstance(message, list) and len(message) == 4 and message[0] == 2:
@@ -539,11 +540,11 @@ def test_ocpp201_session_passes_unchanged_and_is_stored_first() -> None:
                 )
             )
             assert remote.status == "Accepted"
-            for seq, (event, trigger, context) in enumerate(
+            for seq, (event, trigger, context, wh) in enumerate(
                 [
-                    ("Started", "RemoteStart", "Transaction.Begin"),
-                    ("Updated", "MeterValuePeriodic", "Sample.Periodic"),
-                    ("Ended", "StopAuthorized", "Transaction.End"),
+                    ("Started", "RemoteStart", "Transaction.Begin", 259.6),
+                    ("Updated", "MeterValuePeriodic", "Sample.Periodic", 259.65),
+                    ("Ended", "StopAuthorized", "Transaction.End", 259.7),
                 ]
             ):
                 await c.cp.call(
@@ -553,7 +554,7 @@ def test_ocpp201_session_passes_unchanged_and_is_stored_first() -> None:
                         trigger_reason=trigger,
                         seq_no=seq,
                         transaction_info={"transaction_id": "tx-1"},
-                        meter_value=meter(context, 259.6 + seq / 10),
+                        meter_value=meter(context, wh),
                         evse={"id": 1, "connector_id": 1},
                     )
                 )
@@ -568,6 +569,8 @@ def test_ocpp201_session_passes_unchanged_and_is_stored_first() -> None:
                 "TransactionEvent"
             ] * 3 + ["MeterValues"]
             sampled = endpoint.agent_log[3][3]["meterValue"][0]["sampledValue"][1]
+            assert sampled["value"] == Decimal("259.7")  # the digits sent, not a float near them
+            assert endpoint.agent_log[2][3]["meterValue"][0]["sampledValue"][0]["value"] == Decimal("259.65")
             assert base64.b64decode(sampled["signedMeterValue"]["signedMeterData"]).decode() == record
 
     run(scenario())
@@ -598,6 +601,7 @@ def test_malformed_frames_pass_unchanged_both_ways(caplog: pytest.LogCaptureFixt
                     '[2, "m1"]',
                     '{"an": "object"}',
                     '[9, "x", "y"]',
+                    '[2,"n","Heartbeat",{"x":NaN}]',
                     '[2,"m2","Heartbeat",{}]',
                 ]
                 for frame in odd:
