@@ -194,17 +194,28 @@ class Backend:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Backend]:
-        async with websockets.asyncio.server.serve(
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def start(self, port: int = 0) -> None:
+        self.server = await websockets.asyncio.server.serve(
             self._handle,
             "127.0.0.1",
-            0,
+            port,
             subprotocols=[Subprotocol(V16), Subprotocol(V201)],
             process_request=self._check,
             ssl=self.tls,
             max_size=MAX_FRAME * 4,
-        ) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            yield self
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Like a backend process stopping: its connections are closed (1001), its port refuses."""
+        self.server.close()
+        await self.server.wait_closed()
 
     @property
     def url(self) -> str:
@@ -657,6 +668,39 @@ def test_backend_away_and_back_loses_nothing(abort: bool, caplog: pytest.LogCapt
     assert "CP9: backend connection lost" in caplog.text
     assert "refused with HTTP 503); charger kept connected, 1 frame(s) held" in caplog.text
     assert "CP9: connected to the backend" in caplog.text
+
+
+def test_backend_restart_loses_nothing_ocpp201(caplog: pytest.LogCaptureFixture) -> None:
+    def event(seq: int, kind: str) -> Any:
+        return call201.TransactionEvent(
+            event_type=kind,
+            timestamp=now(),
+            trigger_reason="MeterValuePeriodic" if kind == "Updated" else "Authorized",
+            seq_no=seq,
+            transaction_info={"transaction_id": "tx-9"},
+            meter_value=[{"timestamp": now(), "sampled_value": [{"value": 1000 + seq}]}],
+        )
+
+    async def scenario() -> None:
+        async with setup() as (endpoint, backend), charger(endpoint, "CPR", V201) as c:
+            await c.cp.call(event(0, "Started"))
+            port = backend.port
+            await backend.stop()
+            pending = asyncio.create_task(c.cp.call(event(1, "Updated")))
+            await eventually(lambda: len(endpoint.agent_log) == 2, "the agent has the update")
+            await eventually(lambda: "ConnectionRefusedError" in caplog.text, "the relay retrying")
+            await asyncio.sleep(1)
+            await backend.start(port)  # the same address, as a restarted backend would have
+            await asyncio.wait_for(pending, WAIT)
+            await c.cp.call(event(2, "Ended"))
+            assert len(backend.connections) == 2
+            assert texts(backend.received) == texts(c.recording.sent)
+            assert texts(c.recording.received) == texts(backend.sent)
+            check_stored_before_forwarded(endpoint, backend, "CPR", V201)
+
+    with caplog.at_level(logging.INFO, "edge_agent.ocpp.proxy"):
+        run(scenario())
+    assert "CPR: connected to the backend" in caplog.text
 
 
 def test_answer_to_a_call_of_a_gone_backend_connection_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
