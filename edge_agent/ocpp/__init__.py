@@ -1,0 +1,1 @@
+"""OCPP chargers: the agent's websocket endpoint, local backend and proxy."""
