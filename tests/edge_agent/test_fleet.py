@@ -29,7 +29,7 @@ def test_simulated_fleet_enrols_publishes_and_gets_receipts(
         "simulate", "--devices", str(DEVICES), "--kind", "mixed", "--interval", str(INTERVAL),
         "--speed", str(SPEED), "--duration", str(DURATION), "--gateway", gateway.url,
         "--token", INSTALLER_TOKEN, "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--state", state,
-        "--start", "2026-06-01T00:00:00Z", "--drain", "20", "--progress", "0.5",
+        "--start", "2026-06-01T00:00:00Z", "--drain", "90", "--progress", "0.5",
     ]  # fmt: skip
     try:
         result = cli(*args)
