@@ -27,6 +27,7 @@ import base64
 import hashlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -86,6 +87,7 @@ class OcppMeter:
         self._seen: deque[bytes] = deque(maxlen=SEEN_KEPT)
         self._signed_in_session: dict[str, int] = {}
         self._warned_unsigned = False
+        self._upstream_ssl: ssl.SSLContext | None = None
         self._last_value: MeterValue | None = None
         """The newest meter value carried (its pagination: the next must rise)."""
         self._pending_value: MeterValue | None = None
@@ -164,9 +166,7 @@ class OcppMeter:
                 '"its password" }'
             )
         if self.settings.mode == "proxy":
-            raise MeterUnavailable(
-                '[meter.ocpp] mode = "proxy" is not available in this version of the agent: use mode = "local"'
-            )
+            self._prepare_proxy()
         if self.meter_key is None:
             log.warning(
                 "OCPP: no meter key was enrolled (enrol --meter-key): the charger's values make UNSIGNED readings "
@@ -184,6 +184,42 @@ class OcppMeter:
         )
         self.status["listen_port"] = self.endpoint.port
         self._save_status()
+
+    def _prepare_proxy(self) -> None:
+        """Check the backend settings before any charger connects (a bad one stops the agent, saying why)."""
+        from edge_agent.ocpp.proxy import ProxyError, Upstream, upstream_ssl_context
+
+        s = self.settings
+        if not s.upstream_url:
+            raise MeterUnavailable(
+                f'{self.config.path}: [meter.ocpp] mode = "proxy" needs upstream_url (the charger\'s real backend, '
+                "wss://...)"
+            )
+        context = None
+        try:
+            if s.upstream_url.startswith("wss://"):
+                context = upstream_ssl_context(
+                    s.upstream_ca_file or None, s.upstream_cert_file or None, s.upstream_key_file or None
+                )
+            Upstream(s.upstream_url, ssl=context)
+        except ProxyError as exc:
+            raise MeterUnavailable(f"{self.config.path}: [meter.ocpp] {exc}") from None
+        self._upstream_ssl = context
+        log.info("OCPP proxy mode: chargers are relayed to %s", s.upstream_url)
+
+    def upstream_for(self, charge_point_id: str) -> Any:
+        """The backend as this charger reaches it (user name: the configured one, else the charge point id)."""
+        from edge_agent.ocpp.proxy import Upstream
+
+        s = self.settings
+        if not s.upstream_password:
+            return Upstream(s.upstream_url, ssl=self._upstream_ssl)
+        return Upstream(
+            s.upstream_url,
+            username=s.upstream_username or charge_point_id,
+            password=s.upstream_password,
+            ssl=self._upstream_ssl,
+        )
 
     @property
     def port(self) -> int:
@@ -215,6 +251,18 @@ class OcppMeter:
 
         self.connected(charge_point_id, subprotocol, True)
         try:
+            if self.settings.mode == "proxy":
+                from edge_agent.ocpp.proxy import relay
+
+                await relay(
+                    connection,
+                    charge_point_id=charge_point_id,
+                    subprotocol=subprotocol,
+                    upstream=self.upstream_for(charge_point_id),
+                    on_call=self.on_call,
+                    max_frame_bytes=self.settings.max_frame_bytes,
+                )
+                return
             backend: LocalBackend16 | LocalBackend201
             if subprotocol == "ocpp1.6":
                 backend = LocalBackend16(charge_point_id, connection, self)
