@@ -193,3 +193,28 @@ def test_proxy_relays_and_keeps_the_signed_values(
         assert all(not r.status & Status.METER_ERROR for r in site.readings())
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "proxy"}, "needs upstream_url"),
+        ({"mode": "proxy", "upstream_url": "http://backend.example/ocpp"}, "must start with ws:// or wss://"),
+        ({"mode": "proxy", "upstream_url": "wss://backend.example/ocpp", "upstream_ca_file": "/nonexistent/ca.pem"},
+         "TLS files unusable"),
+    ],
+)  # fmt: skip
+def test_proxy_settings_are_checked_at_start(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, settings: dict[str, str], message: str
+) -> None:
+    from edge_agent.agent import run_agent
+    from edge_agent.errors import AgentError
+    from tests.edge_agent.test_ocpp_support import SimulatedMeter
+
+    site = make_site(tmp_path, cli, gateway, meter_key=SimulatedMeter().public_hex)
+    update_config(site.config.path, "meter.ocpp", settings)
+    config = load_config(site.config.path, environ={})
+    with pytest.raises(AgentError) as failed:
+        asyncio.run(asyncio.wait_for(run_agent(config, asyncio.Event()), 30))
+    assert message in str(failed.value)
+    assert "cannot start the ocpp meter" in str(failed.value)
