@@ -83,7 +83,11 @@ class OcppMeter:
         self.endpoint = OcppEndpoint(self.settings, self._handle)
         self._register: int | None = None
         self._register_at = 0.0
-        self._connected: dict[str, str] = {}
+        self._connected: dict[str, int] = {}
+        """Open connections per charge point id (a charger that reconnects may briefly have two)."""
+        self._tip_mwh: int | None = None
+        """The register of the newest reading taken (from the chain's state at start): a signed value
+        below it would send the chain's register backwards."""
         self._seen: deque[bytes] = deque(maxlen=SEEN_KEPT)
         self._signed_in_session: dict[str, int] = {}
         self._warned_unsigned = False
@@ -112,6 +116,7 @@ class OcppMeter:
         chain = self.store.chain(self.config.device_id)
         if chain is None:
             return
+        self._tip_mwh = chain.last_energy_mwh
         after = max(0, chain.state.next_seq - 1 - SEEN_KEPT)
         for _, envelope in self.store.pending(self.config.device_id, after, SEEN_KEPT):
             try:
@@ -234,6 +239,7 @@ class OcppMeter:
                 f"no charger is connected and its last register is {int(age)} s old "
                 f"(more than [meter.ocpp] stale_after_s = {self.settings.stale_after_s:g})"
             )
+        self._tip_mwh = self._register if self._tip_mwh is None else max(self._tip_mwh, self._register)
         return MeterSample(self._register)
 
     def events(self, after_ms: int, until_ms: int) -> list[MeterEvent]:
@@ -281,11 +287,15 @@ class OcppMeter:
                     charge_point_id,
                     ", ".join(self._connected),
                 )
-            self._connected[charge_point_id] = subprotocol
+            self._connected[charge_point_id] = self._connected.get(charge_point_id, 0) + 1
         else:
-            self._connected.pop(charge_point_id, None)
+            left = self._connected.get(charge_point_id, 1) - 1
+            if left > 0:
+                self._connected[charge_point_id] = left
+            else:
+                self._connected.pop(charge_point_id, None)
         entry = self._charger(charge_point_id)
-        entry["connected"] = up
+        entry["connected"] = charge_point_id in self._connected
         entry["version"] = VERSIONS.get(subprotocol, subprotocol)
         entry["since_ms"] = _now_ms()
         self._save_status()
@@ -385,6 +395,8 @@ class OcppMeter:
                 raise StorageFailed("the meter is not attached to an agent")
             if not self.push(pushed):
                 raise StorageFailed("the readings could not be stored")
+            last_mwh = pushed[-1].sample.energy_mwh
+            self._tip_mwh = last_mwh if self._tip_mwh is None else max(self._tip_mwh, last_mwh)
             for reading in pushed:
                 if reading.meter_record is not None:
                     self._seen.append(_digest(reading.meter_record))
@@ -417,8 +429,8 @@ class OcppMeter:
                 )
                 continue
             if (
-                self._register is not None
-                and signed.energy_mwh < self._register
+                self._tip_mwh is not None
+                and signed.energy_mwh < self._tip_mwh
                 and any(later.record == signed.record for later in values.signed[n + 1 :])
             ):
                 # A begin value sent at the end, after later registers were read: a reading of it would
@@ -430,10 +442,10 @@ class OcppMeter:
                     charge_point_id,
                     signed.value_index,
                     signed.energy_mwh,
-                    self._register,
+                    self._tip_mwh,
                 )
                 continue
-            if self._register is not None and signed.energy_mwh < self._register:
+            if self._tip_mwh is not None and signed.energy_mwh < self._tip_mwh:
                 # A reading of it would make the register go backwards (a fatal METER_ERROR for the
                 # asset's claims): typically a begin value in its own record, sent only at the end.
                 log.warning(
@@ -443,7 +455,7 @@ class OcppMeter:
                     charge_point_id,
                     signed.energy_mwh,
                     signed.value_index,
-                    self._register,
+                    self._tip_mwh,
                 )
                 entry["late_values"] = int(entry.get("late_values", 0)) + 1
                 continue
