@@ -459,6 +459,11 @@ class OcppMeter:
                 )
                 entry["late_values"] = int(entry.get("late_values", 0)) + 1
                 continue
+            if self.meter_key is None:
+                # No enrolled key to check it against: the value itself, as an unsigned reading.
+                self._warn_unsigned(charge_point_id)
+                pushed.append(PushedReading(now_ms, MeterSample(signed.energy_mwh)))
+                continue
             accepted = self._accept(
                 charge_point_id, signed, seq=next_seq + len(pushed), time_ms=now_ms, last=last_value
             )
@@ -475,10 +480,6 @@ class OcppMeter:
             entry["signed_values"] = int(entry.get("signed_values", 0)) + 1
             entry["last_signed_ms"] = now_ms
         self._pending_value = last_value
-        if not pushed and values.signed and self.meter_key is None:
-            # No enrolled key to check them against: the values themselves, as unsigned readings.
-            for signed in values.signed:
-                pushed.append(PushedReading(now_ms, MeterSample(signed.energy_mwh)))
         if values.session is not None:
             trigger = Trigger.SESSION_START if values.session == "start" else Trigger.SESSION_END
             if pushed:
@@ -497,6 +498,15 @@ class OcppMeter:
                     pushed.append(PushedReading(now_ms, MeterSample(register), trigger))
         return pushed
 
+    def _warn_unsigned(self, charge_point_id: str) -> None:
+        if not self._warned_unsigned:
+            self._warned_unsigned = True
+            log.warning(
+                "OCPP: charger %s sends meter-signed values but no meter key was enrolled: they make unsigned "
+                "readings. Re-enrol with --meter-key (docs/installers.md)",
+                charge_point_id,
+            )
+
     def _accept(
         self, charge_point_id: str, signed: SignedValue, *, seq: int, time_ms: int, last: MeterValue | None
     ) -> tuple[MeterRecord, MeterValue | None] | None:
@@ -504,13 +514,6 @@ class OcppMeter:
         mismatch, or a record that would not bind the reading (the same check the gateway makes at ingest,
         attest_core.metercheck: a reading it refuses would stop this device's log)."""
         if self.meter_key is None:
-            if not self._warned_unsigned:
-                self._warned_unsigned = True
-                log.warning(
-                    "OCPP: charger %s sends meter-signed values but no meter key was enrolled: they make unsigned "
-                    "readings. Re-enrol with --meter-key (docs/installers.md)",
-                    charge_point_id,
-                )
             return None
         entry = self._charger(charge_point_id)
         if entry.get("key_mismatch"):

@@ -516,7 +516,19 @@ def test_without_meter_key_the_charger_still_makes_unsigned_readings(
             await until(
                 lambda: any(r.energy_mwh == 3_456_700 for r in site.readings()), 20, "a periodic reading"
             )
+            record = site.meter.record([("B", Decimal("3.000")), ("E", Decimal("3.600"))])
+            value = json.dumps(site.meter.signed_meter_value(record))
+            sampled = [{"value": value, "context": "Transaction.End", "format": "SignedData"}]
+            await cp.call(
+                call16.MeterValues(
+                    connector_id=1, meter_value=[{"timestamp": now_iso(), "sampled_value": sampled}]
+                )
+            )
+            # the end value as an unsigned reading; the begin value (below the register) not at all
+            assert site.readings()[-1].energy_mwh == 3_600_000
         assert site.signed() == []
+        assert all(not r.status & Status.METER_ERROR for r in site.readings())
+        assert "sends meter-signed values but no meter key was enrolled" in caplog.text
         assert "no meter key was enrolled" in caplog.text
 
     asyncio.run(scenario())
