@@ -609,3 +609,21 @@ def test_records_that_would_not_bind_are_refused_not_carried(
         assert site.status()["chargers"][CP]["refused_values"] == 2
 
     asyncio.run(scenario())
+
+
+def test_no_periodic_reading_from_a_stale_register(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    update_config(site.config.path, "meter.ocpp", {"stale_after_s": 1.0})
+    site.config = load_config(site.config.path, environ={})
+
+    async def scenario() -> None:
+        async with running(site):
+            async with charge_point(site.url, CP, PASSWORD, "1.6") as cp:
+                await cp.call(call16.MeterValues(connector_id=1, meter_value=[
+                    {"timestamp": now_iso(), "sampled_value": [{"value": "42", "unit": "kWh"}]}]))  # fmt: skip
+                await until(lambda: any(r.energy_mwh == 42_000_000 for r in site.readings()), 20, "a reading")
+            await until(lambda: "its last register is" in caplog.text, 20, "the register going stale")
+            count = len(site.readings())
+            await asyncio.sleep(1.0)
+            assert len(site.readings()) == count  # no reading from a register nobody vouches for now
+
+    asyncio.run(scenario())
