@@ -32,7 +32,7 @@ from edge_agent.device import DeviceRuntime
 from edge_agent.enrol import load_enrolment
 from edge_agent.enrolment_request import request_path
 from edge_agent.errors import AgentError, Exit
-from edge_agent.meters import Meter, MeterUnavailable, open_meter
+from edge_agent.meters import Meter, MeterUnavailable, PushedReading, open_meter
 from edge_agent.mqtt import MqttLink, parse_mqtt_url
 from edge_agent.signer import load_signer
 from edge_agent.store import ChainConflict, Store
@@ -103,6 +103,33 @@ class Agent:
             self._last_heartbeat = now
             with contextlib.suppress(sqlite3.Error):
                 self.store.set_agent(os.getpid(), STARTED_MS, int(time.time() * 1000))
+        return True
+
+    def store_now(self, pushed: list[PushedReading]) -> bool:
+        """Sign and store readings a meter pushed (meter-signed values), in one transaction."""
+        device = self.device
+        if not pushed:
+            return True
+        if device.halted:
+            log.error("%s: not taking readings: %s", device.device_id, device.halted)
+            return False
+        synced = self.sync.synchronised()
+        readings = [
+            device.build(p.time_ms, p.sample, p.trigger, clock_synced=synced, meter_record=p.meter_record)
+            for p in pushed
+        ]
+        try:
+            self.store.append(readings)
+        except (sqlite3.Error, ChainConflict) as exc:
+            device.rollback()
+            log.error(
+                "%s: could not store %d reading(s) from the meter (%s): the charger is told to send them again",
+                device.device_id,
+                len(readings),
+                exc,
+            )
+            return False
+        device.committed_ok(readings)
         return True
 
     async def loop(self) -> None:
@@ -193,6 +220,9 @@ async def run_agent(config: Config, stop_event: asyncio.Event | None = None) -> 
         else:
             log.warning("no MQTT broker configured ([mqtt] url): readings stay in the outbox")
         agent = Agent(config, store, meter, device, clock, SyncCheck(config.clock.check_sync), link, stop)
+        attach = getattr(meter, "attach", None)
+        if callable(attach):
+            attach(agent.store_now)
         log.info(
             "device %s (asset %s, %s meter): next seq %d, %d readings in the outbox, log key %s",
             device.device_id,
@@ -339,6 +369,10 @@ def collect_status(config: Config) -> dict[str, Any]:
                 "pulses": pulses,
                 "energy_mwh": s0.register_offset_mwh + pulses * 1_000_000 // s0.impulses_per_kwh,
             }
+        if config.meter.type == "ocpp":
+            from edge_agent.meters.ocpp import load_ocpp_status
+
+            info["ocpp"] = load_ocpp_status(store)
         link = store.link(config.device_id)
         info["broker"] = (
             {
@@ -376,6 +410,10 @@ def format_status(info: dict[str, Any]) -> str:
             f"S0 input      GPIO{s0['pin']}: {s0['pulses']} pulses counted = {s0['energy_mwh'] / 1e6:.3f} kWh "
             "(as last persisted)"
         )
+    if info.get("ocpp") is not None:
+        from edge_agent.meters.ocpp import format_ocpp_status
+
+        lines.extend(format_ocpp_status(info["ocpp"]))
     agent = info.get("agent") or {}
     if info.get("agent_running"):
         lines.append(

@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lat", help="latitude in degrees (solar: needed for night checks)")
     p.add_argument("--lon", help="longitude in degrees")
+    p.add_argument(
+        "--meter-key",
+        metavar="TEXT",
+        help="a certified (Eichrecht) charger's meter public key, from the meter's display or label (hex, "
+        "or oca:base16:asn1:<hex>): signed with the enrolment, it is the only key whose signed values "
+        "the agent carries",
+    )
+    p.add_argument(
+        "--meter-curve",
+        metavar="NAME",
+        help="the meter key's curve, e.g. secp256r1 or brainpoolP256r1 (default: read from the key)",
+    )
     p.add_argument("--timeout", type=_positive_float, default=15.0, help="HTTP timeout in seconds (15)")
     p.add_argument(
         "--new",

@@ -119,6 +119,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         http_client,
         key_fingerprint,
         load_enrolment,
+        parse_meter_key,
         parse_pinned_key,
         pin_log_key,
         save_enrolment,
@@ -139,6 +140,11 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     if not token:
         raise AgentError(f"no installer token: give --token (or set {TOKEN_ENV})", Exit.USAGE)
     pinned = parse_pinned_key(args.log_key, "--log-key") if args.log_key else None
+    if args.meter_curve and not args.meter_key:
+        raise AgentError("--meter-curve needs --meter-key", Exit.USAGE)
+    meter_key = parse_meter_key(args.meter_key, args.meter_curve) if args.meter_key else None
+    if meter_key is not None and args.kind != "charger":
+        raise AgentError("--meter-key is a charger's meter key: use it with --kind charger", Exit.USAGE)
     signer = load_signer(config)
     ensure_private_dir(config.state_dir)
     unbound = build_statement(
@@ -175,7 +181,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 f"of the log {key.name!r}: not enrolling it there. Check the gateway URL",
                 Exit.FAILED,
             )
-        wanted = bind_to_log(unbound, key)
+        wanted = bind_to_log(unbound, key, meter_key)
         request, stored = choose_request(config.state_dir, wanted, signer, confirmed=confirmed, new=args.new)
         statement = request.statement
         if not stored:
@@ -219,6 +225,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
                 store.close()
             print(f"enrolled: device {statement.device_id} for asset {statement.asset_id}{where}")
             print(f"key fingerprint:  {fp(signer.public_key)}")
+            if statement.meter_key is not None:
+                print(f"meter key:        {statement.meter_key.hex()} ({statement.meter_key.curve})")
         else:
             print(
                 f"already enrolled: device {statement.device_id} for asset {statement.asset_id}{where} "

@@ -33,6 +33,7 @@ from attest_core.chain import ChainState, next_reading
 from attest_core.entries import reading_entry_bytes
 from attest_core.errors import AttestError, ProofError
 from attest_core.keys import Signer
+from attest_core.meterproof import MeterRecord
 from attest_core.reading import Status, Trigger
 from attest_core.receipt import (
     ProvenTree,
@@ -115,8 +116,13 @@ class DeviceRuntime:
         trigger: Trigger = Trigger.PERIODIC,
         *,
         clock_synced: bool = True,
+        meter_record: MeterRecord | None = None,
     ) -> NewReading:
-        """Sign the next reading on top of the tip (not stored yet: commit it with the store)."""
+        """Sign the next reading on top of the tip (not stored yet: commit it with the store).
+
+        ``meter_record``: the meter's own signed record whose value ``sample`` is (a certified
+        charger's OCMF record), carried exactly; dropped if the register cannot be that value.
+        """
         tip = self.tip
         status = sample.status
         energy = sample.energy_mwh
@@ -136,6 +142,15 @@ class DeviceRuntime:
             )
             status |= Status.METER_ERROR
             energy = tip.last_energy_mwh
+        if meter_record is not None and energy != sample.energy_mwh:
+            log.error(
+                "%s: the meter-signed value %d mWh cannot be carried by a reading of %d mWh: the record is "
+                "left out of this reading",
+                self.device_id,
+                sample.energy_mwh,
+                energy,
+            )
+            meter_record = None
         if self.simulated:
             status |= Status.SIMULATED
         if not clock_synced:
@@ -163,6 +178,7 @@ class DeviceRuntime:
             power_mw=power,
             status=status,
             trigger=trigger,
+            meter_record=meter_record,
         )
         reading = NewReading(self.device_id, tip.state.next_seq, time_ms, energy, envelope.encode(), state)
         self.tip = Tip(state, time_ms, energy)

@@ -66,6 +66,7 @@ from attest_core.device import (
 )
 from attest_core.errors import AttestError
 from attest_core.keys import Signer
+from attest_core.meterproof import MeterKey
 from attest_core.note import VerifierKey
 from edge_agent.enrolment_request import EnrolmentRequest
 from edge_agent.errors import AgentError, Exit
@@ -292,10 +293,29 @@ def pin_log_key(served: VerifierKey, pinned: VerifierKey | None, configured: str
         )
 
 
-def bind_to_log(statement: EnrolmentStatement, key: VerifierKey) -> EnrolmentStatement:
+def bind_to_log(
+    statement: EnrolmentStatement, key: VerifierKey, meter_key: MeterKey | None = None
+) -> EnrolmentStatement:
     """The statement naming the log of ``key`` (its name is the log's origin) and the key by its
-    hash: a v2 statement, signed only after the key was pinned."""
-    return dataclasses.replace(statement, log_origin=key.name, log_key_hash=log_key_hash(key))
+    hash: a v2 statement, signed only after the key was pinned.  ``meter_key`` (a certified
+    charger's meter key, ``enrol --meter-key``) goes into its extensions, signed with the rest."""
+    extensions = () if meter_key is None else (meter_key.to_extension(),)
+    return dataclasses.replace(
+        statement, log_origin=key.name, log_key_hash=log_key_hash(key), extensions=extensions
+    )
+
+
+def parse_meter_key(text: str, curve: str | None) -> MeterKey:
+    """``--meter-key`` (hex as on the meter's label, ``oca:base16:asn1:<hex>`` or base64) and ``--meter-curve``."""
+    try:
+        return MeterKey.from_text(text, curve=curve or None)
+    except (AttestError, ValueError) as exc:
+        raise AgentError(
+            f"--meter-key is not a meter public key this agent can read ({exc}). Copy it from the meter's "
+            "display or label (hex, as the charger shows it, or oca:base16:asn1:<hex>); for a secp192k1 key "
+            "give --meter-curve secp192k1",
+            Exit.USAGE,
+        ) from None
 
 
 def check_answer(answer: dict[str, Any], statement: EnrolmentStatement) -> int | None:

@@ -63,6 +63,7 @@ def save_request(state_dir: Path, request: EnrolmentRequest, gateway: str) -> No
         "log_key_hash": None
         if request.statement.log_key_hash is None
         else request.statement.log_key_hash.hex(),
+        "meter_key": None if request.statement.meter_key is None else request.statement.meter_key.hex(),
         "first_sent_to": gateway,
     }
     write_private_file(request_path(state_dir), (json.dumps(doc, indent=2) + "\n").encode(), exclusive=False)
@@ -127,6 +128,9 @@ def describe_statement(statement: EnrolmentStatement) -> str:
     )
     if statement.location is not None:
         text += f" --lat {_degrees(statement.location.lat_e6)} --lon {_degrees(statement.location.lon_e6)}"
+    meter_key = statement.meter_key
+    if meter_key is not None:
+        text += f" --meter-key {meter_key.hex()} --meter-curve {meter_key.curve}"
     if statement.log_origin is not None:
         text += f", for the log {statement.log_origin}"
     return text

@@ -21,7 +21,7 @@ Example (what ``init`` writes, shortened)::
     path = "/etc/iot-attest/device.key"
 
     [meter]
-    type = "s0"                    # s0 | sunspec | simulated-charger | simulated-solar
+    type = "s0"                    # s0 | sunspec | ocpp | simulated-charger | simulated-solar
     interval_s = 60
 
     [meter.s0]
@@ -52,6 +52,7 @@ from edge_agent.config.schema import (
     KeyConfig,
     MeterConfig,
     MqttConfig,
+    OcppConfig,
     OutboxConfig,
     S0Config,
     SimulatedConfig,
@@ -72,6 +73,7 @@ __all__ = [
     "KeyConfig",
     "MeterConfig",
     "MqttConfig",
+    "OcppConfig",
     "OutboxConfig",
     "S0Config",
     "SimulatedConfig",

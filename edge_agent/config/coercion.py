@@ -27,6 +27,12 @@ def fill(obj: Any, table: Mapping[str, Any], where: str) -> None:
                 raise AgentError(f"{where}.{key} must be a table", Exit.USAGE)
             fill(current, value, f"{where}.{key}")
             continue
+        if isinstance(current, dict):
+            setattr(obj, key, _string_table(value, f"{where}.{key}"))
+            continue
+        if isinstance(current, list) and "str" in str(known[key].type):
+            setattr(obj, key, _string_list(value, f"{where}.{key}"))
+            continue
         setattr(obj, key, coerce(current, value, f"{where}.{key}"))
 
 
@@ -54,3 +60,15 @@ def coerce(current: Any, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise AgentError(f"{where} must be a string, got {value!r}", Exit.USAGE)
     return value
+
+
+def _string_table(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise AgentError(f'{where} must be a table of "name" = "text", got {value!r}', Exit.USAGE)
+    return dict(value)
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise AgentError(f"{where} must be a list of strings, got {value!r}", Exit.USAGE)
+    return list(value)

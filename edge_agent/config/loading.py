@@ -18,6 +18,8 @@ from edge_agent.config.coercion import fill
 from edge_agent.config.schema import (
     DEFAULT_STATE_DIR,
     METER_TYPES,
+    MIN_FRAME_BYTES,
+    OCPP_MODES,
     SUNSPEC_REGISTERS,
     Config,
     default_config_path,
@@ -99,6 +101,7 @@ def _validate(config: Config, where: str) -> None:
         )
     if not 0 <= meter.sunspec.unit_id <= 255:
         raise AgentError(f"{where}: meter.sunspec.unit_id must be 0..255", Exit.USAGE)
+    _validate_ocpp(config, where)
     if meter.simulated.speed <= 0:
         raise AgentError(f"{where}: meter.simulated.speed must be positive", Exit.USAGE)
     if config.outbox.max_readings < 1:
@@ -113,3 +116,43 @@ def _validate(config: Config, where: str) -> None:
         raise AgentError(f"{where}: mqtt.reconnect_min_s / reconnect_max_s out of range", Exit.USAGE)
     if config.mqtt.max_inflight < 1:
         raise AgentError(f"{where}: mqtt.max_inflight must be at least 1", Exit.USAGE)
+
+
+def _validate_ocpp(config: Config, where: str) -> None:
+    ocpp = config.meter.ocpp
+    if ocpp.mode not in OCPP_MODES:
+        raise AgentError(f"{where}: meter.ocpp.mode must be one of {', '.join(OCPP_MODES)}", Exit.USAGE)
+    if not 0 <= ocpp.listen_port <= 65_535:
+        raise AgentError(f"{where}: meter.ocpp.listen_port must be 0..65535", Exit.USAGE)
+    if not ocpp.path.startswith("/"):
+        raise AgentError(f"{where}: meter.ocpp.path must start with /", Exit.USAGE)
+    if ocpp.max_frame_bytes < MIN_FRAME_BYTES:
+        raise AgentError(
+            f"{where}: meter.ocpp.max_frame_bytes must be at least {MIN_FRAME_BYTES}", Exit.USAGE
+        )
+    if ocpp.sample_interval_s < 1 or ocpp.heartbeat_interval_s < 1 or ocpp.stale_after_s <= 0:
+        raise AgentError(
+            f"{where}: meter.ocpp sample_interval_s / heartbeat_interval_s / stale_after_s must be positive",
+            Exit.USAGE,
+        )
+    if bool(ocpp.cert_file) != bool(ocpp.key_file):
+        raise AgentError(
+            f"{where}: meter.ocpp needs both cert_file and key_file for TLS, or neither", Exit.USAGE
+        )
+    if bool(ocpp.upstream_cert_file) != bool(ocpp.upstream_key_file):
+        raise AgentError(
+            f"{where}: meter.ocpp needs both upstream_cert_file and upstream_key_file, or neither", Exit.USAGE
+        )
+    for charger, password in ocpp.chargers.items():
+        if ID_RE.fullmatch(charger) is None:
+            raise AgentError(
+                f"{where}: meter.ocpp.chargers: {charger!r} is not a charge point id "
+                "(1-64 characters from A-Z a-z 0-9 . _ -)",
+                Exit.USAGE,
+            )
+        if len(password) < 8:
+            raise AgentError(
+                f"{where}: meter.ocpp.chargers: the password of {charger!r} must be at least 8 characters "
+                "(OCPP's AuthorizationKey / BasicAuthPassword: 16 to 40 recommended)",
+                Exit.USAGE,
+            )

@@ -13,7 +13,9 @@ from pathlib import Path
 DEFAULT_CONFIG = Path("/etc/iot-attest/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/iot-attest")
 CONFIG_ENV = "IOT_ATTEST_CONFIG"
-METER_TYPES = ("s0", "sunspec", "simulated-charger", "simulated-solar")
+METER_TYPES = ("s0", "sunspec", "ocpp", "simulated-charger", "simulated-solar")
+OCPP_MODES = ("local", "proxy")
+MIN_FRAME_BYTES = 8192
 SUNSPEC_REGISTERS = ("auto", "WH", "TotWhExp", "TotWhImp")
 
 
@@ -58,6 +60,41 @@ class SunSpecConfig:
 
 
 @dataclass
+class OcppConfig:
+    """An OCPP-J charger (1.6 or 2.0.1) that connects to the agent (edge_agent/ocpp/)."""
+
+    mode: str = "local"
+    """local: the agent is the charger's backend; proxy: it relays to ``upstream_url``, keeping a copy."""
+    listen_host: str = "0.0.0.0"  # noqa: S104 - the charger connects over the site network
+    listen_port: int = 9000
+    path: str = "/ocpp"
+    """The charger's backend URL is ws(s)://<this Pi>:<listen_port><path>/<charge point id>."""
+    chargers: dict[str, str] = field(default_factory=dict)
+    """Allow list: charge point id -> its Basic-auth password (OCPP security profile 1 or 2)."""
+    id_tags: list[str] = field(default_factory=list)
+    """Local mode: RFID / id tags that may charge (others are answered Invalid)."""
+    cert_file: str = ""
+    """TLS certificate (chain) of the endpoint: wss:// (security profile 2); empty: ws://."""
+    key_file: str = ""
+    max_frame_bytes: int = 65_536
+    """A frame over this closes that charger's connection (a 2,500-character record fits easily)."""
+    sample_interval_s: int = 60
+    """Asked of the charger: meter values this often during a session (and clock-aligned)."""
+    heartbeat_interval_s: int = 300
+    stale_after_s: float = 900.0
+    """No register from a disconnected charger for this long: no periodic reading (MeterUnavailable)."""
+    upstream_url: str = ""
+    """Proxy mode: the real backend, ws(s)://host/path (the charge point id is appended)."""
+    upstream_username: str = ""
+    """Empty: the charge point id."""
+    upstream_password: str = ""
+    upstream_ca_file: str = ""
+    upstream_cert_file: str = ""
+    """Client certificate towards the backend (security profile 3)."""
+    upstream_key_file: str = ""
+
+
+@dataclass
 class SimulatedConfig:
     seed: int = 1
     speed: float = 1.0
@@ -72,6 +109,7 @@ class MeterConfig:
     interval_s: float = 60.0
     s0: S0Config = field(default_factory=S0Config)
     sunspec: SunSpecConfig = field(default_factory=SunSpecConfig)
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
     simulated: SimulatedConfig = field(default_factory=SimulatedConfig)
 
 

@@ -41,7 +41,7 @@ type = "file"                       # signer backend: "file" (secure elements la
 path = {v(key_path)}
 
 [meter]
-type = {v(meter_type)}                  # s0 | sunspec | simulated-charger | simulated-solar
+type = {v(meter_type)}                  # s0 | sunspec | ocpp | simulated-charger | simulated-solar
 interval_s = 60                     # one signed reading per interval (plus session start/end)
 
 [meter.s0]                          # S0 pulse output (DIN 43864): open collector, <= 27 V / 27 mA
@@ -59,6 +59,26 @@ unit_id = 1
 bases = [40000, 0, 50000]           # where to look for the 'SunS' marker
 register = "auto"                   # auto | WH | TotWhExp | TotWhImp
 timeout_s = 3.0
+
+[meter.ocpp]                        # an OCPP-J charger (1.6 / 2.0.1) connects here (docs/installers.md)
+mode = "local"                      # local: the agent is its backend | proxy: relay to upstream_url
+listen_host = "0.0.0.0"             # the charger's backend URL: ws://<this Pi>:9000/ocpp/<charge point id>
+listen_port = 9000
+path = "/ocpp"
+chargers = {{}}                       # allow list: {{ "CP-1" = "its Basic-auth password (16-40 chars)" }}
+id_tags = []                        # local mode: RFID tags that may charge, e.g. ["04A2B3C4D5"]
+cert_file = ""                      # TLS (wss://, security profile 2): certificate chain and key
+key_file = ""
+max_frame_bytes = 65536             # a bigger frame closes that charger's connection
+sample_interval_s = 60              # meter values asked of the charger during a session
+heartbeat_interval_s = 300
+stale_after_s = 900                 # no register for this long from a disconnected charger: no reading
+upstream_url = ""                   # proxy: the real backend, wss://backend.example.org/ocpp
+upstream_username = ""              # proxy: empty = the charge point id
+upstream_password = ""
+upstream_ca_file = ""               # proxy: CA of the backend (empty: system trust store)
+upstream_cert_file = ""             # proxy: client certificate (security profile 3)
+upstream_key_file = ""
 
 [meter.simulated]                   # simulated-charger / simulated-solar
 seed = 1

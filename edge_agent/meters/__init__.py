@@ -1,18 +1,50 @@
 """Meter sources behind one interface (:class:`edge_agent.meters.base.Meter`).
 
 ``[meter] type`` chooses: ``s0`` (GPIO pulse input), ``sunspec`` (Modbus TCP),
-``simulated-charger`` or ``simulated-solar``.
+``ocpp`` (an OCPP-J charger connecting to the agent), ``simulated-charger`` or ``simulated-solar``.
+
+A meter whose values arrive by themselves (``ocpp``: each meter-signed value must become a reading
+as soon as it arrives) has an ``attach(push)`` method: the agent gives it a :data:`Push`, which
+signs and durably stores readings at once, in one transaction, before the meter answers its peer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from attest_core.device import AssetKind, EnrolmentStatement
+from attest_core.meterproof import MeterRecord
+from attest_core.reading import Trigger
 from edge_agent.config import Config
 from edge_agent.errors import AgentError, Exit
 from edge_agent.meters.base import Meter, MeterEvent, MeterSample, MeterUnavailable
 from edge_agent.store import Store
 
-__all__ = ["Meter", "MeterEvent", "MeterSample", "MeterUnavailable", "open_meter", "simulated_meter"]
+__all__ = [
+    "Meter",
+    "MeterEvent",
+    "MeterSample",
+    "MeterUnavailable",
+    "Push",
+    "PushedReading",
+    "open_meter",
+    "simulated_meter",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PushedReading:
+    """A reading a meter wants taken now (its time is the agent's clock when the value arrived)."""
+
+    time_ms: int
+    sample: MeterSample
+    trigger: Trigger = Trigger.PERIODIC
+    meter_record: MeterRecord | None = None
+
+
+Push = Callable[[list[PushedReading]], bool]
+"""Sign and store these readings in one transaction; False if they could not be stored."""
 
 
 def simulated_meter(
@@ -34,6 +66,15 @@ def open_meter(config: Config, store: Store, statement: EnrolmentStatement) -> M
         from edge_agent.meters.s0 import S0Meter
 
         return S0Meter(config.meter.s0, store)
+    if kind == "ocpp":
+        from edge_agent.meters.ocpp import OcppMeter
+
+        if statement.asset_kind is not AssetKind.parse("charger"):
+            raise AgentError(
+                f"meter.type 'ocpp' needs a device enrolled as a charger, not {statement.asset_kind.label!r}",
+                Exit.USAGE,
+            )
+        return OcppMeter(config, store, statement.meter_key)
     if kind == "sunspec":
         from edge_agent.meters.sunspec import SunSpecMeter
 

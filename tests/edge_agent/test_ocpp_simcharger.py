@@ -1,0 +1,76 @@
+"""The agent (local backend) with the project's simulated certified charger (edge_agent/simcharger):
+boot, the agent's configuration requests, a charging session with signed begin, periodic and end
+values, both OCPP versions; every record the meter signed is carried, exactly once, by a reading
+whose register is the record's value."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from attest_core.meterproof import verify_record_signature
+from attest_core.ocmf import parse_ocmf
+from attest_core.reading import Status, Trigger
+from edge_agent.clock import Clock
+from edge_agent.simcharger.chargepoint import DEFAULT_ID_TAG, SimulatedChargePoint
+from edge_agent.simcharger.meter import OcmfMeter
+from tests.edge_agent.conftest import Cli
+from tests.edge_agent.fakes import FakeGateway
+from tests.edge_agent.test_ocpp_agent import CP, PASSWORD, make_site, running
+from tests.edge_agent.test_ocpp_support import until
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_simulated_certified_charger_session(
+    tmp_path: Path, cli: Cli, gateway: FakeGateway, version: str
+) -> None:
+    meter = OcmfMeter(f"simcharger-{version}")
+    site = make_site(tmp_path, cli, gateway, meter_key=meter.public_key_hex())
+    text = site.config.path.read_text().replace('id_tags = ["04A2B3C4D5"]', f'id_tags = ["{DEFAULT_ID_TAG}"]')
+    # values 1 s apart on the real clock: the meter's signed times stay within the gateway's 120 s of
+    # the readings' times (a faster simulated clock would put them minutes ahead, and be refused)
+    text = text.replace("sample_interval_s = 60", "sample_interval_s = 1")
+    site.config.path.write_text(text)
+    from edge_agent.config import load_config
+
+    site.config = load_config(site.config.path, environ={})
+    sign_key = "SampledDataSignReadings" if version == "1.6" else "SampledDataCtrlr.SignReadings"
+
+    async def scenario() -> None:
+        async with running(site), SimulatedChargePoint(
+            site.url, charge_point_id=CP, version=version, meter=meter, password=PASSWORD,  # type: ignore[arg-type]
+            clock=Clock(), register_wh=250_000,
+        ) as cp:  # fmt: skip
+            await cp.boot()
+            await until(lambda: sign_key in site.status()["chargers"][CP].get("config", {}), 20, "configured")
+            await until(lambda: bool(site.status()["chargers"][CP].get("meter_key_reported")), 20, "the key")
+            result = await cp.session(energy_wh=7_400, meter_values=3)
+        records = result.records
+        assert len(records) >= 2
+        signed = site.signed()
+        carried = [r.meter_record for r in signed if r.meter_record is not None]
+        assert {c.record for c in carried} == set(records)
+        assert len({(c.record, c.value_index) for c in carried}) == len(carried)  # each value once
+        key = meter.meter_key()
+        for reading in signed:
+            record = reading.meter_record
+            assert record is not None
+            parsed = parse_ocmf(record.record)
+            verify_record_signature(parsed, key)
+            assert reading.energy_mwh == parsed.readings[record.value_index].energy_mwh()
+        assert signed[0].energy_mwh == 250_000_000
+        assert signed[-1].energy_mwh == 257_400_000
+        assert signed[-1].trigger is Trigger.SESSION_END
+        readings = site.readings()
+        assert all(not r.status & Status.METER_ERROR for r in readings)
+        energies = [r.energy_mwh for r in readings]
+        assert energies == sorted(energies)
+        status = site.status()["chargers"][CP]
+        assert status["config"][sign_key] == "Accepted"
+        assert status["meter_key_reported"] == meter.public_key_hex().upper()
+        assert not status.get("key_mismatch")
+        assert not status.get("warning")
+
+    asyncio.run(scenario())
