@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the iot-attest edge agent on a fresh Raspberry Pi OS Bookworm.
 #
-#   sudo deploy/pi/install.sh [--meter s0|sunspec|simulated-charger|simulated-solar] [--mqtt URL]
+#   sudo deploy/pi/install.sh [--meter s0|sunspec|ocpp|simulated-charger|simulated-solar] [--mqtt URL]
 #
 # Run from a checkout of the project.  Safe to run again (updates the code, keeps the
 # key, the config and the state).  What it does:
