@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--progress", type=_positive_float, default=5.0, help="seconds between progress lines (5)")
     p.add_argument(
+        "--meter-signed",
+        action="store_true",
+        help="new chargers are certified chargers: a simulated meter (its own P-256 key, enrolled) "
+        "signs OCMF at each session start and end",
+    )
+    p.add_argument(
         "--max-inflight", type=_positive_int, default=1000, help="unacknowledged publishes per device"
     )
     return parser

@@ -20,6 +20,12 @@ Throughput: readings are built for many devices and committed in one transaction
 per batch (one fsync per batch, not per reading); publishing is asynchronous
 with up to ``--max-inflight`` unacknowledged messages per device.  Running it
 again with the same ``--state`` resumes the same fleet where it stopped.
+
+Meter-signed chargers (``--meter-signed``): each charger's simulated meter signs an OCMF record
+at every session start and end, and the reading of that event carries it.  The gateway binds a
+record to its reading exactly (register = the signed value in mWh, the meter's time within two
+minutes of the reading's, pagination rising per device), so such a charger's register is kept in
+whole Wh on every reading and the meter's page number is the reading's sequence number.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import time
 from dataclasses import dataclass
 
 from attest_core.device import decode_enrolment_statement
+from attest_core.metercheck import check_meter_value
+from attest_core.meterproof import MeterFormat, MeterRecord
 from attest_core.reading import MIN_TIME_MS, Status, Trigger
 from edge_agent.clock import Clock
 from edge_agent.config import MqttConfig
@@ -47,11 +55,11 @@ from edge_agent.enrol import (
     http_client,
 )
 from edge_agent.errors import AgentError, Exit
-from edge_agent.fleet_devices import SimDevice, enrol_all, load_or_create, power_model
+from edge_agent.fleet_devices import SimDevice, attach_meters, enrol_all, load_or_create, power_model
 from edge_agent.meters.base import MeterEvent, MeterSample
-from edge_agent.meters.simulated import PowerModel
 from edge_agent.mqtt import MqttLink, parse_mqtt_url
 from edge_agent.signer import ensure_private_dir
+from edge_agent.simcharger.meter import MeterValue
 from edge_agent.store import NewReading, Store
 
 log = logging.getLogger("edge_agent.fleet")
@@ -106,6 +114,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
             )
         store.set_meta("log_key", key.to_string())
         log.info("log key %s+%s", key.name, key.key_id.hex())
+        attach_meters(devices, args.meter_signed)
         enrolled, error = await loop.run_in_executor(None, enrol_all, devices, gateway, args.token, key)
         for device, statement_bytes in enrolled:  # kept even if another device failed
             store.db.execute("UPDATE fleet SET statement = ? WHERE idx = ?", (statement_bytes, device.idx))
@@ -166,10 +175,12 @@ async def run_fleet(args: argparse.Namespace) -> int:
             log.warning(
                 "%d of %d devices connected to %s; the others keep trying", connected, n, broker.display()
             )
+        metered = sum(1 for d in devices if d.meter is not None)
         print(
             f"simulating {n} device(s) from {_iso(start)}"
             + (f" to {_iso(end)}" if end else "")
-            + f", a reading every {args.interval:g} s of simulated time, speed x{args.speed:g}",
+            + f", a reading every {args.interval:g} s of simulated time, speed x{args.speed:g}"
+            + (f"; {metered} meter-signed charger(s)" if metered else ""),
             flush=True,
         )
         drained = False
@@ -202,6 +213,7 @@ async def run_fleet(args: argparse.Namespace) -> int:
 @dataclass
 class _Totals:
     made: int = 0
+    meter_signed: int = 0
     published: int = 0
     receipted: int = 0
     depth: int = 0
@@ -214,6 +226,7 @@ def _totals(devices: list[SimDevice]) -> _Totals:
         assert d.runtime is not None
         assert d.link is not None
         t.made += d.runtime.made
+        t.meter_signed += d.meter_signed
         t.receipted += d.runtime.receipted
         t.depth += d.runtime.depth
         t.published += d.link.published
@@ -259,9 +272,9 @@ async def _simulate(
                 due = device.next_due
                 events: list[MeterEvent] = model.events(device.last_time, due)
                 for event in events:
-                    batch.append(_build(runtime, model, event.time_ms, event.trigger))
+                    batch.append(_build(device, event.time_ms, event.trigger))
                     count += 1
-                batch.append(_build(runtime, model, due, Trigger.PERIODIC))
+                batch.append(_build(device, due, Trigger.PERIODIC))
                 count += 1
                 device.last_time = due
                 device.next_due = due + interval_ms
@@ -300,15 +313,47 @@ async def _simulate(
     wall = time.monotonic() - wall0
     print(
         f"made {totals.made} readings in {wall:.1f} s ({totals.made / max(wall, 1e-9):.0f}/s); "
-        f"published {totals.published}, receipted {totals.receipted}, outbox {totals.depth}",
+        + (f"{totals.meter_signed} carry a meter-signed record; " if totals.meter_signed else "")
+        + f"published {totals.published}, receipted {totals.receipted}, outbox {totals.depth}",
         flush=True,
     )
     return min(d.next_due for d in devices) if devices else target
 
 
-def _build(runtime: DeviceRuntime, model: PowerModel, time_ms: int, trigger: Trigger) -> NewReading:
-    sample = MeterSample(model.energy_mwh(time_ms), model.power_mw(time_ms), Status.SIMULATED)
-    return runtime.build(time_ms, sample, trigger)
+_SIGNED_EVENTS = {Trigger.SESSION_START: "B", Trigger.SESSION_END: "E"}
+"""The events at which a certified charger's meter signs, and the OCMF transaction code of each."""
+
+
+def _build(device: SimDevice, time_ms: int, trigger: Trigger) -> NewReading:
+    runtime, model, meter = device.runtime, device.model, device.meter
+    assert runtime is not None
+    assert model is not None
+    energy = model.energy_mwh(time_ms)
+    if meter is None:
+        return runtime.build(time_ms, MeterSample(energy, model.power_mw(time_ms), Status.SIMULATED), trigger)
+    # The meter signs whole Wh, and the register must equal a signed value exactly and never go
+    # back: every reading of a meter-signed charger keeps the register in whole Wh (the model's
+    # register is monotone, so the floored one is too).
+    energy = energy // 1000 * 1000
+    sample = MeterSample(energy, model.power_mw(time_ms), Status.SIMULATED)
+    transaction = _SIGNED_EVENTS.get(trigger)
+    if transaction is None:
+        return runtime.build(time_ms, sample, trigger)
+    seq = runtime.tip.state.next_seq
+    # The page is the reading's sequence number: it rises from record to record and continues
+    # after a restart, as a real meter's counter in non-volatile memory does.
+    meter.next_page = seq
+    record = meter.record([MeterValue(time_ms=time_ms, register_wh=energy // 1000, transaction=transaction)])
+    carried = MeterRecord(MeterFormat.OCMF, 0, record)
+    # Checked as the gateway will check it: a record that does not bind would have the reading refused.
+    _, problem = check_meter_value(carried, meter.meter_key(), seq=seq, time_ms=time_ms, energy_mwh=energy)
+    if problem is not None:
+        log.error(
+            "%s: reading %d is made without its meter record: %s", device.device_id, seq, problem.message
+        )
+        return runtime.build(time_ms, sample, trigger)
+    device.meter_signed += 1
+    return runtime.build(time_ms, sample, trigger, meter_record=carried)
 
 
 async def _drain(devices: list[SimDevice], store: Store, seconds: float, stop: asyncio.Event) -> bool:

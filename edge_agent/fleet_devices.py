@@ -3,6 +3,11 @@
 Each device has its own Ed25519 key (its seed is kept in the ``fleet`` table, so
 a second run resumes the same fleet), its asset and, once the gateway confirmed
 it, its enrolment statement.
+
+With ``simulate --meter-signed`` every charger is a certified charger: it has a simulated
+Eichrecht meter (:class:`~edge_agent.simcharger.meter.OcmfMeter`, its P-256 key derived from the
+device's own key seed, so a resumed fleet has the same meter) and is enrolled with that meter's
+key.  Whether a device is meter-signed is then fixed by its enrolment statement, not by the flag.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from attest_core.keys import Ed25519Signer
 from attest_core.note import VerifierKey
 from attest_core.reading import MIN_TIME_MS
 from edge_agent.device import DeviceRuntime
-from edge_agent.enrol import build_statement, enrol_device, http_client
-from edge_agent.errors import AgentError
+from edge_agent.enrol import bind_to_log, build_statement, enrol_device, http_client
+from edge_agent.errors import AgentError, Exit
 from edge_agent.meters.simulated import ChargerModel, PowerModel, SolarModel, seeded_random
 from edge_agent.mqtt import MqttLink
 from edge_agent.signer import derive_device_id
+from edge_agent.simcharger.meter import OcmfMeter
 from edge_agent.store import Store
 
 log = logging.getLogger("edge_agent.fleet")
@@ -58,6 +64,10 @@ class SimDevice:
     link: MqttLink | None = None
     next_due: int = 0
     last_time: int = 0
+    meter: OcmfMeter | None = None
+    """A certified charger's meter, which signs OCMF at each session's start and end."""
+    meter_signed: int = 0
+    """Readings made this run that carry a record of the meter."""
 
     @property
     def device_id(self) -> str:
@@ -98,6 +108,33 @@ def load_or_create(store: Store, args: argparse.Namespace, origin_ms: int) -> li
     return devices
 
 
+def fleet_meter(device: SimDevice) -> OcmfMeter:
+    """The device's simulated meter: seeded from the device's own key seed, so the same on every run."""
+    return OcmfMeter(f"fleet-meter/{device.signer.seed.hex()}", unit="Wh")
+
+
+def attach_meters(devices: list[SimDevice], meter_signed: bool) -> None:
+    """Give each meter-signed device its meter: an enrolled device is one if its statement carries
+    a meter key (which must be its meter's), a device not enrolled yet if it is a charger and
+    ``meter_signed`` (``--meter-signed``) was asked for."""
+    for device in devices:
+        if device.statement is None:
+            device.meter = fleet_meter(device) if meter_signed and device.kind == "charger" else None
+            continue
+        enrolled = device.statement.meter_key
+        if enrolled is None:
+            device.meter = None
+            continue
+        meter = fleet_meter(device)
+        if meter.meter_key() != enrolled:
+            raise AgentError(
+                f"{device.device_id} was enrolled with meter key {enrolled.hex()}, not its simulated meter's "
+                f"({meter.public_key_hex()}): this state directory was not made by this simulator",
+                Exit.FAILED,
+            )
+        device.meter = meter
+
+
 def enrol_all(
     devices: list[SimDevice], gateway: str, token: str, log_key: VerifierKey | None = None
 ) -> tuple[list[tuple[SimDevice, bytes]], AgentError | None]:
@@ -127,6 +164,12 @@ def enrol_all(
                         time_ms=max(device.origin_ms, MIN_TIME_MS),
                         log_key=log_key,
                     )
+                    if device.meter is not None:
+                        if log_key is None:
+                            raise AgentError(
+                                "a meter key is enrolled in a statement bound to a log", Exit.USAGE
+                            )
+                        statement = bind_to_log(statement, log_key, device.meter.meter_key())
                     result = enrol_device(client, gateway, token, statement, device.signer)
                     done.append((device, result.statement_bytes))
         except AgentError as exc:
