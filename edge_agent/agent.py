@@ -33,6 +33,7 @@ from edge_agent.enrol import load_enrolment
 from edge_agent.enrolment_request import request_path
 from edge_agent.errors import AgentError, Exit
 from edge_agent.meters import Meter, MeterUnavailable, PushedReading, open_meter
+from edge_agent.meters.base import ReadingsFollowMeter
 from edge_agent.mqtt import MqttLink, parse_mqtt_url
 from edge_agent.signer import load_signer
 from edge_agent.store import ChainConflict, Store
@@ -76,6 +77,9 @@ class Agent:
             return False
         try:
             sample = await self.meter.read(time_ms)
+        except ReadingsFollowMeter as exc:
+            log.debug("%s: no clock-driven reading: %s", device.device_id, exc)
+            return False
         except MeterUnavailable as exc:
             self._meter_failures += 1
             level = logging.ERROR if self._meter_failures >= 3 else logging.WARNING

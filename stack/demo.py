@@ -11,6 +11,11 @@
    already_claimed); a correction that supersedes the claim with an overstated
    revenue is refuted (exit 1) and a tampered copy of the bundle is rejected
    (exit 2), as they must be.
+5. Meanwhile, on the real clock, certified (Eichrecht) chargers speak OCPP 1.6 and
+   2.0.1 to real edge agents (stack/certified.py): their meters sign each begin and
+   end value (OCMF), the agents carry the records byte for byte, and the auditor
+   checks both signatures: a claim on their sessions is backed with every kWh
+   meter-signed (``--require-meter-signed``).
 
 Writes demo-output/ (log-key.txt, checkpoint.txt, bundle.json, report.json)
 and exits 0 only if every verdict is the expected one.
@@ -25,7 +30,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from rich.console import Console
 
 from attest_core.entries import ReadingEntry, decode_entry, encode_entry
 from attest_core.money import energy_value, format_kwh, round_down
+from stack import certified
 from stack.processes import REPO
 from stack.system import System
 
@@ -136,14 +142,25 @@ def run(args: argparse.Namespace) -> int:
     start, end = last_month(datetime.now(UTC))
     span_s = (end - start).total_seconds() + 3600  # an hour past the period's end
     speed = span_s / args.seconds
-    expected = {"honest": 0, "overstated": 1, "tampered": 2}
+    expected = {"honest": 0, "overstated": 1, "tampered": 2, "certified": 0}
     results: dict[str, int] = {}
     started = time.monotonic()
 
     step("1. Starting the system")
     system = System(say)
+    certified_chargers: list[certified.CertifiedCharger] = []
     try:
         system.start()
+
+        step(
+            f"2a. {args.certified} certified chargers over OCPP, on the real clock, beside the simulated month"
+        )
+        cert_start = datetime.now(UTC).replace(microsecond=0)
+        certified_chargers = certified.start(
+            args.certified, system.workdir, system.gateway_url, system.mqtt_url, system.tokens.installer, say
+        )
+        say("their simulated charge points connect to the agents and charge twice each; the meters sign "
+            "every begin and end value")  # fmt: skip
 
         chargers = (args.devices + 1) // 2
         step(f"2. A simulated fleet: {chargers} chargers and {args.devices - chargers} solar panels, "
@@ -171,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
 
         step("3. The issuer files a claim for what the readings show")
         issuer = Issuer(system.gateway_url, system.tokens.issuer)
-        assets = issuer.pages("/v1/assets", limit=1000)
+        cert_assets = {c.asset_id for c in certified_chargers}
+        assets = [a for a in issuer.pages("/v1/assets", limit=1000) if a["asset_id"] not in cert_assets]
         total_mwh = 0
         for asset in assets:
             first = issuer.one_reading(asset["asset_id"], iso(start), iso(end), "asc")
@@ -228,9 +246,17 @@ def run(args: argparse.Namespace) -> int:
         step("6. A tampered copy of the honest bundle is rejected (exit 2 expected)")
         (out / "bundle-tampered.json").write_bytes(tamper(bundle))
         results["tampered"] = verify(out / "bundle-tampered.json", out / "log-key.txt")
+
+        if certified_chargers:
+            step("7. The certified chargers' sessions: meter-signed evidence, both signatures checked")
+            results["certified"] = certified_claim(issuer, certified_chargers, cert_start, out)
+        else:
+            results["certified"] = 0
         issuer.close()
     finally:
         step("Stopping everything the demo started")
+        for charger in certified_chargers:
+            charger.stop()
         system.stop()
 
     step("Result")
@@ -250,6 +276,57 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def certified_claim(
+    issuer: Issuer, chargers: list[certified.CertifiedCharger], start: datetime, out: Path
+) -> int:
+    """File a claim on the certified chargers' sessions and verify it, meter signatures required."""
+    certified.wait_sessions(chargers, 240)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    say(
+        f"sessions done; a claim for {iso(start)} .. {iso(end)} once each agent has logged a reading after it"
+    )
+    assets = sorted(c.asset_id for c in chargers)
+    wanted: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while len(wanted) < len(assets):  # the end edge: a reading dated after the period, logged
+        for asset in assets:
+            after = issuer.one_reading(asset, iso(end), "2200-01-01T00:00:00Z", "asc")
+            if after is not None and after["log_index"] is not None:
+                wanted[asset] = after["log_index"]
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"no reading after the period was logged for {sorted(set(assets) - set(wanted))}"
+            )
+        time.sleep(1)
+    total_mwh = 0
+    for asset in assets:
+        first = issuer.one_reading(asset, iso(start), iso(end), "asc")
+        last = issuer.one_reading(asset, iso(start), iso(end), "desc")
+        if first and last:
+            total_mwh += last["energy_mwh"] - first["energy_mwh"]
+    revenue = round_down(energy_value(total_mwh, Decimal(PRICE)), CURRENCY)
+    claim = issuer.file_claim({
+        "title": f"certified chargers, {start:%Y-%m-%d %H:%M}", "assets": assets,
+        "period_start": iso(start), "period_end": iso(end),
+        "tariff": {"currency": CURRENCY, "price_per_kwh": PRICE},
+        "claimed_energy_kwh": format_kwh(total_mwh), "claimed_amount": str(revenue),
+    })  # fmt: skip
+    say(f"claim {claim['id']} filed: {format_kwh(total_mwh)} kWh, {revenue} {CURRENCY}")
+    deadline = time.monotonic() + 60
+    while _checkpoint_size(issuer) <= max(wanted.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("no checkpoint covers the certified chargers' readings")
+        time.sleep(0.5)
+    (out / "bundle-certified.json").write_bytes(issuer.bundle(claim["id"], "full"))
+    return verify(
+        out / "bundle-certified.json", out / "log-key.txt", "--require-full", "--require-meter-signed"
+    )
+
+
+def _checkpoint_size(issuer: Issuer) -> int:
+    return int(issuer.http.get("/v1/log/checkpoint").raise_for_status().text.splitlines()[1])
+
+
 def system_get(system: System, path: str) -> str:
     return httpx.get(system.gateway_url + path, timeout=30).raise_for_status().text
 
@@ -264,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", type=int, default=1800, help="simulated seconds between readings (1800)"
     )
     parser.add_argument("--seconds", type=int, default=60, help="wall seconds for the simulated month (60)")
+    parser.add_argument(
+        "--certified", type=int, default=2,
+        help="certified chargers speaking OCPP to real agents, alternately 1.6 and 2.0.1 (2; 0: none)",
+    )  # fmt: skip
     parser.add_argument("--out", default="demo-output")
     args = parser.parse_args(argv)
     try:

@@ -34,6 +34,13 @@ class MeterUnavailable(AgentError):
     """
 
 
+class ReadingsFollowMeter(MeterUnavailable):
+    """Not an outage: the meter sends its own readings now (a charger in a session reports its
+    register as it measures it, and each report is a reading), so the agent's clock-driven reading
+    is skipped, quietly.  A register restated later than it was measured would date energy too
+    late, and the next report's interval would look impossibly short (``over_rated_power``)."""
+
+
 class Meter(Protocol):
     """A meter source: S0 pulses, SunSpec Modbus, or a simulation."""
 

@@ -4,8 +4,9 @@ The charger connects to the agent's endpoint (edge_agent/ocpp/server.py); in loc
 is its backend, in proxy mode it relays to the real one.  Either way every charger→backend CALL
 passes :meth:`OcppMeter.on_call` *before* it is answered or forwarded:
 
-* registers (``Energy.Active.Import.Register``, meterStart/meterStop) become the register of the
-  agent's periodic readings (:meth:`read`; MeterUnavailable before the first one, or when it is
+* registers (``Energy.Active.Import.Register``, meterStart/meterStop) are readings as they arrive;
+  between sessions they are also the register of the agent's periodic readings (during one, those
+  pause: a register restated later than it was measured dates its energy too late) (:meth:`read`; MeterUnavailable before the first one, or when it is
   older than ``stale_after_s`` and the charger is not connected);
 * a session start or end is a reading at once (``Trigger.SESSION_START`` / ``SESSION_END``);
 * each meter-signed (OCMF) value is a reading at once, carrying the record exactly
@@ -40,7 +41,7 @@ from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.reading import Status, Trigger, decode_envelope
 from edge_agent.config import Config
 from edge_agent.meters import Push, PushedReading
-from edge_agent.meters.base import MeterEvent, MeterSample, MeterUnavailable
+from edge_agent.meters.base import MeterEvent, MeterSample, MeterUnavailable, ReadingsFollowMeter
 from edge_agent.ocpp.server import VERSIONS, OcppEndpoint
 from edge_agent.ocpp.values import CallValues, SignedValue, extract
 from edge_agent.store import Store
@@ -82,6 +83,8 @@ class OcppMeter:
         self.push: Push | None = None
         self.endpoint = OcppEndpoint(self.settings, self._handle)
         self._register: int | None = None
+        self._charging: set[str] = set()
+        """Chargers in a session: their reports are the readings, the clock-driven ones pause."""
         self._register_at = 0.0
         self._connected: dict[str, int] = {}
         """Open connections per charge point id (a charger that reconnects may briefly have two)."""
@@ -231,6 +234,10 @@ class OcppMeter:
         return self.endpoint.port
 
     async def read(self, time_ms: int) -> MeterSample:
+        if self._charging:
+            raise ReadingsFollowMeter(
+                f"charger {', '.join(sorted(self._charging))} is in a session: each register it reports is a reading"
+            )
         if self._register is None:
             raise MeterUnavailable("the charger has not reported its energy register yet")
         age = time.monotonic() - self._register_at
@@ -407,6 +414,10 @@ class OcppMeter:
         if energies:
             self._register = max(energies)
             self._register_at = time.monotonic()
+        if values.session == "start":
+            self._charging.add(charge_point_id)
+        elif values.session == "end":
+            self._charging.discard(charge_point_id)
         self._after_session(charge_point_id, values)
         self._save_status()
 
@@ -496,6 +507,12 @@ class OcppMeter:
                     )
                 else:
                     pushed.append(PushedReading(now_ms, MeterSample(register), trigger))
+        register = values.last_register_mwh
+        if not pushed and register is not None and (self._tip_mwh is None or register >= self._tip_mwh):
+            # A register the charger reports (MeterValues during a session) is a reading when it
+            # arrives, dated when it was measured, give or take the network: a register restated by
+            # the agent's clock later would date its energy too late (see read()).
+            pushed.append(PushedReading(now_ms, MeterSample(register)))
         return pushed
 
     def _warn_unsigned(self, charge_point_id: str) -> None:
