@@ -1,7 +1,8 @@
 """make demo: from nothing to a verified cash-flow claim, on this machine.
 
 1. PostgreSQL and MQTT (DATABASE_URL / MQTT_URL, or embedded), the gateway.
-2. A simulated fleet (chargers and solar panels) enrols itself and sends last
+2. A simulated fleet (chargers and solar panels; each charger's simulated meter
+   signs its session start and end values) enrols itself and sends last
    month's readings (every 30 simulated minutes: about 60,000), compressed into
    about a minute.
 3. An issuer totals the readings over the REST API, files a claim for exactly
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 "--interval", str(args.interval), "--speed", f"{speed:.3f}", "--duration", str(args.seconds),
                 "--start", iso(start), "--gateway", system.gateway_url, "--token", system.tokens.installer,
                 "--mqtt", system.mqtt_url, "--state", str(system.workdir / "fleet"), "--drain", "120",
-                "--resend-after", "60",
+                "--resend-after", "60", "--meter-signed",
                 "--progress", "10",
             ],
             cwd=REPO, check=False,

@@ -39,6 +39,7 @@ def check_outputs(out: Path, result: subprocess.CompletedProcess[str]) -> None:
     assert "overstated  claim: verifier exit 1 (expected 1) as expected" in result.stdout
     assert "tampered    claim: verifier exit 2 (expected 2) as expected" in result.stdout
     assert "double      claim: refused, HTTP 409 (expected 409) as expected" in result.stdout
+    assert "certified   claim: verifier exit 0 (expected 0) as expected" in result.stdout
 
 
 def test_demo_on_embedded_defaults(tmp_path: Path) -> None:
