@@ -540,18 +540,32 @@ def _check_meter_values(
     if not carrying:
         return values
     key = record.statement.meter_key
-    previous: MeterValue | None = None
+    register: MeterValue | None = None
+    last_of_letter: dict[str, MeterValue] = {}
     for item in carrying:
         value, problem = check_meter_reading(item.reading, key)
         if problem is not None:
             add(Severity.FATAL if problem.fatal else Severity.WARNING, problem.code, problem.message, item)
         if value is None:
             continue
+        previous = last_of_letter.get(value.page[0])
+        valid = True
         if previous is not None and (why := pagination_problem(previous, value)) is not None:
             add(Severity.FATAL, "meter_pagination", why, item)
-        else:
+            valid = False
+        if register is not None and register.register != value.register:
+            add(
+                Severity.FATAL,
+                "meter_register_mismatch",
+                f"reading {value.seq}: the meter signed register {value.register}, reading {register.seq} register "
+                f"{register.register}: a device's meter-signed energy comes from one register",
+                item,
+            )
+            valid = False
+        if valid:
             values[value.seq] = value
-        previous = value
+        last_of_letter[value.page[0]] = value
+        register = register or value
     return values
 
 

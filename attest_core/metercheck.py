@@ -19,10 +19,13 @@ A meter value is **valid** when:
   reading's time (``meter_time_mismatch``, fatal): an old record cannot be attached to a new
   reading to move energy into another period or tariff;
 * no value of the record reports manipulation, status ``M`` (``meter_manipulated``, fatal);
+* the value is an active energy import register, OBIS ``1.8.x`` (``meter_register_mismatch``),
+  with status ``G``, good (``meter_value_not_good``, fatal; ``M`` is ``meter_manipulated``);
 * it carries a pagination ``PG`` (a letter and a counter, ``T42``; ``meter_pagination``, fatal).
 
-And from record to record of one device, in sequence order, the pagination counter of each
-letter rises: the next record has a higher counter, or is the same record (the same bytes)
+And from value to value of one device, in sequence order, the register (``RI``) stays the same
+(``meter_register_mismatch``, fatal: energy cannot be taken from two registers), and the
+pagination counter of each letter rises (compared with the device's last value of that letter): the next record has a higher counter, or is the same record (the same bytes)
 naming a later value of it, as when the begin and the end value of one session record
 become two readings (``meter_pagination``, fatal: a record replayed, or an older one
 attached after a newer one).
@@ -50,6 +53,8 @@ another one except at an edge; a tighter bound would refuse honest records from 
 clocks are only informative (time status ``I``)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IMPORT_REGISTER = re.compile(r"(?:\d{1,3}-[0-9A-Za-z]{1,3}:)?1\.8\.[0-9A-Za-z]{1,3}")
+"""OBIS active energy import (``1-b:1.8.0``, ``1-0:1.8.0``; tariff registers 1.8.1, 1.8.2 too)."""
 _PG = re.compile(r"([A-Za-z])(\d{1,18})")
 
 
@@ -62,6 +67,8 @@ class MeterValue:
     value_index: int
     page: tuple[str, int]
     """The pagination: (letter, counter)."""
+    register: str = ""
+    """``RI`` of the value: which of the meter's registers it is (an active energy import register)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,20 @@ def check_meter_value(
             f"reading {seq} names value {index} of a meter record that holds {len(record.readings)}",
         )
     value = record.readings[index]
+    if value.obis is None or _IMPORT_REGISTER.fullmatch(value.obis) is None:
+        return None, MeterProblem(
+            True,
+            "meter_register_mismatch",
+            f"reading {seq}: value {index} of the meter record is register {value.obis!r}, not an active energy "
+            "import register (OBIS 1.8.x)",
+        )
+    if value.status != "G":
+        return None, MeterProblem(
+            True,
+            "meter_value_not_good",
+            f"reading {seq}: the meter signed value {index} with status {value.status!r}, not G (good): the meter "
+            "does not vouch for it",
+        )
     try:
         signed_mwh = value.energy_mwh()
     except AttestError as exc:
@@ -171,14 +192,15 @@ def check_meter_value(
             f"reading {seq}: the meter record's pagination PG {record.pagination!r} is not a letter and a counter",
         )
     page = (match.group(1).upper(), int(match.group(2)))
-    return MeterValue(seq, carried.record, index, page), None
+    return MeterValue(seq, carried.record, index, page, value.obis), None
 
 
 def pagination_problem(previous: MeterValue, current: MeterValue) -> str | None:
-    """Why ``current`` cannot follow ``previous`` (the device's previous valid meter value), or None."""
+    """Why ``current`` cannot follow ``previous``, the device's previous valid meter value **of the
+    same pagination letter** (each letter counts on its own: T transactions, F fiscal records), or None."""
     (letter, before), (letter_now, now) = previous.page, current.page
     if letter != letter_now:
-        return None  # each letter counts on its own (T transactions, F fiscal records)
+        raise ValueError("pagination_problem compares values of one letter")
     if now > before:
         return None
     if now == before and current.record == previous.record and current.value_index > previous.value_index:

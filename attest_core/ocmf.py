@@ -18,7 +18,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, localcontext
 from typing import Any
 
 from attest_core.errors import DecodeError
@@ -44,6 +44,9 @@ DEFAULT_ALGORITHM = "ECDSA-secp256r1-SHA256"
 # time status: U unknown, I informative, S synchronised, R relative.
 _TM = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}),(\d{3})([+-]\d{4}) ([UISR])")
 _UNIT_MWH = {"kWh": Decimal(1_000_000), "Wh": Decimal(1_000), "mWh": Decimal(1)}
+_MAX_DIGITS = 40
+_MAX_MWH = (1 << 63) - 1
+_EXACT = Context(prec=100, traps=[Inexact, Rounded, Overflow, InvalidOperation])
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,14 @@ class OcmfReading:
         factor = _UNIT_MWH.get(self.unit or "")
         if factor is None:
             raise DecodeError(f"OCMF reading: unit {self.unit!r} is not kWh, Wh or mWh", code="ocmf_unit")
-        mwh = self.value * factor
-        if mwh != mwh.to_integral_value() or mwh < 0:
+        value = self.value
+        # A register has at most 19 digits in mWh: bound the number before any arithmetic (no
+        # Overflow from 1E+999999), and compute in a context wide enough to be exact.
+        if not value.is_finite() or len(value.as_tuple().digits) > _MAX_DIGITS or abs(value.adjusted()) > 24:
+            raise DecodeError(f"OCMF reading: {value} is not a meter register", code="ocmf_value")
+        with localcontext(_EXACT):
+            mwh = value * factor
+        if mwh != mwh.to_integral_value() or mwh < 0 or mwh > _MAX_MWH:
             raise DecodeError(
                 f"OCMF reading: {self.value} {self.unit} is not a whole number of mWh", code="ocmf_value"
             )
@@ -111,6 +120,8 @@ def _json(section: str, what: str) -> dict[str, Any]:
                          parse_constant=no_constant)  # fmt: skip
     except ValueError as exc:
         raise DecodeError(f"OCMF {what} is not JSON: {exc}", code="ocmf_json") from None
+    except RecursionError:  # nested arrays: 1,875 bytes hold hundreds of levels
+        raise DecodeError(f"OCMF {what} is nested too deeply", code="ocmf_json") from None
     if not isinstance(doc, dict):
         raise DecodeError(f"OCMF {what} is not a JSON object", code="ocmf_json")
     return doc

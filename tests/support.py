@@ -149,6 +149,7 @@ class TestMeter:
         status: str = "G",
         pagination: str | None = None,
         pad: int = 0,
+        register: str = "1-b:1.8.0",
     ) -> bytes:
         """A signed record of ``values`` (time ms, TX, register mWh), pagination ``T<page>`` (the
         next by default; ``pagination`` gives PG's text instead)."""
@@ -161,7 +162,7 @@ class TestMeter:
                 + f"{t % 1000:03d}+0000 S",
                 "TX": tx,
                 "RV": f"@{Decimal(mwh) / 1_000_000}@",
-                "RI": "1-b:1.8.0",
+                "RI": register,
                 "RU": "kWh",
                 "ST": status,
             }
@@ -172,8 +173,12 @@ class TestMeter:
             doc["GV"] = "x" * pad  # a long firmware version: a record near the 1,875-byte bound
         payload = json.dumps(doc, separators=(",", ":"))
         payload = payload.replace('"@', "").replace('@"', "")  # RV as a JSON number, exactly
-        signature = self.private.sign(payload.encode(), ec.ECDSA(hashes.SHA256())).hex()
-        return f'OCMF|{payload}|{{"SD":"{signature}"}}'.encode()
+        return self.sign_payload(payload.encode())
+
+    def sign_payload(self, payload: bytes) -> bytes:
+        """``OCMF|payload|signature``, signing exactly ``payload``."""
+        signature = self.private.sign(payload, ec.ECDSA(hashes.SHA256())).hex()
+        return b"OCMF|" + payload + f'|{{"SD":"{signature}"}}'.encode()
 
     def meter_record(self, values: list[tuple[int, str, int]], index: int = 0, **kwargs: Any) -> MeterRecord:
         return MeterRecord(MeterFormat.OCMF, index, self.record(values, **kwargs))

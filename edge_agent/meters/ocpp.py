@@ -145,6 +145,7 @@ class OcppMeter:
                 base64.b64decode(doc["record"]),
                 int(doc["value_index"]),
                 (str(doc["letter"]), int(doc["counter"])),
+                str(doc.get("register", "")),
             )
         except (ValueError, KeyError, TypeError):
             log.warning("OCPP: the newest meter value kept in the state database is unreadable: ignored")
@@ -160,6 +161,7 @@ class OcppMeter:
             "value_index": value.value_index,
             "letter": value.page[0],
             "counter": value.page[1],
+            "register": value.register,
         }
         try:
             self.store.set_meta(LAST_VALUE_META, json.dumps(doc))
@@ -547,8 +549,14 @@ class OcppMeter:
             )
             problem = None if found is None or not found.fatal else f"{found.code}: {found.message}"
             if problem is None and value is not None and last is not None:
-                problem = pagination_problem(last, value)
-                problem = None if problem is None else f"meter_pagination: {problem}"
+                if last.register and value.register != last.register:
+                    problem = (
+                        f"meter_register_mismatch: the meter signed register {value.register}, its last value "
+                        f"register {last.register}"
+                    )
+                elif last.page[0] == value.page[0]:
+                    problem = pagination_problem(last, value)
+                    problem = None if problem is None else f"meter_pagination: {problem}"
             if problem is None:
                 return carried, value
         entry["refused_values"] = int(entry.get("refused_values", 0)) + 1

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from attest_core.device import AssetKind
+from attest_core.errors import DecodeError
 from attest_core.evaluation import CHECKS, Severity
 from attest_core.metercheck import TIME_TOLERANCE_MS, MeterValue, check_meter_reading, pagination_problem
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
+from attest_core.ocmf import parse_ocmf
 from tests.core.test_evaluation import KWH, Scenario, codes
 from tests.support import HOUR, T0, TestDevice, TestMeter, flat_claim
 
@@ -53,6 +56,8 @@ def test_a_valid_record_binds_register_time_and_pagination() -> None:
         ("no_key", "meter_key_missing"),
         ("malformed", "meter_record_malformed"),
         ("no_page", "meter_pagination"),
+        ("export_register", "meter_register_mismatch"),
+        ("status_error", "meter_value_not_good"),
     ],
 )
 def test_each_way_a_record_fails_to_bind_is_fatal_and_named(change: str, code: str) -> None:
@@ -81,6 +86,10 @@ def test_each_way_a_record_fails_to_bind_is_fatal_and_named(change: str, code: s
         record = dataclasses.replace(record, record=b"OCMF|{not json}|{}")
     elif change == "no_page":
         record = meter.meter_record(values, pagination="1")
+    elif change == "export_register":
+        record = meter.meter_record(values, register="1-b:2.8.0")
+    elif change == "status_error":
+        record = meter.meter_record(values, status="E")
     reading = device.reading(time_ms, energy, meter_record=record).reading()
     value, problem = check_meter_reading(reading, key if key is not None else device.meter_key)
     assert value is None
@@ -126,7 +135,8 @@ def _value(seq: int, page: int, record: bytes = b"r", index: int = 0, letter: st
 def test_pagination_rises_or_names_a_later_value_of_the_same_record() -> None:
     assert pagination_problem(_value(1, 4), _value(2, 5)) is None
     assert pagination_problem(_value(1, 4, b"s", 0), _value(2, 4, b"s", 1)) is None  # begin, then end
-    assert pagination_problem(_value(1, 4), _value(2, 9, letter="F")) is None  # another counter
+    with pytest.raises(ValueError):
+        pagination_problem(_value(1, 4), _value(2, 9, letter="F"))  # each letter counts on its own
     assert "goes back" in (pagination_problem(_value(1, 5), _value(2, 4)) or "")
     assert "repeats the same value" in (pagination_problem(_value(1, 4, b"s"), _value(2, 4, b"s")) or "")
     assert "different record" in (pagination_problem(_value(1, 4, b"s"), _value(2, 4, b"t")) or "")
@@ -206,3 +216,57 @@ def test_a_replayed_record_and_a_bad_signature_are_fatal_in_the_evaluation() -> 
 def test_the_checks_table_names_the_meter_checks() -> None:
     names = {row[0] for row in CHECKS}
     assert {"meter_signature", "meter_pagination"} <= names
+
+
+def test_pagination_is_followed_per_letter_and_the_register_stays_the_same() -> None:
+    """T9, then F3, then T2: the T counter went back, whatever came between; and a device's values
+    come from one register (a record's export register cannot pass for energy imported)."""
+    meter = TestMeter()
+    s = Scenario()
+    device = s.enrol(metered_charger(meter))
+    t = T0 + HOUR
+    s.add(device.reading(t, 100 * KWH, meter_record=meter.meter_record([(t, "B", 100 * KWH)], page=9)))
+    t += MINUTE
+    s.add(
+        device.reading(t, 100 * KWH, meter_record=meter.meter_record([(t, "B", 100 * KWH)], pagination="F3"))
+    )
+    t += MINUTE
+    s.add(device.reading(t, 101 * KWH, meter_record=meter.meter_record([(t, "E", 101 * KWH)], page=2)))
+    t += MINUTE
+    tariff = meter.meter_record([(t, "E", 102 * KWH)], page=20, register="1-b:1.8.1")
+    s.add(device.reading(t, 102 * KWH, meter_record=tariff))
+    s.add(device.reading(T0 + 25 * HOUR, 102 * KWH))
+    ev = s.evaluate(flat_claim(("charger-1",), energy_mwh=0, amount="0"))
+    fatal = [(f.code, f.seq) for f in ev.findings if f.severity is Severity.FATAL]
+    assert ("meter_pagination", 3) in fatal
+    assert ("meter_register_mismatch", 4) in fatal
+
+
+def test_extreme_or_inexact_numbers_and_deep_nesting_are_clean_findings() -> None:
+    meter = TestMeter()
+    device = metered_charger(meter)
+    for rv in ("1E+999999", "10.000000000000000000000000000001", "-1", "1E-999999"):
+        record = meter.meter_record([(T0 + 500, "B", 10 * KWH)])
+        changed = record.record.replace(b'"RV":10', b'"RV":' + rv.encode())
+        payload = changed.split(b"|")[1]
+        signed = meter.sign_payload(payload)
+        reading = device.reading(
+            T0 + 1_000, 10 * KWH, meter_record=dataclasses.replace(record, record=signed)
+        )
+        value, problem = check_meter_reading(reading.reading(), meter.key)
+        assert value is None, rv
+        assert problem is not None, rv
+        assert problem.code == "meter_register_mismatch", (rv, problem)
+    # 900 nested arrays fit in a record; parsed by a caller already deep in its stack, JSON runs out
+    # of recursion: a clean finding, never a RecursionError out of the verifier.
+    deep = b'OCMF|{"RD":' + b"[" * 900 + b"]" * 900 + b'}|{"SD":"00"}'
+
+    def parse_at_depth(n: int) -> None:
+        if n == 0:
+            parse_ocmf(deep)
+        else:
+            parse_at_depth(n - 1)
+
+    with pytest.raises(DecodeError) as info:
+        parse_at_depth(sys.getrecursionlimit() - 300)
+    assert info.value.code == "ocmf_json"
