@@ -164,6 +164,14 @@ class DeviceRuntime:
             )
             time_ms = tip.last_time_ms
             status |= Status.TIME_UNSYNCED
+            if meter_record is not None:
+                # The meter's signed time was checked against the time the value arrived, not this
+                # one: a reading the gateway refuses would stop the device's log at it.
+                log.error(
+                    "%s: the clock went back: the meter-signed record is left out of this reading",
+                    self.device_id,
+                )
+                meter_record = None
         if self.first:
             status |= Status.POWER_UP
             if trigger is Trigger.PERIODIC:

@@ -17,7 +17,7 @@ from edge_agent.meters.base import MeterSample
 from edge_agent.store import SCHEMA_VERSION, Store
 from tests.edge_agent.chaincheck import chain_counters
 from tests.edge_agent.plausibility import evaluate_devices
-from tests.support import HOUR, T0, TestDevice
+from tests.support import HOUR, T0, TestDevice, TestMeter
 
 KWH = 1_000_000
 
@@ -119,3 +119,25 @@ def test_a_v1_device_continues_with_v2_counters_from_its_stored_readings(tmp_pat
     fatal = [(f.code, f.seq) for f in evaluation.findings if f.severity is Severity.FATAL]
     assert fatal == [("meter_fault", 2), ("meter_fault", 5)]
     store.close()
+
+
+def test_a_meter_record_is_left_out_when_the_clock_went_back(tmp_path: Path) -> None:
+    """The agent checks a record against the time the value arrived; if the device clock went back, the
+    reading takes the last reading's time instead, and a record checked against another time could be
+    refused by the gateway (which would stop the device's log): it is left out."""
+    meter = TestMeter()
+    dev = TestDevice("dev-clock", "charger-clock", meter_key=meter.key)
+    store = Store(tmp_path / "a.db")
+    device = runtime(store, dev)
+    make(device, T0 + 10 * 60_000, MeterSample(5_000_000))
+    record = meter.meter_record([(T0, "E", 6_000_000)])
+    behind = device.build(T0, MeterSample(6_000_000), meter_record=record)
+    assert decode_envelope(behind.envelope).reading().meter_record is None
+    store.append([behind])
+    device.committed_ok([behind])
+    on_time = device.build(
+        T0 + 11 * 60_000,
+        MeterSample(6_000_000),
+        meter_record=meter.meter_record([(T0 + 11 * 60_000, "E", 6_000_000)]),
+    )
+    assert decode_envelope(on_time.envelope).reading().meter_record is not None
