@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from attest_core.device import verify_rotation
+from attest_core.device import EnrolmentStatement, verify_rotation
 from attest_core.entries import (
     IDENTITY_V2,
     EnrolmentEntry,
@@ -40,6 +40,7 @@ from gateway.device_records import read_devices
 from gateway.errors import DeviceError
 
 REGISTRY_LOCK = 0x10_7A77_DE7
+METER_KEY_LOCK = 0x10_7A77_3E7
 """Advisory lock id: taken exclusively by a key rotation or revocation, shared by ingest while it
 checks and stores a batch (see :func:`change_registry` and gateway.ingest.store_batch)."""
 
@@ -151,6 +152,7 @@ async def enrol(
         exists = await conn.fetchval("SELECT 1 FROM devices WHERE device_id = $1", st.device_id)
         if exists:
             raise DeviceError(409, "already_enrolled", f"device {st.device_id} is already enrolled")
+        await _one_device_per_meter(conn, st)
         await _claim_asset(conn, st.asset_id, installer, role)
         loc = st.location
         await conn.execute(
@@ -169,6 +171,32 @@ async def enrol(
         key_id = await _add_key(conn, st.device_id, st.public_key, 1)
         pending_id = await _queue(conn, entry, st.device_id, st.asset_id)
     return Enrolled(st.device_id, st.asset_id, key_id, pending_id)
+
+
+async def _one_device_per_meter(conn: asyncpg.Connection, st: EnrolmentStatement) -> None:
+    """Refuse a meter key that an enrolled, unrevoked device carries already (409 ``meter_key_enrolled``).
+
+    Two devices carrying one meter's records would back two claims with the same energy, and no
+    bundle shows the other device.  The check reads the statements themselves (the key's bytes
+    as the statement's extension holds them), under a lock so that two enrolments of one key
+    cannot both pass; enrolments are rare, so a scan is cheap enough.
+    """
+    meter_key = st.meter_key
+    if meter_key is None:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", METER_KEY_LOCK)
+    other = await conn.fetchval(
+        "SELECT device_id FROM devices WHERE revoked_at IS NULL AND position($1::bytea IN statement) > 0 "
+        "ORDER BY device_id LIMIT 1",
+        meter_key.encode(),
+    )
+    if other is not None:
+        raise DeviceError(
+            409,
+            "meter_key_enrolled",
+            f"the meter key of device {st.device_id} is already enrolled for device {other}: one meter's signed "
+            "values back one device's readings (revoke the other device first if the meter moved)",
+        )
 
 
 async def _claim_asset(conn: asyncpg.Connection, asset_id: str, installer: str, role: RevokerRole) -> None:

@@ -176,7 +176,9 @@ async def enrol(
     (400 ``wrong_log_origin``) and the hash of its log key (400 ``wrong_log_key``); a v1
     statement, which names no log, is refused (400 ``enrolment_v1_refused``) unless the
     setting ``accept_v1_enrolments`` allows it.  An installer enrols only on a new asset or
-    one whose first device it enrolled (403 ``not_your_asset``); an operator on any asset.
+    one whose first device it enrolled (403 ``not_your_asset``); an operator on any asset.  A
+    certified meter's key (statement extension 1) is enrolled for one device at a time (409
+    ``meter_key_enrolled`` while an unrevoked device carries it).
     """
     statement = b64decode_field(body.statement, "statement")
     pop = b64decode_field(body.proof_of_possession, "proof_of_possession", SIGNATURE_SIZE)

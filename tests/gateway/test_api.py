@@ -183,6 +183,12 @@ def test_a_meter_key_is_enrolled_with_the_statement_and_shown_with_its_installer
     assert entry.installer == "installer-2"  # the log records who enrolled the meter's key
     device = api.ok(api.get(f"/v1/devices/{d.device_id}", "installer-1"))
     assert device["meter_key"] == {"curve": "secp256r1", "public_key": meter.key.hex()}
+    # the same meter on a second device: its records would back two devices' claims
+    twin = TestDevice(f"dev-{uuid.uuid4().hex[:6]}", f"charger-{uuid.uuid4().hex[:6]}", meter_key=meter.key)
+    r = api.post("/v1/devices", "installer-2",
+                 json={"statement": b64(twin.statement_bytes), "proof_of_possession": b64(twin.pop)})  # fmt: skip
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "meter_key_enrolled")
+    assert d.device_id in r.json()["error"]["message"]
 
 
 def test_enrolment_refusals(api: Api) -> None:
