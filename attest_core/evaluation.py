@@ -75,12 +75,13 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from attest_core.claim import Claim
 from attest_core.counters import between, consecutive_mismatch, first_mismatch
 from attest_core.device import AssetKind
 from attest_core.metercheck import MeterValue, check_meter_reading, pagination_problem
-from attest_core.money import EXACT, energy_value, format_kwh
+from attest_core.money import EXACT, energy_value, format_kwh, round_down
 from attest_core.power import (  # the rated-power rule lives there: the device tracks it too
     CLOCK_SLACK_MS,
     POWER_TOLERANCE,
@@ -335,7 +336,35 @@ def evaluate(
 
     evaluation = Evaluation(claim, assets, findings, len(readings), evidence, _checks(assets))
     _check_claim(evaluation)
+    if require_meter_signed:
+        _check_meter_signed_revenue(evaluation)
     return evaluation
+
+
+def _check_meter_signed_revenue(evaluation: Evaluation) -> None:
+    """With meter-signed evidence required, the claimed amount must also be covered when each charger's
+    energy is priced only over spans the meter signed at both ends (each span at the lowest price in
+    force during it): the unsigned readings between two signed values, which the device alone dates,
+    cannot move energy into a dearer tariff period."""
+    claim = evaluation.claim
+    total = Decimal(0)
+    for asset in evaluation.assets:
+        if asset.kind is AssetKind.CHARGER:
+            for device in asset.devices:
+                total = EXACT.add(total, device.meter_signed_revenue_exact)
+        else:
+            total = EXACT.add(total, asset.revenue_exact)
+    covered = round_down(total, claim.currency)
+    if claim.claimed_amount_value > covered:
+        evaluation.findings.append(
+            Finding(
+                Severity.FATAL,
+                "meter_signed_insufficient",
+                f"meter-signed evidence is required: priced over the spans its meters signed at both ends, the "
+                f"chargers' energy is worth {covered} {claim.currency}, and the claim states "
+                f"{claim.claimed_amount} {claim.currency}",
+            )
+        )
 
 
 def _checks(assets: list[AssetResult]) -> list[CheckRun]:
@@ -525,7 +554,13 @@ def _evaluate_device(
         signed = [item.reading for item in counted if item.reading.seq in meter_values]
         result.meter_signed_readings = len(signed)
         for ra, rb in itertools.pairwise(signed):
-            result.meter_signed_mwh += max(0, rb.energy_mwh - ra.energy_mwh)
+            delta = max(0, rb.energy_mwh - ra.energy_mwh)
+            result.meter_signed_mwh += delta
+            if delta:
+                price = claim.tariff.min_price(ra.time_ms, rb.time_ms)
+                result.meter_signed_revenue_exact = EXACT.add(
+                    result.meter_signed_revenue_exact, energy_value(delta, price)
+                )
     return result
 
 

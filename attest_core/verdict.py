@@ -85,7 +85,10 @@ class DeviceResult:
     meter_signed_readings: int = 0
     """Counted readings carrying a valid meter-signed value (attest_core.metercheck)."""
     meter_signed_mwh: int = 0
-    """Attested energy between consecutive counted readings that both carry a valid meter-signed value."""
+    """Attested energy between consecutive counted readings carrying a valid meter-signed value (the
+    unsigned readings between them aside)."""
+    meter_signed_revenue_exact: Decimal = Decimal(0)
+    """That energy priced span by span, each at the lowest price in force during it (exact)."""
 
 
 @dataclass(slots=True)

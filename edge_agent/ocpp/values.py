@@ -14,7 +14,10 @@ significant digits or fewer).
   :func:`attest_core.ocmf.parse_ocmf`; which ``RD`` entry the sampled value stands for is
   chosen by context (``Transaction.Begin`` → ``TX: B``, ``Transaction.End`` → ``TX: E``),
   else by the sampled value itself.  A record holding both a begin and an end value that is
-  sent only once, at the end, stands for both: two values (begin, then end), in order.
+  sent only once, at the end, stands for both: two values (begin, then end), in order; the
+  meter (edge_agent/meters/ocpp.py) carries the begin value only if it still binds a reading
+  made now (its signed time within 120 s, its register not behind the last reading's), and
+  the end value's reading carries the same record either way.
 """
 
 from __future__ import annotations

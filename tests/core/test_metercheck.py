@@ -15,6 +15,7 @@ from attest_core.evaluation import CHECKS, Severity
 from attest_core.metercheck import TIME_TOLERANCE_MS, MeterValue, check_meter_reading, pagination_problem
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.ocmf import parse_ocmf
+from attest_core.tariff import Segment, Tariff
 from tests.core.test_evaluation import KWH, Scenario, codes
 from tests.support import HOUR, T0, TestDevice, TestMeter, flat_claim
 
@@ -270,3 +271,28 @@ def test_extreme_or_inexact_numbers_and_deep_nesting_are_clean_findings() -> Non
     with pytest.raises(DecodeError) as info:
         parse_at_depth(sys.getrecursionlimit() - 300)
     assert info.value.code == "ocmf_json"
+
+
+def test_an_unsigned_reading_between_two_signed_values_cannot_move_energy_into_a_dearer_tariff() -> None:
+    """Signed at 17:00 and at 19:00, 14 kWh between; the device dates an unsigned reading at 18:00, when
+    the peak price starts, with 1 Wh more than at 17:00: all the energy would be priced at the peak.
+    Required meter-signed evidence prices the signed span at its lowest price instead."""
+    meter = TestMeter()
+    s = Scenario()
+    device = s.enrol(metered_charger(meter))
+    t17, t18, t19 = T0 + 17 * HOUR, T0 + 18 * HOUR, T0 + 19 * HOUR
+    s.add(device.reading(t17 - HOUR, 100 * KWH))
+    s.add(device.reading(t17, 100 * KWH, meter_record=meter.meter_record([(t17, "B", 100 * KWH)])))
+    s.add(device.reading(t18, 100 * KWH + 1_000))
+    s.add(device.reading(t19, 114 * KWH, meter_record=meter.meter_record([(t19, "E", 114 * KWH)])))
+    s.add(device.reading(T0 + 25 * HOUR, 114 * KWH))
+    tariff = Tariff("USD", (Segment(0, "0.20"), Segment(18 * 60, "0.50")))
+    claim = dataclasses.replace(
+        flat_claim(("charger-1",), energy_mwh=14 * KWH), tariff=tariff, claimed_amount="6.99"
+    )
+    assert s.evaluate(claim).backed  # the device's own dating: about 14 kWh at 0.50
+    strict = evaluate_strict(s, claim)
+    assert not strict.backed
+    assert "meter_signed_insufficient" in codes(strict, Severity.FATAL)
+    honest = dataclasses.replace(claim, claimed_amount="2.80")  # 14 kWh at 0.20
+    assert evaluate_strict(s, honest).backed
