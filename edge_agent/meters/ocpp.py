@@ -40,6 +40,7 @@ from attest_core.metercheck import MeterValue, check_meter_reading, check_meter_
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.reading import Status, Trigger, decode_envelope
 from edge_agent.config import Config
+from edge_agent.errors import AgentError
 from edge_agent.meters import Push, PushedReading
 from edge_agent.meters.base import MeterEvent, MeterSample, MeterUnavailable, ReadingsFollowMeter
 from edge_agent.ocpp.server import VERSIONS, OcppEndpoint
@@ -68,7 +69,7 @@ ESSENTIAL = frozenset(
 SEEN_KEPT = 256
 
 
-class StorageFailed(Exception):
+class StorageFailed(AgentError):
     """The readings could not be stored: the charger gets a CallError and sends them again."""
 
 

@@ -8,7 +8,7 @@ from attest_core import domains
 from attest_core.chain import ChainState
 from attest_core.device import RotationStatement, sign_rotation
 from attest_core.entries import RevocationEntry, RotationEntry
-from attest_core.reading import Envelope, device_key_id, reading_hash, sign_reading
+from attest_core.reading import MAX_ENVELOPE_SIZE, Envelope, device_key_id, reading_hash, sign_reading
 from attest_core.registry import Registry
 from gateway.ingest import Accepted, Message, check
 from gateway.quarantine import Refusal
@@ -52,7 +52,7 @@ def test_refusals(world: tuple[Registry, TestDevice]) -> None:
     registry, device = world
     good = device.reading(T0, 1000).encode()
     cases: dict[str, Message] = {
-        "too_large": Message(topic(), b"\x01" * 2000),
+        "too_large": Message(topic(), b"\x01" * (MAX_ENVELOPE_SIZE + 1)),
         "bad_topic": Message("attest/v1/dev-1/receipts", good),
         "truncated": Message(topic(), good[:-3]),
         "trailing_bytes": Message(topic(), good + b"\x00"),
@@ -147,7 +147,7 @@ def test_a_message_kept_only_in_part_is_too_large_even_if_its_first_bytes_are_a_
     outcome = check(Message(topic(), good, size=5_000_000), registry, NOW, SKEW)
     assert isinstance(outcome, Refusal)
     assert outcome.reason == "too_large"
-    assert outcome.detail == "message of 5000000 bytes exceeds the 1024-byte limit"
+    assert outcome.detail == f"message of 5000000 bytes exceeds the {MAX_ENVELOPE_SIZE}-byte limit"
 
 
 def test_v2_and_v1_payloads_are_accepted(world: tuple[Registry, TestDevice]) -> None:
@@ -166,8 +166,8 @@ def test_v2_and_v1_payloads_are_accepted(world: tuple[Registry, TestDevice]) -> 
 def test_a_reading_with_an_unknown_extension_is_refused(world: tuple[Registry, TestDevice]) -> None:
     registry, device = world
     payload = device.reading(T0, 1000).payload
-    # the extension count (0) sits just before prev_hash: make it one extension of type 1
-    changed = payload[:-33] + b"\x01\x01\x00\x00" + payload[-32:]
+    # the extension count (0) sits just before prev_hash: make it one extension of type 7
+    changed = payload[:-33] + b"\x01\x07\x00\x00" + payload[-32:]
     # signed by the device itself: the refusal is about the payload, not the signature
     signature = device.signer.sign(domains.READING_SIGNATURE + changed)
     forged = Envelope(device_key_id(device.signer.public_key), changed, signature)
