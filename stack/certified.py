@@ -148,6 +148,7 @@ def start(
     mqtt_url: str,
     installer_token: str,
     say: Callable[[str], None],
+    sessions: int = 2,
 ) -> list[CertifiedCharger]:
     chargers = [CertifiedCharger(i, workdir) for i in range(count)]
     for c in chargers:
@@ -163,7 +164,7 @@ def start(
                 f"the agent of {c.charge_point_id} did not open its OCPP endpoint: see {c.dir}/agent.log"
             )
         # 60-70 Wh in a 15 s session (three 5 s steps): about 15 kW on a 22 kW charger
-        c.start_charger(sessions=2, energy_wh=60 + 10 * c.index)
+        c.start_charger(sessions=sessions, energy_wh=60 + 10 * c.index)
     return chargers
 
 

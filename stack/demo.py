@@ -158,10 +158,16 @@ def run(args: argparse.Namespace) -> int:
         )
         cert_start = datetime.now(UTC).replace(microsecond=0)
         certified_chargers = certified.start(
-            args.certified, system.workdir, system.gateway_url, system.mqtt_url, system.tokens.installer, say
+            args.certified,
+            system.workdir,
+            system.gateway_url,
+            system.mqtt_url,
+            system.tokens.installer,
+            say,
+            args.certified_sessions,
         )
-        say("their simulated charge points connect to the agents and charge twice each; the meters sign "
-            "every begin and end value")  # fmt: skip
+        say(f"their simulated charge points connect to the agents and charge {args.certified_sessions} time(s) "
+            "each; the meters sign every begin and end value")  # fmt: skip
 
         chargers = (args.devices + 1) // 2
         step(f"2. A simulated fleet: {chargers} chargers and {args.devices - chargers} solar panels, "
@@ -346,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         "--certified", type=int, default=2,
         help="certified chargers speaking OCPP to real agents, alternately 1.6 and 2.0.1 (2; 0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--certified-sessions", type=int, default=2, help="charging sessions per certified charger (2)"
+    )
     parser.add_argument("--out", default="demo-output")
     args = parser.parse_args(argv)
     try:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def run_demo(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stack", "demo", "--devices", "4", "--seconds", "10", "--interval", "3600",
-         "--out", str(out)],
+         "--certified-sessions", "1", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

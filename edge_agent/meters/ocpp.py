@@ -478,6 +478,19 @@ class OcppMeter:
                 self._warn_unsigned(charge_point_id)
                 pushed.append(PushedReading(now_ms, MeterSample(signed.energy_mwh)))
                 continue
+            if any(value.status == "M" for value in signed.ocmf.readings):
+                # The meter itself reports manipulation: no reading can carry the record (the gateway
+                # refuses it, meter_manipulated), but the alarm must reach the log: a reading flagged
+                # TAMPER, with the register where it was (a manipulated meter's value is not evidence).
+                log.error(
+                    "OCPP: charger %s: the meter signed status M (manipulation detected): a reading flagged "
+                    "TAMPER is logged (claims over it are not backed); check the meter's seal",
+                    charge_point_id,
+                )
+                entry["tamper_reports"] = int(entry.get("tamper_reports", 0)) + 1
+                kept = self._tip_mwh if self._tip_mwh is not None else signed.energy_mwh
+                pushed.append(PushedReading(now_ms, MeterSample(kept, None, Status.TAMPER)))
+                continue
             accepted = self._accept(
                 charge_point_id, signed, seq=next_seq + len(pushed), time_ms=now_ms, last=last_value
             )
@@ -486,10 +499,7 @@ class OcppMeter:
             record, meter_value = accepted
             if meter_value is not None:
                 last_value = meter_value
-            status = Status.TAMPER if signed.ocmf.readings[signed.value_index].status == "M" else Status.OK
-            pushed.append(
-                PushedReading(now_ms, MeterSample(signed.energy_mwh, None, status), meter_record=record)
-            )
+            pushed.append(PushedReading(now_ms, MeterSample(signed.energy_mwh), meter_record=record))
             self._signed_in_session[charge_point_id] = self._signed_in_session.get(charge_point_id, 0) + 1
             entry["signed_values"] = int(entry.get("signed_values", 0)) + 1
             entry["last_signed_ms"] = now_ms
@@ -510,12 +520,12 @@ class OcppMeter:
                     )
                 else:
                     pushed.append(PushedReading(now_ms, MeterSample(register), trigger))
-        register = values.last_register_mwh
-        if not pushed and register is not None and (self._tip_mwh is None or register >= self._tip_mwh):
+        reported = values.last_register_mwh
+        if not pushed and reported is not None and (self._tip_mwh is None or reported >= self._tip_mwh):
             # A register the charger reports (MeterValues during a session) is a reading when it
             # arrives, dated when it was measured, give or take the network: a register restated by
             # the agent's clock later would date its energy too late (see read()).
-            pushed.append(PushedReading(now_ms, MeterSample(register)))
+            pushed.append(PushedReading(now_ms, MeterSample(reported)))
         return pushed
 
     def _warn_unsigned(self, charge_point_id: str) -> None:

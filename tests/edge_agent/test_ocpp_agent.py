@@ -627,3 +627,30 @@ def test_no_periodic_reading_from_a_stale_register(site: Site, caplog: pytest.Lo
             assert len(site.readings()) == count  # no reading from a register nobody vouches for now
 
     asyncio.run(scenario())
+
+
+def test_a_meter_reporting_manipulation_makes_a_tamper_reading(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OCMF status M: the record cannot be carried (the gateway refuses meter_manipulated), but the alarm
+    reaches the log as a reading flagged TAMPER, its register where it was."""
+    good = site.meter.record([("C", Decimal("6.000"))])
+    manipulated = site.meter.record([("C", Decimal("9.000"))], status="M")
+
+    def meter_values(record: str) -> Any:
+        return call201.MeterValues(evse_id=1, meter_value=[{"timestamp": now_iso(), "sampled_value": [
+            _sampled(Decimal("0"), "Sample.Periodic", site.meter.signed_meter_value(record))]}])  # fmt: skip
+
+    async def scenario() -> None:
+        async with running(site), charge_point(site.url, CP, PASSWORD, "2.0.1") as cp:
+            await cp.call(meter_values(good))
+            await cp.call(meter_values(manipulated))
+
+    asyncio.run(scenario())
+    readings = site.readings()
+    tampered = [r for r in readings if r.status & Status.TAMPER]
+    assert len(tampered) == 1
+    assert tampered[0].meter_record is None
+    assert tampered[0].energy_mwh == 6_000_000  # not the manipulated meter's 9 kWh
+    assert "manipulation detected" in caplog.text
+    assert site.status()["chargers"][CP]["tamper_reports"] == 1
