@@ -23,9 +23,10 @@ A meter value is **valid** when:
   with status ``G``, good (``meter_value_not_good``, fatal; ``M`` is ``meter_manipulated``);
 * it carries a pagination ``PG`` (a letter and a counter, ``T42``; ``meter_pagination``, fatal).
 
-And from value to value of one device, in sequence order, the register (``RI``) stays the same
-(``meter_register_mismatch``, fatal: energy cannot be taken from two registers), and the
-pagination counter of each letter rises (compared with the device's last value of that letter): the next record has a higher counter, or is the same record (the same bytes)
+And from value to value of one device, in sequence order, the register (``RI``) stays the
+same (``meter_register_mismatch``, fatal: energy cannot be taken from two registers), and
+the pagination counter of each letter rises, compared with the device's last value of that
+letter: the next record has a higher counter, or is the same record (the same bytes)
 naming a later value of it, as when the begin and the end value of one session record
 become two readings (``meter_pagination``, fatal: a record replayed, or an older one
 attached after a newer one).
@@ -46,9 +47,9 @@ TIME_TOLERANCE_MS = 120_000
 """How far the meter's signed time may lie from the reading's time: two minutes.
 
 The agent takes the reading when the charger delivers the value (seconds later in local
-mode; a charger that queued its messages while offline can be later still, and its records
-then do not bind: the reading is refused and the device's log stops until an operator acts).
-Tariff periods and claim periods are hours long, so two minutes cannot move a value into
+mode).  A charger that queued its messages while offline delivers them later still: their
+records no longer bind, so the agent, which asks :func:`check_meter_value` first, carries
+them in no reading (it logs each one it refuses).  Tariff periods and claim periods are hours long, so two minutes cannot move a value into
 another one except at an edge; a tighter bound would refuse honest records from meters whose
 clocks are only informative (time status ``I``)."""
 

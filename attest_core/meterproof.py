@@ -10,8 +10,8 @@ signatures: the device's (Ed25519, over the reading) and the meter's (ECDSA, ove
     text8   curve              the key's curve, a name of :data:`KNOWN_CURVES` (OpenSSL's spelling)
     ...     public_key         the rest: DER SubjectPublicKeyInfo, as printed on the meter (1..512 bytes)
 
-It changes only through a new enrolment, which an installer signs for: a Pi alone can never
-swap in a key of its own.
+It changes only through a new enrolment, which only an installer can submit (the log records
+who): a device cannot swap in a key of its own by any later entry it signs alone.
 
 **A reading carries the record** (reading payload v2, extension type :data:`READING_METER_RECORD`)::
 
