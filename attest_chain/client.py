@@ -182,6 +182,11 @@ class AnchorContract:
     def __repr__(self) -> str:
         return f"AnchorContract({self.address})"
 
+    @property
+    def web3_contract(self) -> Contract:
+        """web3's contract object, for what this class does not wrap (encoding calldata, ...)."""
+        return self._contract
+
     # ------------------------------------------------------------------ views
 
     def check_code(self) -> None:
@@ -304,13 +309,36 @@ class AnchorContract:
     ) -> TxParams:
         """The unsigned transaction by which ``sender`` anchors a checkpoint of its log ``origin``
         (``proof``: the consistency proof from the latest anchored tree; empty for the first)."""
+        call = self._anchor_call(origin, tree_size, root_hash, note_hash, proof)
+        return _build(self.w3, call, sender, nonce, gas, max_fee_per_gas, max_priority_fee_per_gas)
+
+    def simulate_anchor(
+        self,
+        sender: str,
+        origin: str,
+        tree_size: int,
+        root_hash: bytes,
+        note_hash: bytes,
+        proof: Sequence[bytes],
+        block: BlockIdentifier = "latest",
+    ) -> None:
+        """Run the anchor call against the state at ``block`` without a transaction: returns if
+        the contract would accept it, raises :class:`ContractReverted` with its reason if not."""
+        call = self._anchor_call(origin, tree_size, root_hash, note_hash, proof)
+        with rpc_errors("simulating an anchor"):
+            call.call({"from": _cs(sender)}, block_identifier=block)
+
+    def _anchor_call(
+        self, origin: str, tree_size: int, root_hash: bytes, note_hash: bytes, proof: Sequence[bytes]
+    ) -> Any:
         if len(proof) > MAX_PROOF:
             raise ChainError(f"a consistency proof has at most {MAX_PROOF} hashes, not {len(proof)}")
         hashes = [bytes(h) for h in (root_hash, note_hash, *proof)]
         if any(len(h) != 32 for h in hashes):
             raise ChainError("root hash, note hash and proof hashes must be 32 bytes each")
-        call = self._contract.functions.anchor(origin, tree_size, hashes[0], hashes[1], hashes[2:])
-        return _build(self.w3, call, sender, nonce, gas, max_fee_per_gas, max_priority_fee_per_gas)
+        if not 0 <= tree_size < 2**256:
+            raise ChainError(f"tree size {tree_size} is not a uint256")
+        return self._contract.functions.anchor(origin, tree_size, hashes[0], hashes[1], hashes[2:])
 
     # ------------------------------------------------------------------ helpers
 
