@@ -169,12 +169,25 @@ class LogKeyEvent:
     tx_hash: str
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """Where :func:`deploy` put the contract."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+
+
 class AnchorContract:
     """The LogAnchor contract at ``contract_address`` on the chain behind ``w3``."""
+
+    deployment: Deployment | None
+    """Set by :func:`deploy`; None for a contract deployed elsewhere."""
 
     def __init__(self, w3: Web3, contract_address: str) -> None:
         self.w3 = w3
         self.address = address(contract_address)
+        self.deployment = None
         self._contract: Contract = w3.eth.contract(
             address=to_checksum_address(self.address), abi=load_artifact().abi
         )
@@ -441,4 +454,7 @@ def deploy(w3: Web3, account: LocalAccount, timeout: float = 120.0) -> AnchorCon
         raise ChainError(f"the deployment {hex32(receipt['transactionHash'])} failed")
     contract = AnchorContract(w3, receipt["contractAddress"])
     contract.check_code()
+    contract.deployment = Deployment(
+        hex32(receipt["transactionHash"]), int(receipt["blockNumber"]), hex32(receipt["blockHash"])
+    )
     return contract
