@@ -39,6 +39,12 @@ RECEIPT_SIGNATURE = b"iot-attest/v1 receipt\x00"
 The prefix holds a NUL byte, which a C2SP note text never contains, so a
 receipt signature can never be mistaken for a checkpoint signature."""
 
+ANCHOR_NOTE_HASH = b"iot-attest/v1 anchor-note\x00"
+"""An anchor on chain records the hash of the anchored checkpoint's signed note under this prefix.
+
+The note is hashed as the exact UTF-8 bytes the gateway signed and served (text, blank line and
+every signature line), so the anchor binds the log's signature too, not only the tree head."""
+
 
 def tagged_hash(domain: bytes, data: bytes) -> bytes:
     """SHA-256 of ``domain`` followed by ``data``."""

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from attest_core.anchor import Anchor
 from attest_core.bundle import Bundle, encode_bundle
 from attest_core.chain import ChainState, next_reading
 from attest_core.checkpoint import Checkpoint, sign_checkpoint
@@ -30,7 +31,7 @@ from attest_core.entries import (
     encode_entry,
 )
 from attest_core.keys import Ed25519Signer
-from attest_core.merkle import leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
+from attest_core.merkle import consistency_proof, leaf_hash, multi_inclusion_proof, root_from_leaf_hashes
 from attest_core.meterproof import MeterFormat, MeterKey, MeterRecord
 from attest_core.note import NoteSigner, VerifierKey
 from attest_core.reading import Envelope, Status, Trigger, reading_hash, sign_reading
@@ -258,6 +259,22 @@ class MemoryLog:
             tuple(proof),
             evidence,
         )
+
+    def anchor(self, anchored_size: int, bundle_size: int | None = None, **chain: Any) -> Anchor:
+        """An anchor of the tree of ``anchored_size`` entries, proven consistent with the tree of
+        ``bundle_size`` (default: all); ``chain`` overrides the chain's made-up values."""
+        bundle_size = len(self.entries) if bundle_size is None else bundle_size
+        values: dict[str, Any] = {
+            "chain_id": 31337,
+            "contract": "0x" + "c0" * 20,
+            "operator": "0x" + "0e" * 20,
+            "checkpoint": self.checkpoint(anchored_size),
+            "tx_hash": "0x" + "ab" * 32,
+            "block_number": 7,
+            "block_hash": "0x" + "cd" * 32,
+            "consistency": tuple(consistency_proof(anchored_size, bundle_size, self.leaves[:bundle_size])),
+        }
+        return Anchor(**(values | chain))
 
     def bundle_bytes(
         self, claim_index: int, indices: list[int], evidence: EvidenceKind | None = None

@@ -36,11 +36,23 @@ devices counts as full only where its readings show it (see
 v1 claim entries: a v1 bundle of a v2 claim entry is refused (``format_mismatch``),
 since the format member is not signed.
 
+A v3 bundle (``"iot-attest-evidence/v3"``) is a v2 bundle with one more member,
+``anchor``: where the log was last anchored on a chain, with a consistency proof
+from that tree to the bundle's checkpoint (:mod:`attest_core.anchor`).  A gateway
+writes v3 once its log is anchored.
+
 The format is read by :mod:`attest_core.bundle.parse`, written (streamed) by
 :mod:`attest_core.bundle.write` and checked by :mod:`attest_core.bundle.verify`.
 """
 
-from attest_core.bundle.parse import BUNDLE_FORMAT, BUNDLE_FORMAT_V1, Bundle, decode_b64, parse_bundle
+from attest_core.bundle.parse import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_V1,
+    BUNDLE_FORMAT_V3,
+    Bundle,
+    decode_b64,
+    parse_bundle,
+)
 from attest_core.bundle.verify import (
     CheckSignatures,
     Progress,
@@ -53,6 +65,7 @@ from attest_core.bundle.write import bundle_chunks, encode_bundle
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_FORMAT_V1",
+    "BUNDLE_FORMAT_V3",
     "Bundle",
     "CheckSignatures",
     "Progress",

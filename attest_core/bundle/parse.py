@@ -12,17 +12,21 @@ import json
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from attest_core.anchor import Anchor, parse_anchor
 from attest_core.errors import BundleError
 from attest_core.verdict import EvidenceKind
 
 BUNDLE_FORMAT = "iot-attest-evidence/v2"
 """What a v2 gateway writes: v1's members and ``evidence``."""
+BUNDLE_FORMAT_V3 = "iot-attest-evidence/v3"
+"""What a gateway writes once its log is anchored on a chain: v2's members and ``anchor``."""
 BUNDLE_FORMAT_V1 = "iot-attest-evidence/v1"
 """Still read: a v1 bundle declares no evidence kind (see :func:`attest_core.evaluation.evaluate`)."""
 _MEMBERS_V1 = ("format", "checkpoint", "claim_index", "entries", "proof")
 _MEMBERS = {
     BUNDLE_FORMAT_V1: _MEMBERS_V1,
     BUNDLE_FORMAT: (*_MEMBERS_V1, "evidence"),
+    BUNDLE_FORMAT_V3: (*_MEMBERS_V1, "evidence", "anchor"),
 }
 _EVIDENCE = {kind.value: kind for kind in EvidenceKind}
 _a2b_base64 = binascii.a2b_base64
@@ -39,10 +43,18 @@ class Bundle:
     proof: tuple[bytes, ...]
     evidence: EvidenceKind | None = None
     """What the bundle declares it holds (v2); None for a v1 bundle."""
+    anchor: Anchor | None = None
+    """Where the log was anchored on a chain (v3); None for a v1 or v2 bundle."""
+
+    def __post_init__(self) -> None:
+        if self.anchor is not None and self.evidence is None:
+            raise ValueError("a bundle with an anchor (v3) declares its evidence")
 
     @property
     def format(self) -> str:
-        return BUNDLE_FORMAT_V1 if self.evidence is None else BUNDLE_FORMAT
+        if self.evidence is None:
+            return BUNDLE_FORMAT_V1
+        return BUNDLE_FORMAT if self.anchor is None else BUNDLE_FORMAT_V3
 
 
 def b64(data: bytes) -> str:
@@ -133,7 +145,8 @@ def parse_bundle(data: bytes | str) -> Bundle:
     form = doc["format"]
     members = _MEMBERS.get(form) if type(form) is str else None
     if members is None:
-        fail(f"format {form!r} is neither {BUNDLE_FORMAT!r} nor {BUNDLE_FORMAT_V1!r}", "bad_format")
+        known = ", ".join(repr(f) for f in _MEMBERS)
+        fail(f"format {form!r} is not one of {known}", "bad_format")
     missing = [m for m in members if m not in doc]
     extra = sorted(set(doc) - set(members))
     if missing:
@@ -141,7 +154,7 @@ def parse_bundle(data: bytes | str) -> Bundle:
     if extra:
         fail(f"the bundle has unknown members for {form}: {', '.join(extra)}", "unknown_member")
     evidence = None
-    if form == BUNDLE_FORMAT:
+    if form != BUNDLE_FORMAT_V1:
         evidence = _EVIDENCE.get(doc["evidence"]) if type(doc["evidence"]) is str else None
         if evidence is None:
             fail(f'evidence must be "full" or "boundary", got {doc["evidence"]!r}', "bad_member")
@@ -169,4 +182,5 @@ def parse_bundle(data: bytes | str) -> Bundle:
     if type(raw_proof) is not list:
         fail("proof must be a list", "bad_member")
     proof = tuple(decode_b64(h, f"proof[{n}]") for n, h in enumerate(raw_proof))
-    return Bundle(checkpoint, claim_index, tuple(entries), proof, evidence)
+    anchor = parse_anchor(doc["anchor"]) if form == BUNDLE_FORMAT_V3 else None
+    return Bundle(checkpoint, claim_index, tuple(entries), proof, evidence, anchor)

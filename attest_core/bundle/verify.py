@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from attest_core import domains
+from attest_core.anchor import AnchoredTree, check_anchor
 from attest_core.bundle.parse import BUNDLE_FORMAT, Bundle, fail, parse_bundle
 from attest_core.chains import chain_findings
 from attest_core.checkpoint import SignedCheckpoint, WitnessKey, open_checkpoint
@@ -39,6 +40,7 @@ from attest_core.keys import failed_signatures
 from attest_core.merkle import leaf_hash, verify_multi_inclusion
 from attest_core.note import VerifierKey
 from attest_core.registry import Registry, RegistryError
+from attest_core.verdict import Finding, Severity
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): called now and then during long verifications."""
@@ -52,6 +54,7 @@ class VerifyOptions(TypedDict, total=False):
     progress: Progress | None
     require_full: bool
     require_meter_signed: bool
+    require_anchor: bool
 
 
 SignatureBatch = list[tuple[bytes, bytes]]
@@ -88,6 +91,8 @@ class VerifiedBundle:
     readings_verified: int
     format: str = BUNDLE_FORMAT
     """The bundle's format (v1 bundles are still verified)."""
+    anchor: AnchoredTree | None = None
+    """The bundle's anchor, checked offline (v3); whether the chain holds it is the caller's to check."""
 
     @property
     def backed(self) -> bool:
@@ -111,6 +116,7 @@ def verify_bundle(
     check_signatures: CheckSignatures = check_here,
     require_full: bool = False,
     require_meter_signed: bool = False,
+    require_anchor: bool = False,
 ) -> VerifiedBundle:
     """Check a bundle against the auditor's log key and evaluate its claim.
 
@@ -122,6 +128,11 @@ def verify_bundle(
     (declared, or a v1 bundle's device that does not show full evidence) is fatal
     (``evidence_insufficient``), so the claim is not backed.  ``require_meter_signed``: a charger
     asset's energy not all meter-signed is fatal (``meter_signed_insufficient``).
+
+    A v3 bundle's anchor is checked offline (:func:`attest_core.anchor.check_anchor`): an anchor
+    that fails raises.  ``require_anchor``: a bundle without an anchor (``anchor_missing``), or
+    one of whose entries lies outside the anchored tree (``claim_not_anchored``), is fatal.
+    Whether the chain holds the anchor is not checked here (no I/O in the core).
     """
     bundle = data if isinstance(data, Bundle) else parse_bundle(data)
 
@@ -138,6 +149,7 @@ def verify_bundle(
     verify_multi_inclusion(size, leaves, bundle.proof, signed.checkpoint.root_hash)
     if progress is not None:
         progress("proof", len(leaves), len(leaves))
+    anchored = None if bundle.anchor is None else check_anchor(bundle.anchor, log_key, signed)
 
     # 3. Decode every entry (each once); find the claim.
     decoded: list[tuple[int, Entry | SignedReading]] = []
@@ -217,6 +229,8 @@ def verify_bundle(
         require_meter_signed=require_meter_signed,
     )
     devices = replay.registry.devices
+    if require_anchor:
+        evaluation.findings.extend(_anchor_findings(anchored, bundle))
     evaluation.findings.extend(
         chain_findings(
             subject,
@@ -232,7 +246,33 @@ def verify_bundle(
         entries=len(bundle.entries),
         readings_verified=len(readings),
         format=bundle.format,
+        anchor=anchored,
     )
+
+
+def _anchor_findings(anchored: AnchoredTree | None, bundle: Bundle) -> list[Finding]:
+    """What ``require_anchor`` finds: the claim and every entry it needs inside the anchored tree."""
+    if anchored is None:
+        return [
+            Finding(
+                Severity.FATAL,
+                "anchor_missing",
+                "an anchored log is required, and the bundle carries no anchor (ask the gateway for "
+                "?anchored=1 once the log is anchored)",
+            )
+        ]
+    outside = [index for index, _ in bundle.entries if not anchored.covers(index)]
+    if not outside:
+        return []
+    return [
+        Finding(
+            Severity.FATAL,
+            "claim_not_anchored",
+            f"an anchored log is required, and {len(outside)} of the bundle's entries (from log index "
+            f"{outside[0]}) lie outside the anchored tree of {anchored.size} entries",
+            log_index=outside[0],
+        )
+    ]
 
 
 class _Replay:

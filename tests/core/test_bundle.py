@@ -159,7 +159,7 @@ def mutate_doc(raw: bytes, fn: Any) -> bytes:
     [
         (lambda d: d.pop("proof"), "missing_member"),
         (lambda d: d.update(extra=1), "unknown_member"),
-        (lambda d: d.update(format="iot-attest-evidence/v3"), "bad_format"),
+        (lambda d: d.update(format="iot-attest-evidence/v4"), "bad_format"),
         (lambda d: d.update(format=2), "bad_format"),
         (lambda d: d.pop("format"), "missing_member"),
         (lambda d: d.pop("evidence"), "missing_member"),  # v2 without evidence
