@@ -58,12 +58,6 @@ def parse_decimal(text: str, what: str) -> Decimal:
     return Decimal(text)
 
 
-def check_currency(code: str) -> str:
-    """Return ``code`` if it is a currency: an ISO 4217 code or a token (attest_core.currency)."""
-    parse_currency(code)
-    return code
-
-
 def minor_unit(currency: str) -> int:
     """Decimal places amounts in ``currency`` are rounded to: the ISO 4217 minor unit (2 unless
     listed) or the token's decimals."""
