@@ -103,7 +103,9 @@ def _claim_panel(doc: dict[str, Any]) -> Panel:
         ("filed", f"{claim['filed_at']}, log entry {claim['log_index']}"),
     ]
     if claim["unit"]["token"] is not None:  # the token's identity beside its symbol, which is only a label
-        rows.insert(5, ("currency", claim["unit"]["description"]))
+        rows.insert(
+            [name for name, _ in rows].index("tariff") + 1, ("currency", claim["unit"]["description"])
+        )
     return Panel(_fields(rows), title="Claim", title_align="left")
 
 
