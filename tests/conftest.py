@@ -8,6 +8,9 @@ import pytest
 
 from tests.services import Broker, Postgres, start_broker, start_postgres
 
+# the chains (devchain, anvil, evm_chain fixtures) for every test folder
+pytest_plugins = ("tests.chain_support",)
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
