@@ -12,6 +12,10 @@ Claim v1 (the body of a claim log entry)::
     u64     claimed_energy_mwh
     text8   claimed_amount     decimal string in the tariff's currency
     u64     filed_at_ms
+
+The tariff's currency is an ISO 4217 code or a token (attest_core.currency).  A
+claimed amount of a token is an amount the token can hold: at most its decimals
+of fraction and at most 2^256 - 1 base units.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from attest_core.codec import Reader, Writer, check_id, check_u63
+from attest_core.currency import MAX_BASE_UNITS, Currency
 from attest_core.errors import ClaimError, DecodeError
-from attest_core.money import parse_decimal
+from attest_core.money import EXACT, parse_decimal
 from attest_core.reading import check_time
 from attest_core.tariff import Tariff
 
@@ -61,7 +66,9 @@ class Claim:
         if any(a >= b for a, b in itertools.pairwise(self.assets)):
             raise ClaimError("claim assets must be sorted and unique", code="bad_assets")
         check_u63(self.claimed_energy_mwh, "claimed_energy_mwh")
-        parse_decimal(self.claimed_amount, "claimed amount")
+        amount = parse_decimal(self.claimed_amount, "claimed amount")
+        if self.tariff.unit.token is not None:
+            _check_token_amount(amount, self.claimed_amount, self.tariff.unit)
         check_time(self.filed_at_ms, "filed_at_ms")
 
     @property
@@ -70,7 +77,13 @@ class Claim:
 
     @property
     def currency(self) -> str:
+        """The currency's text as encoded (an ISO code or a token spelling)."""
         return self.tariff.currency
+
+    @property
+    def unit(self) -> Currency:
+        """The parsed currency: symbol, decimals, token."""
+        return self.tariff.unit
 
     def encode_into(self, w: Writer) -> None:
         w.text8(self.issuer).text16(self.title).u64(self.period_start_ms).u64(self.period_end_ms)
@@ -96,3 +109,22 @@ class Claim:
             return cls(issuer, title, start, end, assets, tariff, energy, amount, filed)
         except ClaimError as exc:
             raise DecodeError(f"{r.what}: {exc}", code=exc.code) from exc
+
+
+def _check_token_amount(amount: Decimal, text: str, unit: Currency) -> None:
+    """A claimed amount of a token is a whole number of its base units that fits a uint256.
+
+    An ISO amount keeps its earlier rule (any plain decimal): claims logged before
+    tokens must decode as they did.
+    """
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # parse_decimal admits no NaN or infinity
+    if -exponent > unit.decimals:
+        raise DecodeError(
+            f"claimed amount {text!r} has more than the {unit.decimals} decimals of {unit.describe()}",
+            code="bad_amount",
+        )
+    if EXACT.scaleb(amount, unit.decimals) > MAX_BASE_UNITS:
+        raise DecodeError(
+            f"claimed amount {text!r} is more than 2^256-1 base units of {unit.describe()}", code="bad_amount"
+        )

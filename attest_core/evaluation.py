@@ -40,7 +40,7 @@ Energy
 Revenue
     Each interval's energy is priced by :meth:`Tariff.min_price` (the lowest
     price in force during the interval), exactly, with ``Decimal``.  The total
-    is rounded *down* to the currency's minor unit.  Per-asset figures are
+    is rounded *down* to the currency's minor unit (a token's: its decimals).  Per-asset figures are
     shown rounded down too; the total is rounded once, from the exact sum.
 
 Plausibility (on every pair of consecutive readings present, in or out of the period)
@@ -81,7 +81,7 @@ from attest_core.claim import Claim
 from attest_core.counters import between, consecutive_mismatch, first_mismatch
 from attest_core.device import AssetKind
 from attest_core.metercheck import MeterValue, check_meter_reading, pagination_problem
-from attest_core.money import EXACT, energy_value, format_kwh, round_down
+from attest_core.money import EXACT, energy_value, format_amount, format_kwh, round_down
 from attest_core.power import (  # the rated-power rule lives there: the device tracks it too
     CLOCK_SLACK_MS,
     POWER_TOLERANCE,
@@ -361,8 +361,8 @@ def _check_meter_signed_revenue(evaluation: Evaluation) -> None:
                 Severity.FATAL,
                 "meter_signed_insufficient",
                 f"meter-signed evidence is required: priced over the spans its meters signed at both ends, the "
-                f"chargers' energy is worth {covered} {claim.currency}, and the claim states "
-                f"{claim.claimed_amount} {claim.currency}",
+                f"chargers' energy is worth {format_amount(covered, claim.currency)}, and the claim states "
+                f"{format_amount(claim.claimed_amount, claim.currency)}",
             )
         )
 
@@ -785,7 +785,7 @@ def _check_claim(evaluation: Evaluation) -> None:
             Finding(
                 Severity.FATAL,
                 "revenue_overclaimed",
-                f"the claim states {claim.claimed_amount} {claim.currency}, the readings attest "
-                f"{evaluation.revenue} {claim.currency} at {claim.tariff.describe()}",
+                f"the claim states {format_amount(claim.claimed_amount, claim.currency)}, the readings attest "
+                f"{format_amount(evaluation.revenue, claim.currency)} at {claim.tariff.describe()}",
             )
         )

@@ -1,6 +1,7 @@
 """Tariffs: what a kWh is worth, flat or by time of day (UTC).
 
-A tariff is a currency and a daily schedule of 1-48 segments.  Each segment
+A tariff is a currency (an ISO 4217 code or a token: :mod:`attest_core.currency`)
+and a daily schedule of 1-48 segments.  Each segment
 starts at a minute of the UTC day (the first at minute 0) and holds until the
 next one starts; its price is per kWh.  A flat tariff is one segment.
 
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from attest_core.codec import Reader, Writer
+from attest_core.currency import Currency, parse_currency
 from attest_core.errors import DecodeError
-from attest_core.money import check_currency, parse_decimal
+from attest_core.money import parse_decimal
 
 MINUTES_PER_DAY = 1440
 MS_PER_MINUTE = 60_000
@@ -36,11 +38,13 @@ class Segment:
 @dataclass(frozen=True, slots=True)
 class Tariff:
     currency: str
+    """The currency's one spelling, as encoded: ``USD`` or ``eip155:1/erc20:0x...;decimals=6;symbol=USDC``."""
     segments: tuple[Segment, ...]
     _prices: tuple[Decimal, ...] = field(init=False, repr=False, compare=False)
+    _unit: Currency = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_currency(self.currency)
+        object.__setattr__(self, "_unit", parse_currency(self.currency))
         if not 1 <= len(self.segments) <= MAX_SEGMENTS:
             raise DecodeError(
                 f"a tariff has 1 to {MAX_SEGMENTS} segments, got {len(self.segments)}", code="bad_tariff"
@@ -74,6 +78,11 @@ class Tariff:
     @property
     def prices(self) -> tuple[Decimal, ...]:
         return self._prices
+
+    @property
+    def unit(self) -> Currency:
+        """The parsed currency: its symbol, its decimals, and the token if it is one."""
+        return self._unit
 
     def _segment_at(self, minute_of_day: int) -> int:
         index = 0
@@ -121,9 +130,12 @@ class Tariff:
         return cls(currency, segments)
 
     def describe(self) -> str:
+        """The schedule for a reader, prices with the currency's symbol (a token's identity is shown
+        once beside the claim: :meth:`Currency.describe`)."""
+        symbol = self._unit.symbol
         if self.is_flat:
-            return f"{self.segments[0].price_per_kwh} {self.currency}/kWh"
+            return f"{self.segments[0].price_per_kwh} {symbol}/kWh"
         parts = [
             f"{s.start_minute // 60:02d}:{s.start_minute % 60:02d} {s.price_per_kwh}" for s in self.segments
         ]
-        return f"time of use (UTC) {self.currency}/kWh: " + ", ".join(parts)
+        return f"time of use (UTC) {symbol}/kWh: " + ", ".join(parts)

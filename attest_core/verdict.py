@@ -187,7 +187,7 @@ class Evaluation:
 
     @property
     def revenue(self) -> Decimal:
-        """Attested revenue, rounded down to the currency's minor unit."""
+        """Attested revenue, rounded down once to the currency's minor unit (a token's: its decimals)."""
         return round_down(self.revenue_exact, self.claim.currency)
 
     @property

@@ -142,7 +142,7 @@ def _meter_signed(info: dict[str, Any]) -> str:
 
 
 def _assets(doc: dict[str, Any]) -> str:
-    cur = doc["claim"]["currency"]
+    cur = doc["claim"]["unit"]["symbol"]
     head = (
         "<tr><th>asset</th><th>kind</th><th class=num>devices</th><th class=num>readings counted</th>"
         f"<th>evidence</th><th class=num>energy kWh</th><th class=num>meter-signed kWh</th>"
@@ -271,7 +271,8 @@ def render_html(doc: dict[str, Any]) -> str:
     sections = [f"<h1>iot-attest evidence report</h1>{banner}", "<h2>Inputs</h2>", inputs]
     if verdict != "invalid":
         claim, att = doc["claim"], doc["attested"]
-        cur = claim["currency"]
+        cur = claim["unit"]["symbol"]
+        token_row = [("currency", _e(claim["unit"]["description"]))] if claim["unit"]["token"] else []
         sections += [
             "<h2>Claim</h2>",
             _fields(
@@ -285,6 +286,7 @@ def render_html(doc: dict[str, Any]) -> str:
                     ),
                     ("assets", _e(len(claim["assets"]))),
                     ("tariff", _e(claim["tariff"]["description"])),
+                    *token_row,
                     (
                         "energy",
                         f"claimed {_e(claim['claimed_energy_kwh'])} kWh, attested {_e(att['energy_kwh'])} "

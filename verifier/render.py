@@ -81,7 +81,7 @@ def _check(ok: bool) -> Text:
 
 def _claim_panel(doc: dict[str, Any]) -> Panel:
     claim, attested = doc["claim"], doc["attested"]
-    cur = claim["currency"]
+    cur = claim["unit"]["symbol"]
     energy = Text.assemble(
         f"claimed {claim['claimed_energy_kwh']} kWh, attested {attested['energy_kwh']} kWh  ",
         _check(attested["energy_covered"]),
@@ -102,6 +102,10 @@ def _claim_panel(doc: dict[str, Any]) -> Panel:
         ("amount", amount),
         ("filed", f"{claim['filed_at']}, log entry {claim['log_index']}"),
     ]
+    if claim["unit"]["token"] is not None:  # the token's identity beside its symbol, which is only a label
+        rows.insert(
+            [name for name, _ in rows].index("tariff") + 1, ("currency", claim["unit"]["description"])
+        )
     return Panel(_fields(rows), title="Claim", title_align="left")
 
 
@@ -163,7 +167,7 @@ def checkpoint_rows(cp: dict[str, Any]) -> list[tuple[str, Text | str]]:
 
 
 def _assets_table(doc: dict[str, Any]) -> Table:
-    cur = doc["claim"]["currency"]
+    cur = doc["claim"]["unit"]["symbol"]
     table = Table(title="Assets", title_justify="left", box=box.SIMPLE_HEAVY, show_footer=True)
     total_readings = sum(a["readings_counted"] for a in doc["assets"])
     attested = doc["attested"]

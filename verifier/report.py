@@ -22,7 +22,8 @@ plain decimal strings in the claim's currency)::
     claim         {log_index, issuer, title, period: {start_ms, end_ms, start, end},
                    assets, tariff: {currency, description, segments: [{start_minute, price_per_kwh}]},
                    claimed_energy_kwh, claimed_energy_mwh, claimed_amount, currency,
-                   filed_at_ms, filed_at}
+                   unit: {symbol, decimals, description, token: null | {asset, chain_id, address,
+                   decimals, symbol}}, filed_at_ms, filed_at}
     attested      {energy_kwh, energy_mwh, revenue, revenue_exact, currency,
                    energy_covered, revenue_covered}
     assets        [{asset_id, kind, rated_power_w, devices: [{device_id, readings_counted,
@@ -61,6 +62,7 @@ from typing import Any
 from attest_core.bundle import VerifiedBundle
 from attest_core.checkpoint import Checkpoint, SignedCheckpoint
 from attest_core.claim import Claim
+from attest_core.currency import Currency
 from attest_core.errors import AttestError
 from attest_core.evaluation import AssetResult, EvidenceKind, Severity
 from attest_core.money import format_kwh, round_down
@@ -154,8 +156,29 @@ def claim_info(claim: Claim, log_index: int) -> dict[str, Any]:
         "claimed_energy_mwh": claim.claimed_energy_mwh,
         "claimed_amount": claim.claimed_amount,
         "currency": claim.currency,
+        "unit": unit_info(claim.unit),
         "filed_at_ms": claim.filed_at_ms,
         "filed_at": iso_ms(claim.filed_at_ms),
+    }
+
+
+def unit_info(unit: Currency) -> dict[str, Any]:
+    """What amounts are in: the symbol they are shown with, the decimals they are rounded down to,
+    and for a token its identity (chain id and address; the symbol is only a label)."""
+    token = unit.token
+    return {
+        "symbol": unit.symbol,
+        "decimals": unit.decimals,
+        "description": unit.describe(),
+        "token": None
+        if token is None
+        else {
+            "asset": token.asset_id,
+            "chain_id": token.chain_id,
+            "address": token.address,
+            "decimals": token.decimals,
+            "symbol": token.symbol,
+        },
     }
 
 

@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from attest_core.claim import MAX_ASSETS, MAX_TITLE_BYTES, Claim
+from attest_core.currency import CURRENCY_PATTERN, MAX_CURRENCY_CHARS
 from attest_core.errors import AttestError
-from attest_core.money import DECIMAL_RE, format_kwh, parse_kwh
+from attest_core.money import DECIMAL_RE, MAX_DECIMAL_CHARS, format_kwh, parse_kwh
 from attest_core.tariff import MAX_SEGMENTS, Segment, Tariff
 from gateway import claims as claim_store
 from gateway.routes.common import ID_PATTERN, ApiError, Strict, b64, check_text
@@ -21,6 +22,7 @@ from gateway.routes.times import iso, parse_time
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 DECIMAL_PATTERN = "^" + DECIMAL_RE.pattern + "$"
 RFC3339_EXAMPLE = "2026-10-01T00:00:00Z"
+USDC_ON_ETHEREUM = "eip155:1/erc20:0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48;decimals=6;symbol=USDC"
 
 
 class SegmentIn(Strict):
@@ -31,20 +33,22 @@ class SegmentIn(Strict):
         examples=["00:00"],
     )
     price_per_kwh: str = Field(
-        max_length=40, json_schema_extra={"pattern": DECIMAL_PATTERN}, examples=["0.35"]
+        max_length=MAX_DECIMAL_CHARS, json_schema_extra={"pattern": DECIMAL_PATTERN}, examples=["0.35"]
     )
 
 
 class TariffIn(Strict):
     currency: str = Field(
-        max_length=3,
-        description="ISO 4217 code",
-        json_schema_extra={"pattern": "^[A-Z]{3}$"},
-        examples=["USD"],
+        max_length=MAX_CURRENCY_CHARS,
+        description="an ISO 4217 code, or a token: its CAIP-19 asset id (eip155:<chain id>/erc20:<lowercase "
+        "address>) then ;decimals=<0-18>;symbol=<1-11 letters and digits>. The token is identified by "
+        "chain id and address; its decimals and symbol are signed with the claim",
+        json_schema_extra={"pattern": CURRENCY_PATTERN},
+        examples=["USD", USDC_ON_ETHEREUM],
     )
     price_per_kwh: str | None = Field(
         default=None,
-        max_length=40,
+        max_length=MAX_DECIMAL_CHARS,
         description="a flat price per kWh (decimal string); give this or segments",
         json_schema_extra={"pattern": DECIMAL_PATTERN},
         examples=["0.35"],
@@ -74,14 +78,14 @@ class ClaimRequest(Strict):
     )
     tariff: TariffIn
     claimed_energy_kwh: str = Field(
-        max_length=40,
+        max_length=MAX_DECIMAL_CHARS,
         description="exact decimal, at most 6 decimals (1 mWh)",
         json_schema_extra={"pattern": DECIMAL_PATTERN},
         examples=["52310"],
     )
     claimed_amount: str = Field(
-        max_length=40,
-        description="exact decimal, in the tariff's currency",
+        max_length=MAX_DECIMAL_CHARS,
+        description="exact decimal, in the tariff's currency (in a token: at most its decimals of fraction)",
         json_schema_extra={"pattern": DECIMAL_PATTERN},
         examples=["18308.50"],
     )
@@ -92,8 +96,19 @@ class SegmentOut(BaseModel):
     price_per_kwh: str
 
 
+class TokenOut(BaseModel):
+    asset: str = Field(description="the token's CAIP-19 asset id: its identity")
+    chain_id: int
+    address: str = Field(description="the contract address, lowercase")
+    decimals: int = Field(description="amounts are rounded down to this many decimals")
+    symbol: str = Field(description="shown beside amounts; not unique, so not an identity")
+
+
 class TariffOut(BaseModel):
-    currency: str
+    currency: str = Field(description="as the claim carries it: an ISO 4217 code or a token's spelling")
+    token: TokenOut | None = Field(
+        default=None, description="the currency's token, taken apart; null for an ISO 4217 currency"
+    )
     price_per_kwh: str | None = Field(description="the flat price; null for a time-of-use tariff")
     segments: list[SegmentOut]
 
@@ -163,7 +178,9 @@ class Verdict(BaseModel):
     checkpoint_size: int = Field(description="the evidence is the log as of the checkpoint of this tree size")
     energy_mwh: int
     energy_kwh: str
-    revenue: str = Field(description="attested revenue, rounded down to the currency's minor unit")
+    revenue: str = Field(
+        description="attested revenue, rounded down to the currency's minor unit (a token's: its decimals)"
+    )
     revenue_exact: str
     currency: str
     readings_evaluated: int
@@ -286,8 +303,18 @@ def build_claim(body: ClaimRequest, issuer: str) -> Claim:
 
 
 def tariff_out(tariff: Tariff) -> TariffOut:
+    token = tariff.unit.token
     return TariffOut(
         currency=tariff.currency,
+        token=None
+        if token is None
+        else TokenOut(
+            asset=token.asset_id,
+            chain_id=token.chain_id,
+            address=token.address,
+            decimals=token.decimals,
+            symbol=token.symbol,
+        ),
         price_per_kwh=tariff.segments[0].price_per_kwh if tariff.is_flat else None,
         segments=[
             SegmentOut(

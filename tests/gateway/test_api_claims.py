@@ -262,7 +262,12 @@ def test_a_time_of_use_claim(api: Api) -> None:
                                               {"start": "06:30", "price_per_kwh": "0.45"},
                                               {"start": "22:00", "price_per_kwh": "0.25"}]}  # fmt: skip
     claim = checkpointed(api, file(api, claim_body(["ev-1", "pv-1"], tariff=tariff))["id"])
-    assert claim["tariff"] == {"currency": "EUR", "price_per_kwh": None, "segments": tariff["segments"]}
+    assert claim["tariff"] == {
+        "currency": "EUR",
+        "token": None,
+        "price_per_kwh": None,
+        "segments": tariff["segments"],
+    }
     verdict = claim["verdict"]
     _, full = bundle(api, claim["id"], "full")
     assert_same_verdict(verdict, full, exact=True)
