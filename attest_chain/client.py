@@ -169,12 +169,25 @@ class LogKeyEvent:
     tx_hash: str
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """Where :func:`deploy` put the contract."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+
+
 class AnchorContract:
     """The LogAnchor contract at ``contract_address`` on the chain behind ``w3``."""
+
+    deployment: Deployment | None
+    """Set by :func:`deploy`; None for a contract deployed elsewhere."""
 
     def __init__(self, w3: Web3, contract_address: str) -> None:
         self.w3 = w3
         self.address = address(contract_address)
+        self.deployment = None
         self._contract: Contract = w3.eth.contract(
             address=to_checksum_address(self.address), abi=load_artifact().abi
         )
@@ -252,29 +265,59 @@ class AnchorContract:
         return _log_key_event(events[0])
 
     def anchored_events(
-        self, operator: str, origin: str, from_block: int = 0, to_block: BlockIdentifier = "latest"
+        self,
+        operator: str,
+        origin: str,
+        from_block: int = 0,
+        to_block: BlockIdentifier = "latest",
+        *,
+        step: int | None = None,
     ) -> list[AnchorEvent]:
         """Every ``Anchored`` event of ``operator``'s log ``origin`` in the block range, in chain
-        order. (Public endpoints often limit a range's length: ask in pieces there.)"""
-        with rpc_errors("reading Anchored events"):
-            logs = self._contract.events.Anchored().get_logs(
-                from_block=from_block,
-                to_block=to_block,
-                argument_filters={"operator": _cs(operator), "origin_hash": origin_hash(origin)},
-            )
-        return [_anchor_event(e) for e in _in_order(logs)]
+        order. ``step``: ask in ranges of at most that many blocks, for endpoints that limit a
+        range's length (Conflux eSpace: 1,000)."""
+        logs = self._logs("Anchored", operator, origin, from_block, to_block, step)
+        return [_anchor_event(e) for e in logs]
 
     def log_key_events(
-        self, operator: str, origin: str, from_block: int = 0, to_block: BlockIdentifier = "latest"
+        self,
+        operator: str,
+        origin: str,
+        from_block: int = 0,
+        to_block: BlockIdentifier = "latest",
+        *,
+        step: int | None = None,
     ) -> list[LogKeyEvent]:
         """Every ``LogKeySet`` event of ``operator``'s log ``origin`` in the range, in chain order."""
-        with rpc_errors("reading LogKeySet events"):
-            logs = self._contract.events.LogKeySet().get_logs(
-                from_block=from_block,
-                to_block=to_block,
-                argument_filters={"operator": _cs(operator), "origin_hash": origin_hash(origin)},
-            )
-        return [_log_key_event(e) for e in _in_order(logs)]
+        logs = self._logs("LogKeySet", operator, origin, from_block, to_block, step)
+        return [_log_key_event(e) for e in logs]
+
+    def _logs(
+        self,
+        event: str,
+        operator: str,
+        origin: str,
+        from_block: int,
+        to_block: BlockIdentifier,
+        step: int | None,
+    ) -> list[Any]:
+        if step is not None and step < 1:
+            raise ChainError(f"a block range step must be at least 1, not {step}")
+        filters = {"operator": _cs(operator), "origin_hash": origin_hash(origin)}
+        with rpc_errors(f"reading {event} events"):
+            if step is None:
+                ranges: list[tuple[int, BlockIdentifier]] = [(from_block, to_block)]
+            else:
+                last = (
+                    to_block if isinstance(to_block, int) else int(self.w3.eth.get_block(to_block)["number"])
+                )
+                ranges = [(start, min(start + step - 1, last)) for start in range(from_block, last + 1, step)]
+            found: list[Any] = []
+            for start, end in ranges:
+                found += self._contract.events[event]().get_logs(
+                    from_block=start, to_block=end, argument_filters=filters
+                )
+        return _in_order(found)
 
     # ------------------------------------------------------------------ transactions
 
@@ -441,4 +484,7 @@ def deploy(w3: Web3, account: LocalAccount, timeout: float = 120.0) -> AnchorCon
         raise ChainError(f"the deployment {hex32(receipt['transactionHash'])} failed")
     contract = AnchorContract(w3, receipt["contractAddress"])
     contract.check_code()
+    contract.deployment = Deployment(
+        hex32(receipt["transactionHash"]), int(receipt["blockNumber"]), hex32(receipt["blockHash"])
+    )
     return contract

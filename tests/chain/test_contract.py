@@ -110,6 +110,8 @@ def test_anchors_are_accepted_in_order_with_consistency_proofs(world: World) -> 
         )
     assert world.contract.anchored_events(op, origin) == events
     assert world.contract.anchored_events(op, origin, from_block=events[1].block_number) == events[1:]
+    assert world.contract.anchored_events(op, origin, step=2) == events  # in ranges of two blocks
+    assert world.contract.anchored_events(op, origin, 0, events[1].block_number, step=1) == events[:2]
     assert world.contract.latest(op, origin) == LatestAnchor(3, 8, root(8), NOTE)
     with pytest.raises(NotFound, match="no anchor 3"):
         world.contract.anchor_at(op, origin, 3)
@@ -222,3 +224,5 @@ def test_the_client_refuses_what_the_contract_could_not_take(world: World) -> No
         world.contract.latest("0x1234", "o")
     with pytest.raises(NotFound):
         world.contract.anchor_event("0x" + "ab" * 32)
+    with pytest.raises(ChainError, match="at least 1"):
+        world.contract.anchored_events(op, "o", step=0)
