@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# attest_chain first: it imports the chain libraries under the interpreter's recursion limit and
+# restores it (see attest_chain/__init__.py); eth_account alone would leave it at 100,000.
+import attest_chain  # noqa: F401
+
+# isort: split
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
