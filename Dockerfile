@@ -26,6 +26,7 @@ COPY attest_core ./attest_core
 COPY edge_agent ./edge_agent
 COPY gateway ./gateway
 COPY verifier ./verifier
+COPY attest_chain ./attest_chain
 
 
 FROM base AS gateway
